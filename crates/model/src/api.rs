@@ -1,0 +1,206 @@
+//! Wire types of the HTTP API: the public v1 API, the seed's `/job/submit`
+//! answer, and the worker lease protocol.
+
+use crate::state::JobState;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Live progress of a running job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Progress {
+    /// `downloading`, `encoding`, `encoding pass 1/2`, `uploading`, ...
+    pub phase: String,
+    /// Percent of the whole job, 0 to 100.
+    pub percent: f64,
+    pub fps: Option<f64>,
+    /// Encoding speed as a multiple of real time.
+    pub speed: Option<f64>,
+    pub eta_seconds: Option<f64>,
+}
+
+/// A job as the v1 API shows it. Credentials in URIs are redacted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    pub id: String,
+    pub state: JobState,
+    pub state_details: Option<String>,
+    pub warnings: Vec<String>,
+    pub progress: Option<Progress>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub source_path: String,
+    pub dest_path: String,
+    pub notify_url: Option<String>,
+    /// The whole `{nommer, options}` object as submitted.
+    #[schema(value_type = Object)]
+    pub job_options: Value,
+    /// The node holding the job's lease, while one does.
+    pub node_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+    pub next_cursor: Option<String>,
+}
+
+/// The seed's answer to `POST /job/submit`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LegacySubmitResponse {
+    pub success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Node {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub fleet: String,
+    /// `active`, `draining`, `gone` (said goodbye) or `lost` (heartbeats stopped).
+    pub state: String,
+    pub hostname: Option<String>,
+    pub version: Option<String>,
+    pub max_jobs: u32,
+    pub running_jobs: u32,
+    pub started_at: String,
+    pub last_heartbeat_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeList {
+    pub nodes: Vec<Node>,
+}
+
+/// One try at delivering one webhook.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryAttempt {
+    pub attempt: u32,
+    pub attempted_at: String,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// The webhook of one state change and how its delivery went.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    pub webhook_id: String,
+    pub job_state: JobState,
+    pub job_state_details: Option<String>,
+    /// `pending`, `delivered` or `failed` (retries ran out).
+    pub status: String,
+    pub created_at: String,
+    pub next_attempt_at: Option<String>,
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+// ---- worker lease protocol ----
+
+/// What a node says about itself with every lease request and heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeReport {
+    pub node_id: String,
+    pub instance_id: Option<String>,
+    pub fleet: String,
+    pub hostname: Option<String>,
+    pub version: String,
+    pub max_jobs: u32,
+    pub running_jobs: u32,
+    /// `active`, `draining` (takes no new leases) or `gone`.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeaseRequest {
+    pub node: NodeReport,
+    /// How many jobs the node can take now.
+    pub max: u32,
+    /// How long to wait for a job when none is ready (long-poll).
+    pub wait_ms: u64,
+}
+
+/// A leased job, with its full URIs: the only answer that carries a job's
+/// storage credentials.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeaseGrant {
+    pub job_id: String,
+    /// The leased task of the job; 0 while a job is one task.
+    pub task: u32,
+    pub token: String,
+    pub attempt: u32,
+    pub ttl_ms: u64,
+    pub source_uri: String,
+    pub dest_uri: String,
+    #[schema(value_type = Object)]
+    pub job_options: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeaseResponse {
+    pub leases: Vec<LeaseGrant>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeaseReport {
+    pub job_id: String,
+    pub token: String,
+    pub progress: Option<Progress>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatRequest {
+    pub node: NodeReport,
+    pub leases: Vec<LeaseReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeaseStatus {
+    pub job_id: String,
+    /// False when the lease expired or was taken over: stop and write nothing.
+    pub valid: bool,
+    /// Time left on the renewed lease.
+    pub remaining_ms: u64,
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    pub ttl_ms: u64,
+    pub leases: Vec<LeaseStatus>,
+}
+
+/// A state change reported by the lease holder.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StateReport {
+    pub token: String,
+    pub state: JobState,
+    pub details: Option<String>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// A lease handed back unfinished (worker shutdown).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseRequest {
+    pub token: String,
+    pub reason: String,
+}

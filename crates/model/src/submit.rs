@@ -1,0 +1,260 @@
+//! Validation of a submitted job body, shared by `/job/submit` and `/v1/jobs`.
+//!
+//! The seed's five required-key checks come first, with the seed's exact
+//! messages; the other checks follow in the order the fields are read.
+
+use crate::error::{CodedError, ErrorCode};
+use crate::options::{self, Nommer, Pass};
+use crate::uri::{self, MediaUri};
+use serde_json::{Map, Value};
+
+/// A job body that passed every check that needs no configuration.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub source: MediaUri,
+    pub dest: MediaUri,
+    pub notify_url: Option<url::Url>,
+    pub nommer: Nommer,
+    pub passes: Vec<Pass>,
+    /// The whole `{nommer, options}` object as submitted (options decoded if
+    /// it came as a JSON string).
+    pub job_options: Value,
+    pub warnings: Vec<String>,
+    pub max_attempts: Option<u32>,
+}
+
+/// Python truthiness of a decoded JSON value.
+fn truthy(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+        Some(Value::Bool(true)) => true,
+    }
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> CodedError {
+    CodedError::new(code, message)
+}
+
+/// The five checks whose answers old clients know, message for message.
+pub fn seed_required_keys(payload: &Map<String, Value>) -> Result<(), CodedError> {
+    for key in ["source_path", "dest_path", "job_options"] {
+        if !truthy(payload.get(key)) {
+            return Err(err(
+                ErrorCode::MissingField,
+                format!("Missing/invalid required key+val: ['{key}']"),
+            ));
+        }
+    }
+    let Some(Value::Object(job_options)) = payload.get("job_options") else {
+        return Err(err(
+            ErrorCode::InvalidJobOptions,
+            "job_options must be an object with \"nommer\" and \"options\"",
+        ));
+    };
+    for key in ["options", "nommer"] {
+        if !truthy(job_options.get(key)) {
+            return Err(err(
+                ErrorCode::MissingField,
+                format!("Missing/invalid required key+val: ['job_options'][{key}]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decode a raw request body (whatever its Content-Type) and validate it.
+pub fn parse_body(body: &[u8]) -> Result<Submission, CodedError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(err(ErrorCode::EmptyBody, "The request body is empty; send a JSON object"));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| err(ErrorCode::InvalidJson, format!("The request body is not valid JSON: {e}")))?;
+    let Value::Object(payload) = value else {
+        return Err(err(ErrorCode::NotAnObject, "The request body must be a JSON object"));
+    };
+    parse_payload(&payload)
+}
+
+pub fn parse_payload(payload: &Map<String, Value>) -> Result<Submission, CodedError> {
+    seed_required_keys(payload)?;
+    let Some(Value::Object(job_options)) = payload.get("job_options") else {
+        unreachable!("checked by seed_required_keys");
+    };
+
+    let nommer = match job_options.get("nommer") {
+        Some(Value::String(name)) => Nommer::parse(name).ok_or_else(|| {
+            err(
+                ErrorCode::UnknownNommer,
+                format!("Unknown nommer \"{name}\"; known: ffmpeg ({}), copy", options::SEED_FFMPEG_NOMMER),
+            )
+        })?,
+        _ => return Err(err(ErrorCode::UnknownNommer, "job_options.nommer must be a nommer name")),
+    };
+
+    // The seed accepted options given as a JSON-encoded string.
+    let raw_options = match job_options.get("options") {
+        Some(Value::String(text)) => serde_json::from_str::<Value>(text).map_err(|e| {
+            err(ErrorCode::InvalidJobOptions, format!("job_options.options is a string but not JSON: {e}"))
+        })?,
+        Some(other) => other.clone(),
+        None => Value::Null,
+    };
+
+    let source = uri_field(payload, "source_path")?;
+    let dest = uri_field(payload, "dest_path")?;
+    let notify_url = match payload.get("notify_url") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(uri::parse_notify_url(s)?),
+        Some(_) => return Err(err(ErrorCode::InvalidField, "notify_url must be a string URL or null")),
+    };
+
+    let max_attempts = match payload.get("max_attempts") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v @ 1..=20) => Some(v as u32),
+            _ => return Err(err(ErrorCode::InvalidField, "max_attempts must be an integer from 1 to 20")),
+        },
+        Some(_) => return Err(err(ErrorCode::InvalidField, "max_attempts must be an integer from 1 to 20")),
+    };
+
+    let (passes, warnings) = match nommer {
+        Nommer::Ffmpeg => ffmpeg_passes(&raw_options, &dest)?,
+        Nommer::Copy => (copy_passes(&raw_options)?, Vec::new()),
+    };
+
+    let mut normalized = job_options.clone();
+    normalized.insert("options".into(), raw_options);
+    Ok(Submission {
+        source,
+        dest,
+        notify_url,
+        nommer,
+        passes,
+        job_options: Value::Object(normalized),
+        warnings,
+        max_attempts,
+    })
+}
+
+fn uri_field(payload: &Map<String, Value>, key: &str) -> Result<MediaUri, CodedError> {
+    match payload.get(key) {
+        Some(Value::String(text)) => MediaUri::parse(text).map_err(|mut e| {
+            e.message = format!("{key}: {}", e.message);
+            e
+        }),
+        _ => Err(err(ErrorCode::InvalidField, format!("{key} must be a URI string"))),
+    }
+}
+
+fn ffmpeg_passes(raw: &Value, dest: &MediaUri) -> Result<(Vec<Pass>, Vec<String>), CodedError> {
+    let mut passes = options::parse_passes(raw)?;
+    options::check_passes(&passes)?;
+    let needs_format = passes.iter().any(|pass| pass.output_format().is_none());
+    if needs_format {
+        let known = dest.extension().and_then(|ext| options::format_for_extension(&ext));
+        if known.is_none() {
+            return Err(err(
+                ErrorCode::OutputFormatUnknown,
+                format!(
+                    "No [\"f\", FORMAT] option and dest_path \"{}\" has no known extension to infer it from",
+                    dest.redacted()
+                ),
+            ));
+        }
+    }
+    let warnings = options::modernize(&mut passes);
+    Ok((passes, warnings))
+}
+
+fn copy_passes(raw: &Value) -> Result<Vec<Pass>, CodedError> {
+    let passes = options::parse_passes(raw)?;
+    let has_flags = passes
+        .iter()
+        .any(|pass| !pass.infile_options.is_empty() || !pass.outfile_options.is_empty());
+    if has_flags || passes.len() != 1 {
+        return Err(err(
+            ErrorCode::InvalidJobOptions,
+            "the copy nommer takes exactly one pass with no options: \"options\": [{}]",
+        ));
+    }
+    Ok(passes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(body: Value) -> (ErrorCode, String) {
+        let e = parse_body(body.to_string().as_bytes()).unwrap_err();
+        (e.code, e.message)
+    }
+
+    fn example() -> Value {
+        json!({"source_path": "file:///in/a.mp4", "dest_path": "file:///out/b.mp4", "notify_url": null,
+               "job_options": {"nommer": options::SEED_FFMPEG_NOMMER, "options": [{"outfile_options": [["vcodec", "libx264"], ["f", "mp4"]]}]}})
+    }
+
+    #[test]
+    fn the_five_seed_messages_in_order() {
+        let cases = [
+            (json!({}), "Missing/invalid required key+val: ['source_path']"),
+            (json!({"source_path": "x"}), "Missing/invalid required key+val: ['dest_path']"),
+            (json!({"source_path": "x", "dest_path": "y", "job_options": {}}), "Missing/invalid required key+val: ['job_options']"),
+            (json!({"source_path": "x", "dest_path": "y", "job_options": {"nommer": "ffmpeg"}}), "Missing/invalid required key+val: ['job_options'][options]"),
+            (json!({"source_path": "x", "dest_path": "y", "job_options": {"options": [{}]}}), "Missing/invalid required key+val: ['job_options'][nommer]"),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(message(body), (ErrorCode::MissingField, expected.to_string()));
+        }
+    }
+
+    #[test]
+    fn accepts_the_example_and_json_string_options() {
+        let ok = parse_body(example().to_string().as_bytes()).unwrap();
+        assert_eq!(ok.nommer, Nommer::Ffmpeg);
+        assert!(ok.notify_url.is_none());
+        let mut body = example();
+        body["job_options"]["options"] = json!(json!([{"outfile_options": [["f", "mp4"]]}]).to_string());
+        let ok = parse_body(body.to_string().as_bytes()).unwrap();
+        assert!(ok.job_options["options"].is_array());
+        body["notify_url"] = json!("");
+        assert!(parse_body(body.to_string().as_bytes()).unwrap().notify_url.is_none());
+    }
+
+    #[test]
+    fn body_level_failures() {
+        assert_eq!(parse_body(b"").unwrap_err().code, ErrorCode::EmptyBody);
+        assert_eq!(parse_body(b"{").unwrap_err().code, ErrorCode::InvalidJson);
+        assert_eq!(parse_body(b"[1]").unwrap_err().code, ErrorCode::NotAnObject);
+        let mut body = example();
+        body["job_options"] = json!("text");
+        assert_eq!(message(body).0, ErrorCode::InvalidJobOptions);
+        let mut body = example();
+        body["job_options"]["nommer"] = json!("FFmpegNommer");
+        assert_eq!(message(body).0, ErrorCode::UnknownNommer);
+        let mut body = example();
+        body["job_options"]["options"] = json!("[]");
+        assert_eq!(message(body).0, ErrorCode::EmptyPasses);
+        let mut body = example();
+        body["source_path"] = json!(5);
+        assert_eq!(message(body).0, ErrorCode::InvalidField);
+        let mut body = example();
+        body["notify_url"] = json!("gopher://x/");
+        assert_eq!(message(body).0, ErrorCode::UriUnknownScheme);
+    }
+
+    #[test]
+    fn output_format_is_inferred_or_required() {
+        let mut body = example();
+        body["job_options"]["options"] = json!([{"outfile_options": [["vcodec", "libx264"]]}]);
+        assert!(parse_body(body.to_string().as_bytes()).is_ok());
+        body["dest_path"] = json!("file:///out/noext");
+        assert_eq!(message(body).0, ErrorCode::OutputFormatUnknown);
+    }
+}

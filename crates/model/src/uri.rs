@@ -1,0 +1,424 @@
+//! Media URIs: the one place they are parsed and redacted.
+//!
+//! Forms (the seed's, SPEC §5, parsed per RFC 3986 with percent-escapes decoded
+//! in paths and object keys):
+//! - `file:///abs/path` or `file://localhost/abs/path`
+//! - `http://host[:port]/path?query`, `https://...`
+//! - `s3://bucket/key`, `gs://bucket/object`, `az://container/blob`
+//! - the seed's `s3://ACCESS:SECRET@bucket/key` (the secret may contain `/`)
+
+use crate::error::{CodedError, ErrorCode};
+use percent_encoding::percent_decode_str;
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    File,
+    Http,
+    Https,
+    S3,
+    Gs,
+    Az,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::File => "file",
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+            Scheme::S3 => "s3",
+            Scheme::Gs => "gs",
+            Scheme::Az => "az",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Scheme> {
+        Some(match s {
+            "file" => Scheme::File,
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            "s3" => Scheme::S3,
+            "gs" => Scheme::Gs,
+            "az" => Scheme::Az,
+            _ => return None,
+        })
+    }
+}
+
+/// Credentials embedded in an object-store URI. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials(REDACTED)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File {
+        path: PathBuf,
+    },
+    Http {
+        url: url::Url,
+    },
+    Object {
+        bucket: String,
+        key: String,
+        credentials: Option<Credentials>,
+    },
+}
+
+/// A parsed media URI. `Display` and `redacted()` never show credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MediaUri {
+    raw: String,
+    scheme: Scheme,
+    location: Location,
+}
+
+impl fmt::Debug for MediaUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MediaUri({})", self.redacted())
+    }
+}
+
+impl fmt::Display for MediaUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+fn malformed(uri: &str, why: &str) -> CodedError {
+    CodedError::new(
+        ErrorCode::UriMalformed,
+        format!("Malformed URI \"{}\": {why}", redact_str(uri)),
+    )
+}
+
+impl MediaUri {
+    pub fn parse(raw: &str) -> Result<MediaUri, CodedError> {
+        let Some((scheme_str, rest)) = raw.split_once("://") else {
+            return Err(CodedError::new(
+                ErrorCode::UriMalformed,
+                format!(
+                    "No protocol specified. Pre-pend \"proto://\" to your current value of \"{}\", where \"proto\" is your choice of protocol.",
+                    redact_str(raw)
+                ),
+            ));
+        };
+        let Some(scheme) = Scheme::parse(scheme_str) else {
+            return Err(CodedError::new(
+                ErrorCode::UriUnknownScheme,
+                format!(
+                    "Unknown URI scheme \"{}\" in \"{}\"; known: file, http, https, s3, gs, az",
+                    scheme_str.chars().take(32).collect::<String>(),
+                    redact_str(raw)
+                ),
+            ));
+        };
+        if raw.chars().any(|c| c.is_control()) {
+            return Err(malformed(raw, "control characters are not allowed"));
+        }
+        let location = match scheme {
+            Scheme::File => parse_file(raw)?,
+            Scheme::Http | Scheme::Https => parse_http(raw)?,
+            Scheme::S3 | Scheme::Gs | Scheme::Az => parse_object(raw, rest)?,
+        };
+        Ok(MediaUri {
+            raw: raw.to_string(),
+            scheme,
+            location,
+        })
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The URI as given, credentials included. Only for the lease response and
+    /// the worker's own storage calls.
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+
+    pub fn has_credentials(&self) -> bool {
+        match &self.location {
+            Location::Object { credentials, .. } => credentials.is_some(),
+            Location::Http { url } => url.password().is_some() || !url.username().is_empty(),
+            Location::File { .. } => false,
+        }
+    }
+
+    /// The URI with credentials (and http query strings, which carry presigned
+    /// signatures) replaced by `REDACTED`.
+    pub fn redacted(&self) -> String {
+        match &self.location {
+            Location::Object {
+                credentials: Some(_),
+                ..
+            } => {
+                let rest = self.raw.split_once("://").map(|(_, r)| r).unwrap_or("");
+                let (_, after) = split_seed_credentials(rest);
+                format!("{}://REDACTED@{after}", self.scheme.as_str())
+            }
+            Location::Object { .. } => self.raw.clone(),
+            Location::Http { url } => redact_url(url),
+            Location::File { .. } => self.raw.clone(),
+        }
+    }
+
+    /// The last path segment's extension, lower-cased (`mp4` for `.../a.MP4`).
+    pub fn extension(&self) -> Option<String> {
+        let name = match &self.location {
+            Location::File { path } => path.file_name()?.to_string_lossy().to_string(),
+            Location::Http { url } => url.path_segments()?.next_back()?.to_string(),
+            Location::Object { key, .. } => key.rsplit('/').next()?.to_string(),
+        };
+        let (_, ext) = name.rsplit_once('.')?;
+        if ext.is_empty() || ext.len() > 8 || !ext.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return None;
+        }
+        Some(ext.to_ascii_lowercase())
+    }
+}
+
+fn parse_file(raw: &str) -> Result<Location, CodedError> {
+    let url = url::Url::parse(raw).map_err(|e| malformed(raw, &e.to_string()))?;
+    match url.host_str() {
+        None | Some("") | Some("localhost") => {}
+        Some(_) => {
+            return Err(malformed(
+                raw,
+                "a file:// URI needs an absolute path: file:///abs/path or file://localhost/abs/path",
+            ))
+        }
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(malformed(raw, "a file:// URI takes no query or fragment"));
+    }
+    let decoded = percent_decode_str(url.path())
+        .decode_utf8()
+        .map_err(|_| malformed(raw, "the path is not valid UTF-8 once decoded"))?;
+    if decoded.contains('\0') {
+        return Err(malformed(raw, "the path contains a NUL byte"));
+    }
+    if !decoded.starts_with('/') || decoded.len() < 2 || decoded.ends_with('/') {
+        return Err(malformed(raw, "a file:// URI must name an absolute file path"));
+    }
+    Ok(Location::File {
+        path: PathBuf::from(decoded.as_ref()),
+    })
+}
+
+fn parse_http(raw: &str) -> Result<Location, CodedError> {
+    let url = url::Url::parse(raw).map_err(|e| malformed(raw, &e.to_string()))?;
+    if url.host_str().unwrap_or("").is_empty() {
+        return Err(malformed(raw, "no host"));
+    }
+    Ok(Location::Http { url })
+}
+
+fn parse_object(raw: &str, rest: &str) -> Result<Location, CodedError> {
+    let (credentials, rest) = split_seed_credentials(rest);
+    let Some((bucket, key)) = rest.split_once('/') else {
+        return Err(malformed(raw, "expected scheme://bucket/key"));
+    };
+    let valid_bucket = !bucket.is_empty()
+        && bucket.len() <= 255
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !valid_bucket {
+        return Err(malformed(raw, "the bucket name is empty or has invalid characters"));
+    }
+    let key = percent_decode_str(key)
+        .decode_utf8()
+        .map_err(|_| malformed(raw, "the key is not valid UTF-8 once decoded"))?;
+    if key.is_empty() || key.ends_with('/') {
+        return Err(malformed(raw, "the object key is empty"));
+    }
+    Ok(Location::Object {
+        bucket: bucket.to_string(),
+        key: key.into_owned(),
+        credentials,
+    })
+}
+
+/// The seed's `ACCESS:SECRET@bucket/key`: credentials when the text before the
+/// first `@` holds a `:` whose left side has no `/` (an access key never does;
+/// a bucket/key path always does).
+fn split_seed_credentials(rest: &str) -> (Option<Credentials>, &str) {
+    let Some((auth, after)) = rest.split_once('@') else {
+        return (None, rest);
+    };
+    let Some((access, secret)) = auth.split_once(':') else {
+        return (None, rest);
+    };
+    if access.is_empty() || access.contains('/') || secret.is_empty() {
+        return (None, rest);
+    }
+    let credentials = Credentials {
+        access_key: access.to_string(),
+        secret: secret.to_string(),
+    };
+    (Some(credentials), after)
+}
+
+fn redact_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if !shown.username().is_empty() || shown.password().is_some() {
+        let _ = shown.set_username("REDACTED");
+        let _ = shown.set_password(None);
+    }
+    if shown.query().is_some() {
+        shown.set_query(Some("REDACTED"));
+    }
+    shown.to_string()
+}
+
+/// Redact a string that may or may not parse as a URI (for error messages).
+pub fn redact_str(raw: &str) -> String {
+    if let Ok(uri) = MediaUri::parse_lenient(raw) {
+        return uri;
+    }
+    if let Some((scheme, rest)) = raw.split_once("://") {
+        if let Some((_, after)) = rest.rsplit_once('@') {
+            return format!("{scheme}://REDACTED@{after}");
+        }
+    }
+    raw.to_string()
+}
+
+impl MediaUri {
+    fn parse_lenient(raw: &str) -> Result<String, ()> {
+        let (scheme, rest) = raw.split_once("://").ok_or(())?;
+        match Scheme::parse(scheme) {
+            Some(Scheme::Http | Scheme::Https) => {
+                let url = url::Url::parse(raw).map_err(|_| ())?;
+                Ok(redact_url(&url))
+            }
+            Some(Scheme::S3 | Scheme::Gs | Scheme::Az) => match split_seed_credentials(rest) {
+                (Some(_), after) => Ok(format!("{scheme}://REDACTED@{after}")),
+                (None, _) => Err(()),
+            },
+            _ => Err(()),
+        }
+    }
+}
+
+/// A notify_url: http(s) only.
+pub fn parse_notify_url(raw: &str) -> Result<url::Url, CodedError> {
+    let url = url::Url::parse(raw).map_err(|e| {
+        CodedError::new(
+            ErrorCode::UriMalformed,
+            format!("Malformed notify_url \"{}\": {e}", redact_str(raw)),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(CodedError::new(
+            ErrorCode::UriUnknownScheme,
+            format!("notify_url must be http or https, not \"{}\"", url.scheme()),
+        ));
+    }
+    if url.host_str().unwrap_or("").is_empty() {
+        return Err(CodedError::new(
+            ErrorCode::UriMalformed,
+            "notify_url has no host".to_string(),
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(uri: &str) -> (String, String, Option<Credentials>) {
+        match MediaUri::parse(uri).unwrap().location {
+            Location::Object {
+                bucket,
+                key,
+                credentials,
+            } => (bucket, key, credentials),
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn seed_s3_credentials_with_slash_in_secret() {
+        let (bucket, key, creds) = object("s3://SOMEUSER:SOME/PASS@some_bucket/some_dir/some_file.mpg");
+        assert_eq!(bucket, "some_bucket");
+        assert_eq!(key, "some_dir/some_file.mpg");
+        let creds = creds.unwrap();
+        assert_eq!(creds.access_key, "SOMEUSER");
+        assert_eq!(creds.secret, "SOME/PASS");
+    }
+
+    #[test]
+    fn plain_object_uris_and_at_signs_in_keys() {
+        let (bucket, key, creds) = object("s3://bucket/dir/with@sign.mp4");
+        assert_eq!((bucket.as_str(), key.as_str()), ("bucket", "dir/with@sign.mp4"));
+        assert!(creds.is_none());
+        let (_, key, creds) = object("gs://b/a:b@c.mp4");
+        assert_eq!(key, "a:b@c.mp4");
+        assert!(creds.is_none());
+        let (bucket, key, _) = object("az://container/my%20blob.mov");
+        assert_eq!((bucket.as_str(), key.as_str()), ("container", "my blob.mov"));
+    }
+
+    #[test]
+    fn redaction_hides_secrets() {
+        let uri = MediaUri::parse("s3://AKIA:se/cr+et@bucket/key.mp4").unwrap();
+        assert_eq!(uri.redacted(), "s3://REDACTED@bucket/key.mp4");
+        assert!(!format!("{uri:?} {uri}").contains("cr+et"));
+        let http = MediaUri::parse("https://user:pw@host.example/a.mp4?X-Amz-Signature=abc").unwrap();
+        let shown = http.redacted();
+        assert!(!shown.contains("pw") && !shown.contains("abc"), "{shown}");
+        assert_eq!(redact_str("s3://K:S@b"), "s3://REDACTED@b");
+    }
+
+    #[test]
+    fn file_uris_decode_and_require_absolute_paths() {
+        let uri = MediaUri::parse("file:///media/my%20clip.mp4").unwrap();
+        assert_eq!(
+            uri.location(),
+            &Location::File {
+                path: PathBuf::from("/media/my clip.mp4")
+            }
+        );
+        assert!(MediaUri::parse("file://localhost/tmp/a.mp4").is_ok());
+        for bad in ["file://a.mp4", "file://tmp/a.mp4", "file:///", "file:///tmp/%00x"] {
+            let err = MediaUri::parse(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::UriMalformed, "{bad}");
+        }
+    }
+
+    #[test]
+    fn scheme_errors() {
+        let err = MediaUri::parse("some-hostname.org:80/some_dir/some_file.mpg").unwrap_err();
+        assert_eq!(err.code, ErrorCode::UriMalformed);
+        assert!(err.message.starts_with("No protocol specified."));
+        assert_eq!(MediaUri::parse("ftp://h/x").unwrap_err().code, ErrorCode::UriUnknownScheme);
+        assert_eq!(MediaUri::parse("S3://b/k").unwrap_err().code, ErrorCode::UriUnknownScheme);
+        assert_eq!(MediaUri::parse("s3://bucket").unwrap_err().code, ErrorCode::UriMalformed);
+    }
+
+    #[test]
+    fn extensions() {
+        let ext = |u: &str| MediaUri::parse(u).unwrap().extension();
+        assert_eq!(ext("file:///a/b.MP4").as_deref(), Some("mp4"));
+        assert_eq!(ext("https://h/x/y.webm?sig=1").as_deref(), Some("webm"));
+        assert_eq!(ext("s3://b/noext"), None);
+    }
+}
