@@ -1,1 +1,154 @@
+//! Where feederd keeps jobs, leases, events and nodes.
+//!
+//! [`Store`] is the one interface; `sqlite` is the embedded backend. Every
+//! state change goes through [`JobState::can_transition`] and appends an event
+//! in the same transaction (the outbox the notifier delivers from).
 
+pub mod conformance;
+mod records;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use nommer_model::api::{LeaseReport, LeaseStatus, NodeReport};
+use nommer_model::{ErrorCode, JobState};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such job")]
+    NotFound,
+    #[error("the lease on this job is no longer held by this worker")]
+    LeaseLost,
+    #[error("the job is already {0}")]
+    Terminal(JobState),
+    #[error("cannot change a {from} job to {to}")]
+    InvalidTransition { from: JobState, to: JobState },
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("store failure: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::NotFound => ErrorCode::NotFound,
+            StoreError::LeaseLost => ErrorCode::LeaseLost,
+            StoreError::Terminal(_) => ErrorCode::JobFinished,
+            StoreError::InvalidTransition { .. } => ErrorCode::InvalidTransition,
+            StoreError::Unavailable(_) => ErrorCode::StoreUnavailable,
+            StoreError::Other(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Lease and retry timing, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct LeasePolicy {
+    pub ttl_ms: i64,
+    /// The first retry waits this long; each further one twice as long.
+    pub retry_backoff_ms: i64,
+    pub retry_backoff_max_ms: i64,
+}
+
+impl LeasePolicy {
+    pub fn backoff_ms(&self, attempts: u32) -> i64 {
+        let exponent = attempts.saturating_sub(1).min(20);
+        (self.retry_backoff_ms.saturating_mul(1 << exponent)).min(self.retry_backoff_max_ms)
+    }
+}
+
+/// What became of one webhook delivery attempt.
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    Delivered,
+    Retry { next_attempt_at: i64 },
+    Failed,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn insert_job(&self, job: &NewJob) -> StoreResult<JobRecord>;
+    async fn get_job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
+    /// Newest first; `before` is the id of the last job of the previous page.
+    async fn list_jobs(
+        &self,
+        state: Option<JobState>,
+        limit: u32,
+        before: Option<&str>,
+    ) -> StoreResult<Vec<JobRecord>>;
+    async fn job_events(&self, id: &str) -> StoreResult<Vec<EventRecord>>;
+
+    /// Lease up to `max` claimable jobs to a node; each goes PENDING -> DOWNLOADING.
+    async fn claim(&self, node: &NodeReport, max: u32, now: i64) -> StoreResult<Vec<Claimed>>;
+    /// Renew the node's leases and record their progress.
+    async fn heartbeat(
+        &self,
+        node: &NodeReport,
+        leases: &[LeaseReport],
+        now: i64,
+    ) -> StoreResult<Vec<LeaseStatus>>;
+    /// A state change by the lease holder, fenced by its token.
+    async fn report_state(
+        &self,
+        id: &str,
+        token: &str,
+        to: JobState,
+        details: Option<&str>,
+        warnings: &[String],
+        now: i64,
+    ) -> StoreResult<JobRecord>;
+    /// The lease holder hands the job back unfinished; it does not count as an attempt.
+    async fn release(&self, id: &str, token: &str, reason: &str, now: i64) -> StoreResult<JobRecord>;
+    /// Cancel: a PENDING job ends at once; a leased one is flagged for its worker.
+    async fn cancel(&self, id: &str, now: i64) -> StoreResult<JobRecord>;
+
+    /// Requeue (or fail, or cancel) jobs whose lease expired. Returns the changes.
+    async fn reap_expired(&self, now: i64) -> StoreResult<Vec<(String, JobState)>>;
+    /// PENDING jobs untouched for `threshold_ms` become ABANDONED.
+    async fn abandon_stale(&self, now: i64, threshold_ms: i64) -> StoreResult<Vec<String>>;
+
+    /// The next undelivered event of each job, if due.
+    async fn due_deliveries(&self, now: i64, limit: u32) -> StoreResult<Vec<EventRecord>>;
+    async fn record_delivery(
+        &self,
+        seq: i64,
+        attempt: &AttemptRecord,
+        outcome: DeliveryOutcome,
+    ) -> StoreResult<()>;
+    async fn deliveries(&self, job_id: &str) -> StoreResult<Vec<(EventRecord, Vec<AttemptRecord>)>>;
+
+    async fn list_nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+    /// Nodes whose heartbeats stopped become `lost`.
+    async fn mark_lost_nodes(&self, now: i64, silent_for_ms: i64) -> StoreResult<Vec<String>>;
+
+    /// Woken when a job may have become claimable (submit, requeue).
+    fn jobs_signal(&self) -> Arc<Notify>;
+    /// Woken when an event with a webhook to deliver was written.
+    fn events_signal(&self) -> Arc<Notify>;
+    /// Counts of SQL statements run, for the regression guard on hot paths.
+    fn statements(&self) -> u64;
+}
+
+pub fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

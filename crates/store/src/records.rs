@@ -1,0 +1,146 @@
+//! Rows as the store returns them, and their API views.
+
+use nommer_model::api::{self, Progress};
+use nommer_model::{rfc3339, JobState};
+use serde_json::Value;
+
+/// A job to insert, already validated.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub source_uri: String,
+    pub dest_uri: String,
+    pub source_path: String,
+    pub dest_path: String,
+    pub notify_url: Option<String>,
+    pub nommer: String,
+    pub job_options: Value,
+    pub warnings: Vec<String>,
+    pub max_attempts: u32,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: String,
+    pub state: JobState,
+    pub state_details: Option<String>,
+    pub warnings: Vec<String>,
+    pub progress: Option<Progress>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub source_path: String,
+    pub dest_path: String,
+    pub notify_url: Option<String>,
+    pub nommer: String,
+    pub job_options: Value,
+    pub node_id: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub cancel_requested: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub state_changed_at: i64,
+}
+
+impl JobRecord {
+    pub fn to_api(&self) -> api::Job {
+        api::Job {
+            id: self.id.clone(),
+            state: self.state,
+            state_details: self.state_details.clone(),
+            warnings: self.warnings.clone(),
+            progress: self.progress.clone(),
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            source_path: self.source_path.clone(),
+            dest_path: self.dest_path.clone(),
+            notify_url: self.notify_url.clone(),
+            job_options: self.job_options.clone(),
+            node_id: self.node_id.clone(),
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}
+
+/// A job leased to a worker, with what only the lease holder may see.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub job: JobRecord,
+    pub token: String,
+    pub source_uri: String,
+    pub dest_uri: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub job_id: String,
+    pub state: JobState,
+    pub details: Option<String>,
+    pub created_at: i64,
+    /// `none`, `pending`, `delivered` or `failed`.
+    pub delivery: String,
+    pub notify_url: Option<String>,
+    pub next_attempt_at: Option<i64>,
+    pub attempts: u32,
+}
+
+impl EventRecord {
+    /// Stable across retries (Standard Webhooks `webhook-id`).
+    pub fn webhook_id(&self) -> String {
+        format!("msg_{}_{}", self.job_id, self.seq)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub attempted_at: i64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+impl AttemptRecord {
+    pub fn to_api(&self) -> api::DeliveryAttempt {
+        api::DeliveryAttempt {
+            attempt: self.attempt,
+            attempted_at: rfc3339(self.attempted_at),
+            status_code: self.status_code,
+            error: self.error.clone(),
+            duration_ms: self.duration_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeRecord {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub fleet: String,
+    pub state: String,
+    pub hostname: Option<String>,
+    pub version: Option<String>,
+    pub max_jobs: u32,
+    pub running_jobs: u32,
+    pub started_at: i64,
+    pub last_heartbeat_at: i64,
+}
+
+impl NodeRecord {
+    pub fn to_api(&self) -> api::Node {
+        api::Node {
+            id: self.id.clone(),
+            instance_id: self.instance_id.clone(),
+            fleet: self.fleet.clone(),
+            state: self.state.clone(),
+            hostname: self.hostname.clone(),
+            version: self.version.clone(),
+            max_jobs: self.max_jobs,
+            running_jobs: self.running_jobs,
+            started_at: rfc3339(self.started_at),
+            last_heartbeat_at: rfc3339(self.last_heartbeat_at),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The conformance suite against the embedded SQLite store (a file per case).
+
+use nommer_store::conformance::{self, CASES, POLICY};
+use nommer_store::sqlite::SqliteStore;
+
+#[tokio::test]
+async fn sqlite_conformance() {
+    for case in CASES {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = SqliteStore::open(&url, POLICY).await.unwrap();
+        conformance::run(case, &store).await;
+        eprintln!("ok: {case}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_opens() {
+    let store = SqliteStore::open("sqlite::memory:", POLICY).await.unwrap();
+    conformance::run("lifecycle_and_events", &store).await;
+}
