@@ -1,0 +1,158 @@
+//! The FFmpeg nommer's command line, in the seed's shape:
+//!
+//! ```text
+//! ffmpeg -y -nostdin -progress pipe:1 -nostats [infile pairs] -i IN [outfile pairs]
+//!        [-f FMT] [-movflags +faststart] -passlogfile SCRATCH/pass OUT
+//! ```
+//!
+//! `-y` first and the pairs in order, as the seed built them. The nommer's own
+//! global flags follow `-y`; `-f` (only when the job gave none), faststart (for
+//! `move_atom_to_front`) and `-passlogfile` close the output options. With two
+//! passes, pass 1 writes to the null device. No shell ever sees these.
+
+use nommer_model::options::{OptionPair, Pass};
+use std::path::Path;
+
+pub const NULL_OUTPUT: &str = "/dev/null";
+
+pub struct PassPlan<'a> {
+    pub ffmpeg: &'a str,
+    pub pass: &'a Pass,
+    /// 0-based index of this pass.
+    pub index: usize,
+    pub pass_count: usize,
+    pub input: &'a Path,
+    pub output: &'a Path,
+    pub scratch: &'a Path,
+    /// The muxer to name when the job gave no `-f`.
+    pub inferred_format: Option<&'a str>,
+}
+
+fn push_pairs(argv: &mut Vec<String>, pairs: &[OptionPair]) {
+    for pair in pairs {
+        argv.push(format!("-{}", pair.flag));
+        if let Some(value) = pair.value.render() {
+            argv.push(value);
+        }
+    }
+}
+
+impl PassPlan<'_> {
+    /// Whether this pass writes the job's result (the last of two, or the only one).
+    pub fn writes_result(&self) -> bool {
+        self.pass_count == 1 || self.index == 1
+    }
+
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec![
+            self.ffmpeg.to_string(),
+            "-y".into(),
+            "-nostdin".into(),
+            "-progress".into(),
+            "pipe:1".into(),
+            "-nostats".into(),
+        ];
+        push_pairs(&mut argv, &self.pass.infile_options);
+        argv.push("-i".into());
+        argv.push(self.input.display().to_string());
+        let mut outfile = self.pass.outfile_options.clone();
+        let faststart = self.pass.move_atom_to_front && self.writes_result();
+        if faststart {
+            match outfile.iter_mut().find(|p| p.base() == "movflags") {
+                Some(pair) => {
+                    let current = pair.value.render().unwrap_or_default();
+                    pair.value = nommer_model::options::OptValue::Str(format!("{current}+faststart"));
+                }
+                None => outfile.push(OptionPair::new(
+                    "movflags",
+                    nommer_model::options::OptValue::Str("+faststart".into()),
+                )),
+            }
+        }
+        push_pairs(&mut argv, &outfile);
+        if self.pass.output_format().is_none() {
+            if let Some(format) = self.inferred_format {
+                argv.push("-f".into());
+                argv.push(format.into());
+            }
+        }
+        argv.push("-passlogfile".into());
+        argv.push(self.scratch.join("pass").display().to_string());
+        if self.writes_result() {
+            argv.push(self.output.display().to_string());
+        } else {
+            argv.push(NULL_OUTPUT.into());
+        }
+        argv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nommer_model::options::parse_passes;
+    use serde_json::json;
+    use std::path::PathBuf;
+
+    const ADDED: [&str; 4] = ["-nostdin", "-progress", "pipe:1", "-nostats"];
+
+    /// The seed's command with the nommer's additions put in their places.
+    fn expected(seed: &str, scratch: &str) -> Vec<String> {
+        let mut words: Vec<String> = seed.split(' ').map(String::from).collect();
+        for (i, flag) in ADDED.iter().enumerate() {
+            words.insert(2 + i, flag.to_string());
+        }
+        let out = words.pop().unwrap();
+        words.push("-passlogfile".into());
+        words.push(format!("{scratch}/pass"));
+        words.push(out);
+        words
+    }
+
+    fn plans(options: serde_json::Value) -> Vec<Vec<String>> {
+        let passes = parse_passes(&options).unwrap();
+        let (input, output, scratch) = (PathBuf::from("IN"), PathBuf::from("OUT"), PathBuf::from("/s"));
+        (0..passes.len())
+            .map(|index| {
+                PassPlan {
+                    ffmpeg: "ffmpeg",
+                    pass: &passes[index],
+                    index,
+                    pass_count: passes.len(),
+                    input: &input,
+                    output: &output,
+                    scratch: &scratch,
+                    inferred_format: Some("mp4"),
+                }
+                .argv()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_docs_example_first_pass() {
+        let argv = plans(json!([
+            {"infile_options": [], "outfile_options": [["threads", 0], ["vcodec", "libx264"], ["preset", "medium"], ["profile", "baseline"], ["b", "400k"], ["vf", "yadif,scale=640:-1"], ["pass", "1"], ["f", "mp4"], ["an", null]]},
+            {"outfile_options": [["threads", 0], ["pass", "2"], ["f", "mp4"]]}
+        ]));
+        let seed = "ffmpeg -y -i IN -threads 0 -vcodec libx264 -preset medium -profile baseline -b 400k -vf yadif,scale=640:-1 -pass 1 -f mp4 -an /dev/null";
+        assert_eq!(argv[0], expected(seed, "/s"));
+    }
+
+    #[test]
+    fn web_medium_both_passes_and_faststart() {
+        let argv = plans(json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "medium"], ["vprofile", "baseline"], ["b", "400k"], ["bufsize", "400k"], ["vf", "yadif,scale='640:trunc(ow/a/2)*2'"], ["pass", "1"], ["f", "mp4"], ["keyint_min", "60"], ["g", "120"], ["an", null]]}, {"outfile_options": [["vcodec", "libx264"], ["preset", "medium"], ["vprofile", "baseline"], ["b", "400k"], ["bufsize", "400k"], ["vf", "yadif,scale='640:trunc(ow/a/2)*2'"], ["pass", "2"], ["acodec", "libfaac"], ["ab", "128k"], ["async", "480"], ["keyint_min", "60"], ["g", "120"], ["f", "mp4"]], "move_atom_to_front": true}]));
+        let pass1 = "ffmpeg -y -i IN -vcodec libx264 -preset medium -vprofile baseline -b 400k -bufsize 400k -vf yadif,scale='640:trunc(ow/a/2)*2' -pass 1 -f mp4 -keyint_min 60 -g 120 -an /dev/null";
+        assert_eq!(argv[0], expected(pass1, "/s"));
+        // Pass 2, with faststart (the seed's qtfaststart step) among the output options.
+        let pass2 = "ffmpeg -y -i IN -vcodec libx264 -preset medium -vprofile baseline -b 400k -bufsize 400k -vf yadif,scale='640:trunc(ow/a/2)*2' -pass 2 -acodec libfaac -ab 128k -async 480 -keyint_min 60 -g 120 -f mp4 -movflags +faststart OUT";
+        assert_eq!(argv[1], expected(pass2, "/s"));
+    }
+
+    #[test]
+    fn infile_options_go_before_input_and_values_render_like_python() {
+        let argv = plans(json!([{"infile_options": [["ss", "10"]], "outfile_options": [["threads", 0], ["an", null], ["flag", false]]}]));
+        let seed = "ffmpeg -y -ss 10 -i IN -threads 0 -an -flag False -f mp4 OUT";
+        assert_eq!(argv[0], expected(seed, "/s"));
+    }
+}

@@ -1,0 +1,112 @@
+//! ffprobe: the source's duration (for progress) and a summary of outputs.
+
+use crate::process::{ToolCommand, ToolError};
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ProbeStream {
+    pub codec_type: Option<String>,
+    pub codec_name: Option<String>,
+    pub profile: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub sample_rate: Option<String>,
+    pub channels: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ProbeFormat {
+    pub format_name: Option<String>,
+    pub duration: Option<String>,
+    pub size: Option<String>,
+    pub bit_rate: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Probe {
+    #[serde(default)]
+    pub streams: Vec<ProbeStream>,
+    #[serde(default)]
+    pub format: ProbeFormat,
+}
+
+impl Probe {
+    pub fn parse(json: &str) -> Result<Probe, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    pub fn duration_seconds(&self) -> Option<f64> {
+        self.format.duration.as_deref()?.parse().ok().filter(|d: &f64| *d > 0.0)
+    }
+
+    pub fn stream(&self, codec_type: &str) -> Option<&ProbeStream> {
+        self.streams.iter().find(|s| s.codec_type.as_deref() == Some(codec_type))
+    }
+
+    /// One line per stream, for people.
+    pub fn summary(&self) -> String {
+        let mut lines = vec![format!(
+            "format {} duration {}s size {} bytes",
+            self.format.format_name.as_deref().unwrap_or("?"),
+            self.format.duration.as_deref().unwrap_or("?"),
+            self.format.size.as_deref().unwrap_or("?")
+        )];
+        for s in &self.streams {
+            let mut line = format!(
+                "{}: {} {}",
+                s.codec_type.as_deref().unwrap_or("?"),
+                s.codec_name.as_deref().unwrap_or("?"),
+                s.profile.as_deref().unwrap_or("")
+            );
+            if let (Some(w), Some(h)) = (s.width, s.height) {
+                line.push_str(&format!(" {w}x{h}"));
+            }
+            if let Some(rate) = &s.sample_rate {
+                line.push_str(&format!(" {rate} Hz {} ch", s.channels.unwrap_or(0)));
+            }
+            lines.push(line.trim_end().to_string());
+        }
+        lines.join("\n")
+    }
+}
+
+pub async fn probe(ffprobe: &str, path: &Path) -> Result<Probe, ToolError> {
+    let argv = [
+        ffprobe.to_string(),
+        "-v".into(),
+        "error".into(),
+        "-print_format".into(),
+        "json".into(),
+        "-show_format".into(),
+        "-show_streams".into(),
+        path.display().to_string(),
+    ];
+    let mut json = String::new();
+    ToolCommand::new(&argv)
+        .run(|line| {
+            json.push_str(line);
+            json.push('\n');
+        })
+        .await?;
+    Probe::parse(&json).map_err(|e| ToolError::Io {
+        program: "ffprobe".into(),
+        source: std::io::Error::other(e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_real_ffprobe_json() {
+        let probe = Probe::parse(include_str!("../tests/fixtures/ffprobe.json")).unwrap();
+        assert!((probe.duration_seconds().unwrap() - 2.0).abs() < 0.1);
+        let video = probe.stream("video").unwrap();
+        assert_eq!(video.codec_name.as_deref(), Some("h264"));
+        assert_eq!(video.width, Some(320));
+        assert!(probe.stream("audio").is_some());
+        assert!(probe.summary().contains("video: h264"));
+    }
+}
