@@ -11,7 +11,7 @@ pub mod state;
 pub mod submit;
 pub mod uri;
 
-pub use error::ErrorCode;
+pub use error::{CodedError, ErrorCode};
 pub use id::JobId;
 pub use state::JobState;
 

@@ -1,0 +1,180 @@
+//! `http(s)://` storage: streamed GET downloads and streamed PUT uploads
+//! (typically to presigned URLs), with timeouts and retries.
+
+use crate::{net, ProgressFn, StorageError, StorageErrorKind};
+use futures::StreamExt;
+use nommer_model::netpolicy::NetPolicy;
+use nommer_model::uri::MediaUri;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+const ATTEMPTS: u32 = 3;
+/// A transfer stalls out when no byte arrives for this long.
+const READ_IDLE: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct HttpStorage {
+    client: reqwest::Client,
+    policy: NetPolicy,
+}
+
+fn transient(e: impl std::fmt::Display) -> StorageError {
+    StorageError::new(StorageErrorKind::Transient, e.to_string())
+}
+
+/// reqwest errors can include the URL; show the redacted one instead.
+fn describe(e: &reqwest::Error, uri: &MediaUri) -> String {
+    let e = e.to_string();
+    let without = e.split(" for url (").next().unwrap_or(&e).to_string();
+    format!("{without} ({})", uri.redacted())
+}
+
+impl HttpStorage {
+    pub fn new(policy: NetPolicy) -> HttpStorage {
+        HttpStorage {
+            client: net::client(policy, None, concat!("media-nommer/", env!("CARGO_PKG_VERSION"))),
+            policy,
+        }
+    }
+
+    pub async fn download(&self, uri: &MediaUri, url: &url::Url, dest: &Path, progress: ProgressFn) -> Result<u64, StorageError> {
+        net::check_literal(url, &self.policy).map_err(|e| StorageError::new(StorageErrorKind::Denied, e))?;
+        let mut last = None;
+        for attempt in 1..=ATTEMPTS {
+            match self.try_download(uri, url, dest, &progress).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) if e.kind == StorageErrorKind::Transient => {
+                    tracing::warn!(attempt, error = %e.message, "download failed, retrying");
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let e = last.unwrap_or_else(|| transient("download failed"));
+        Err(StorageError::new(
+            StorageErrorKind::Failed,
+            format!("{} (after {ATTEMPTS} attempts)", e.message),
+        ))
+    }
+
+    async fn try_download(&self, uri: &MediaUri, url: &url::Url, dest: &Path, progress: &ProgressFn) -> Result<u64, StorageError> {
+        let response = self
+            .client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| transient(describe(&e, uri)))?;
+        let status = response.status();
+        if status.as_u16() == 404 || status.as_u16() == 410 || status.as_u16() == 403 {
+            return Err(StorageError::new(
+                StorageErrorKind::NotFound,
+                format!("The specified input file cannot be found: HTTP {status} from {}", uri.redacted()),
+            ));
+        }
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(transient(format!("HTTP {status} from {}", uri.redacted())));
+        }
+        if !status.is_success() {
+            return Err(StorageError::new(StorageErrorKind::Failed, format!("HTTP {status} from {}", uri.redacted())));
+        }
+        let total = response.content_length();
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| StorageError::new(StorageErrorKind::Failed, format!("creating {}: {e}", dest.display())))?;
+        let mut stream = response.bytes_stream();
+        let mut done = 0u64;
+        loop {
+            let next = tokio::time::timeout(READ_IDLE, stream.next())
+                .await
+                .map_err(|_| transient(format!("no data for {} s from {}", READ_IDLE.as_secs(), uri.redacted())))?;
+            let Some(chunk) = next else { break };
+            let chunk = chunk.map_err(|e| transient(describe(&e, uri)))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| StorageError::new(StorageErrorKind::Failed, format!("writing {}: {e}", dest.display())))?;
+            done += chunk.len() as u64;
+            progress(done, total);
+        }
+        if let Some(total) = total {
+            if done != total {
+                return Err(transient(format!("connection closed after {done} of {total} bytes from {}", uri.redacted())));
+            }
+        }
+        file.sync_all().await.map_err(|e| StorageError::new(StorageErrorKind::Failed, e.to_string()))?;
+        Ok(done)
+    }
+
+    pub fn stage(&self, uri: &MediaUri, url: &url::Url, src: &Path, progress: ProgressFn) -> StagedPut {
+        StagedPut {
+            storage: self.clone(),
+            uri: uri.clone(),
+            url: url.clone(),
+            src: src.to_path_buf(),
+            progress,
+        }
+    }
+}
+
+/// An HTTP PUT happens whole or not at all, so it runs at commit.
+pub struct StagedPut {
+    storage: HttpStorage,
+    uri: MediaUri,
+    url: url::Url,
+    src: PathBuf,
+    progress: ProgressFn,
+}
+
+impl StagedPut {
+    pub async fn commit(self) -> Result<(), StorageError> {
+        net::check_literal(&self.url, &self.storage.policy).map_err(|e| StorageError::new(StorageErrorKind::Denied, e))?;
+        let mut last = None;
+        for attempt in 1..=ATTEMPTS {
+            match self.try_put().await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind == StorageErrorKind::Transient => {
+                    tracing::warn!(attempt, error = %e.message, "upload failed, retrying");
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| transient("upload failed")))
+    }
+
+    async fn try_put(&self) -> Result<(), StorageError> {
+        let file = tokio::fs::File::open(&self.src)
+            .await
+            .map_err(|e| StorageError::new(StorageErrorKind::Failed, e.to_string()))?;
+        let total = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let progress = self.progress.clone();
+        let mut sent = 0u64;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1024 * 1024).map(move |chunk| {
+            if let Ok(bytes) = &chunk {
+                sent += bytes.len() as u64;
+                progress(sent, Some(total));
+            }
+            chunk
+        });
+        let response = self
+            .storage
+            .client
+            .put(self.url.clone())
+            .header(reqwest::header::CONTENT_LENGTH, total)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| transient(describe(&e, &self.uri)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let message = format!("HTTP {status} for the upload to {}", self.uri.redacted());
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(transient(message));
+        }
+        Err(StorageError::new(StorageErrorKind::Failed, message))
+    }
+}
