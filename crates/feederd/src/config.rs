@@ -1,0 +1,48 @@
+//! feederd's settings, as resolved by the CLI from file, environment and flags.
+
+use nommer_model::netpolicy::NetPolicy;
+use nommer_storage::FileRoots;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct FeederdConfig {
+    /// Bearer tokens for API clients; empty means no authentication.
+    pub api_tokens: Vec<String>,
+    /// The token nommerd workers present; None means none is required.
+    pub worker_token: Option<String>,
+    /// Standard Webhooks secret (`whsec_...` base64, or raw text).
+    pub webhook_secret: Option<String>,
+    pub file_roots: FileRoots,
+    pub net_policy: NetPolicy,
+    pub max_body_bytes: usize,
+    pub max_attempts: u32,
+    pub lease_ttl: Duration,
+    pub heartbeat_interval: Duration,
+    pub abandon_inactive_jobs_thresh: Duration,
+    pub prune_jobs_interval: Duration,
+    pub webhook_timeout: Duration,
+    pub webhook_retry_period: Duration,
+    /// Longest a lease request waits for a job.
+    pub max_lease_wait: Duration,
+}
+
+impl Default for FeederdConfig {
+    fn default() -> Self {
+        FeederdConfig {
+            api_tokens: Vec::new(),
+            worker_token: None,
+            webhook_secret: None,
+            file_roots: FileRoots::Any,
+            net_policy: NetPolicy::default(),
+            max_body_bytes: 1024 * 1024,
+            max_attempts: 3,
+            lease_ttl: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            abandon_inactive_jobs_thresh: Duration::from_secs(32_400),
+            prune_jobs_interval: Duration::from_secs(300),
+            webhook_timeout: Duration::from_secs(10),
+            webhook_retry_period: Duration::from_secs(86_400),
+            max_lease_wait: Duration::from_secs(25),
+        }
+    }
+}

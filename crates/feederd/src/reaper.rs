@@ -1,0 +1,51 @@
+//! Maintenance: expired leases go back to the queue (or to ERROR after the
+//! last attempt), silent nodes are marked lost, and PENDING jobs nobody took for
+//! `feederd_abandon_inactive_jobs_thresh` become ABANDONED.
+
+use crate::AppState;
+use nommer_model::now_ms;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const TICK: Duration = Duration::from_millis(500);
+
+pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let config = state.config.clone();
+    let lost_after = (config.heartbeat_interval * 3).max(config.lease_ttl).as_millis() as i64;
+    let mut next_prune = tokio::time::Instant::now();
+    loop {
+        let now = now_ms();
+        match state.store.reap_expired(now).await {
+            Ok(changes) => {
+                for (job_id, to) in changes {
+                    tracing::warn!(job_id = %job_id, state = %to, "lease expired");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reaper cannot read expired leases"),
+        }
+        match state.store.mark_lost_nodes(now, lost_after).await {
+            Ok(lost) => {
+                for node_id in lost {
+                    tracing::warn!(node_id = %node_id, "node stopped sending heartbeats");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reaper cannot update nodes"),
+        }
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune += config.prune_jobs_interval;
+            let threshold = config.abandon_inactive_jobs_thresh.as_millis() as i64;
+            match state.store.abandon_stale(now, threshold).await {
+                Ok(ids) => {
+                    for job_id in ids {
+                        tracing::warn!(job_id = %job_id, "job abandoned: no worker took it in time");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reaper cannot abandon stale jobs"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `/v1/jobs`: submit, read, list, cancel, and webhook deliveries.
+
+use crate::error::{read_body, ApiError, ApiResult};
+use crate::{auth, submit, AppState};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use nommer_model::api::{Delivery, DeliveryList, Job, JobList};
+use nommer_model::{now_ms, rfc3339, ErrorCode, JobId, JobState};
+use serde::Deserialize;
+
+fn job_id(id: &str) -> ApiResult<&str> {
+    if JobId::looks_valid(id) {
+        return Ok(id);
+    }
+    Err(ApiError::new(ErrorCode::NotFound, format!("no job {}", id.chars().take(64).collect::<String>())))
+}
+
+/// Submit a job. The body is the seed's (`source_path`, `dest_path`,
+/// `notify_url`, `job_options`) plus the optional `max_attempts`.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body(content = Object),
+    responses((status = 201, body = Job), (status = 400, body = nommer_model::error::ApiErrorBody)))]
+pub async fn submit_job(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<(StatusCode, Json<Job>)> {
+    auth::client(&state, &headers)?;
+    let bytes = read_body(body, state.config.max_body_bytes).await?;
+    let job = submit::accept(&state, &bytes).await?;
+    Ok((StatusCode::CREATED, Json(job.to_api())))
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = Job), (status = 404, body = nommer_model::error::ApiErrorBody)))]
+pub async fn get_job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Job>> {
+    auth::client(&state, &headers)?;
+    let job = state.store.get_job(job_id(&id)?).await?;
+    let job = job.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no job {id}")))?;
+    Ok(Json(job.to_api()))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only jobs in this state.
+    state: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Jobs, newest first, in pages.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, body = JobList), (status = 400, body = nommer_model::error::ApiErrorBody)))]
+pub async fn list_jobs(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<ListQuery>) -> ApiResult<Json<JobList>> {
+    auth::client(&state, &headers)?;
+    let filter = match query.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(s.parse::<JobState>().map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?),
+    };
+    let limit = match query.limit.as_deref() {
+        None | Some("") => 50,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n @ 1..=500) => n,
+            _ => return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be an integer from 1 to 500")),
+        },
+    };
+    let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) if !JobId::looks_valid(c) => return Err(ApiError::new(ErrorCode::InvalidQuery, "cursor is not one this API gave")),
+        other => other,
+    };
+    let jobs = state.store.list_jobs(filter, limit + 1, cursor).await?;
+    let more = jobs.len() > limit as usize;
+    let jobs: Vec<Job> = jobs.iter().take(limit as usize).map(|j| j.to_api()).collect();
+    let next_cursor = if more { jobs.last().map(|j| j.id.clone()) } else { None };
+    Ok(Json(JobList { jobs, next_cursor }))
+}
+
+/// Cancel a job: a pending job ends at once; a running one within one heartbeat.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = Job), (status = 404, body = nommer_model::error::ApiErrorBody), (status = 409, body = nommer_model::error::ApiErrorBody)))]
+pub async fn cancel_job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Job>> {
+    auth::client(&state, &headers)?;
+    let job = state.store.cancel(job_id(&id)?, now_ms()).await?;
+    tracing::info!(job_id = %id, state = %job.state, "cancel requested");
+    Ok(Json(job.to_api()))
+}
+
+/// Every webhook of a job and each attempt to deliver it.
+#[utoipa::path(get, path = "/v1/jobs/{id}/deliveries", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = DeliveryList), (status = 404, body = nommer_model::error::ApiErrorBody)))]
+pub async fn job_deliveries(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<DeliveryList>> {
+    auth::client(&state, &headers)?;
+    let id = job_id(&id)?;
+    if state.store.get_job(id).await?.is_none() {
+        return Err(ApiError::new(ErrorCode::NotFound, format!("no job {id}")));
+    }
+    let deliveries = state
+        .store
+        .deliveries(id)
+        .await?
+        .into_iter()
+        .map(|(event, attempts)| Delivery {
+            webhook_id: event.webhook_id(),
+            job_state: event.state,
+            job_state_details: event.details.clone(),
+            status: event.delivery.clone(),
+            created_at: rfc3339(event.created_at),
+            next_attempt_at: event.next_attempt_at.filter(|_| event.delivery == "pending").map(rfc3339),
+            attempts: attempts.iter().map(|a| a.to_api()).collect(),
+        })
+        .collect();
+    Ok(Json(DeliveryList { deliveries }))
+}

@@ -1,0 +1,96 @@
+//! The worker lease protocol: lease (long-poll), heartbeat, state reports and
+//! hand-backs. Every write is fenced by the lease token.
+
+use crate::error::{parse_json, read_body, ApiError, ApiResult};
+use crate::{auth, AppState};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use nommer_model::api::*;
+use nommer_model::now_ms;
+use std::time::Duration;
+
+async fn body<T: serde::de::DeserializeOwned>(state: &AppState, body: Body) -> ApiResult<T> {
+    let bytes = read_body(body, state.config.max_body_bytes).await?;
+    parse_json(&bytes)
+}
+
+pub async fn lease(State(state): State<AppState>, headers: HeaderMap, request: Body) -> ApiResult<Json<LeaseResponse>> {
+    auth::worker(&state, &headers)?;
+    let request: LeaseRequest = body(&state, request).await?;
+    let wait = Duration::from_millis(request.wait_ms).min(state.config.max_lease_wait);
+    let deadline = tokio::time::Instant::now() + wait;
+    let signal = state.store.jobs_signal();
+    loop {
+        // Register for wake-ups before looking, so a job submitted in between is not missed.
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let claimed = state.store.claim(&request.node, request.max, now_ms()).await?;
+        let now = tokio::time::Instant::now();
+        if !claimed.is_empty() || now >= deadline || request.max == 0 {
+            let ttl_ms = state.config.lease_ttl.as_millis() as u64;
+            let leases = claimed
+                .into_iter()
+                .map(|c| {
+                    tracing::info!(job_id = %c.job.id, node_id = %request.node.node_id, attempt = c.job.attempts, "job leased");
+                    LeaseGrant {
+                        job_id: c.job.id.clone(),
+                        task: 0,
+                        token: c.token,
+                        attempt: c.job.attempts,
+                        ttl_ms,
+                        source_uri: c.source_uri,
+                        dest_uri: c.dest_uri,
+                        job_options: c.job.job_options.clone(),
+                    }
+                })
+                .collect();
+            return Ok(Json(LeaseResponse { leases }));
+        }
+        // Backed-off retries become claimable without a signal: look again each second.
+        let nap = (deadline - now).min(Duration::from_secs(1));
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+pub async fn heartbeat(State(state): State<AppState>, headers: HeaderMap, request: Body) -> ApiResult<Json<HeartbeatResponse>> {
+    auth::worker(&state, &headers)?;
+    let request: HeartbeatRequest = body(&state, request).await?;
+    let leases = state.store.heartbeat(&request.node, &request.leases, now_ms()).await?;
+    for lost in leases.iter().filter(|l| !l.valid) {
+        tracing::warn!(job_id = %lost.job_id, node_id = %request.node.node_id, "heartbeat for a lease this node no longer holds");
+    }
+    Ok(Json(HeartbeatResponse { ttl_ms: state.config.lease_ttl.as_millis() as u64, leases }))
+}
+
+pub async fn report_state(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, request: Body) -> ApiResult<Json<Job>> {
+    auth::worker(&state, &headers)?;
+    let report: StateReport = body(&state, request).await?;
+    let result = state
+        .store
+        .report_state(&id, &report.token, report.state, report.details.as_deref(), &report.warnings, now_ms())
+        .await;
+    match result {
+        Ok(job) => {
+            tracing::info!(job_id = %id, state = %job.state, "job state changed");
+            Ok(Json(job.to_api()))
+        }
+        Err(e) => {
+            tracing::warn!(job_id = %id, state = %report.state, error = %e, "worker state report refused");
+            Err(ApiError::from(e))
+        }
+    }
+}
+
+pub async fn release(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, request: Body) -> ApiResult<Json<Job>> {
+    auth::worker(&state, &headers)?;
+    let request: ReleaseRequest = body(&state, request).await?;
+    let job = state.store.release(&id, &request.token, &request.reason, now_ms()).await?;
+    tracing::info!(job_id = %id, reason = %request.reason, "job handed back");
+    Ok(Json(job.to_api()))
+}

@@ -1,0 +1,64 @@
+//! Accepting a job: validation that needs no configuration (model), then the
+//! checks that do (storage support, file roots, address policy), then the store.
+
+use crate::AppState;
+use nommer_model::submit::{self, Submission};
+use nommer_model::uri::{Location, MediaUri};
+use nommer_model::{now_ms, CodedError, ErrorCode, JobId};
+use nommer_store::{JobRecord, NewJob};
+
+async fn check_location(state: &AppState, field: &str, uri: &MediaUri) -> Result<(), CodedError> {
+    if !nommer_storage::supports(uri.scheme()) {
+        return Err(CodedError::new(
+            ErrorCode::UriUnknownScheme,
+            format!("{field}: {}:// storage is not available in this build", uri.scheme().as_str()),
+        ));
+    }
+    match uri.location() {
+        Location::File { path } => state.config.file_roots.check(path).map_err(|mut e| {
+            e.message = format!("{field}: {}", e.message);
+            e
+        }),
+        Location::Http { url } => nommer_storage::net::check_host(url, &state.config.net_policy)
+            .await
+            .map_err(|reason| CodedError::new(ErrorCode::AddressNotAllowed, format!("{field}: {reason}"))),
+        Location::Object { .. } => Ok(()),
+    }
+}
+
+pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, CodedError> {
+    let submission = submit::parse_body(body)?;
+    check_location(state, "source_path", &submission.source).await?;
+    check_location(state, "dest_path", &submission.dest).await?;
+    if let Some(url) = &submission.notify_url {
+        nommer_storage::net::check_host(url, &state.config.net_policy)
+            .await
+            .map_err(|reason| CodedError::new(ErrorCode::AddressNotAllowed, format!("notify_url: {reason}")))?;
+    }
+    Ok(submission)
+}
+
+pub async fn accept(state: &AppState, body: &[u8]) -> Result<JobRecord, CodedError> {
+    let submission = validate(state, body).await?;
+    let now = now_ms();
+    let job = NewJob {
+        id: JobId::generate(now).0,
+        source_uri: submission.source.expose().to_string(),
+        dest_uri: submission.dest.expose().to_string(),
+        source_path: submission.source.redacted(),
+        dest_path: submission.dest.redacted(),
+        notify_url: submission.notify_url.as_ref().map(|u| u.to_string()),
+        nommer: submission.nommer.as_str().to_string(),
+        job_options: submission.job_options.clone(),
+        warnings: submission.warnings.clone(),
+        max_attempts: submission.max_attempts.unwrap_or(state.config.max_attempts),
+        created_at: now,
+    };
+    let record = state
+        .store
+        .insert_job(&job)
+        .await
+        .map_err(|e| CodedError::new(e.code(), e.to_string()))?;
+    tracing::info!(job_id = %record.id, source = %record.source_path, dest = %record.dest_path, nommer = %record.nommer, "job submitted");
+    Ok(record)
+}
