@@ -1,0 +1,70 @@
+//! nommerd's settings, as resolved by the CLI.
+
+use nommer_model::netpolicy::NetPolicy;
+use nommer_storage::FileRoots;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What SIGTERM/SIGINT does to running jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Stop ffmpeg and hand the leases back at once; the jobs go back to PENDING.
+    Handback,
+    /// Take no new jobs and finish the running ones first.
+    Finish,
+}
+
+#[derive(Debug, Clone)]
+pub struct NommerdConfig {
+    pub feederd_url: String,
+    pub worker_token: Option<String>,
+    pub node_id: String,
+    pub fleet: String,
+    pub instance_id: Option<String>,
+    /// The seed's MAX_ENCODING_JOBS_PER_EC2_INSTANCE.
+    pub max_jobs: u32,
+    pub work_dir: PathBuf,
+    pub heartbeat_interval: Duration,
+    /// How often progress is pushed while jobs run.
+    pub progress_interval: Duration,
+    pub lease_wait: Duration,
+    pub ffmpeg: String,
+    pub ffprobe: String,
+    pub file_roots: FileRoots,
+    pub net_policy: NetPolicy,
+    pub shutdown_mode: ShutdownMode,
+}
+
+impl NommerdConfig {
+    pub fn new(feederd_url: &str) -> NommerdConfig {
+        NommerdConfig {
+            feederd_url: feederd_url.to_string(),
+            worker_token: None,
+            node_id: default_node_id(),
+            fleet: "static".into(),
+            instance_id: None,
+            max_jobs: 2,
+            work_dir: std::env::temp_dir().join("nommer-work"),
+            heartbeat_interval: Duration::from_secs(5),
+            progress_interval: Duration::from_secs(1),
+            lease_wait: Duration::from_secs(20),
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            file_roots: FileRoots::Any,
+            net_policy: NetPolicy::default(),
+            shutdown_mode: ShutdownMode::Handback,
+        }
+    }
+}
+
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// `HOSTNAME-xxxxxxxx`, unique per process.
+pub fn default_node_id() -> String {
+    format!("{}-{:08x}", hostname().unwrap_or_else(|| "node".into()), rand::random::<u32>())
+}

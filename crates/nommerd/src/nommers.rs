@@ -1,0 +1,101 @@
+//! The nommers: what turns the downloaded source into the output.
+
+use crate::job::{RunningJob, Stop};
+use nommer_media::argv::PassPlan;
+use nommer_media::process::{ToolCommand, ToolError};
+use nommer_media::progress::ProgressReader;
+use nommer_model::api::Progress;
+use nommer_model::options::Pass;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why nomming ended early.
+pub enum NomError {
+    /// The tool failed; the text is the job's error details.
+    Failed(String),
+    Stopped(Stop),
+}
+
+/// Share of the job's percent that encoding covers (download before, upload after).
+pub const ENCODE_START: f64 = 10.0;
+pub const ENCODE_SPAN: f64 = 80.0;
+
+pub struct FfmpegRun<'a> {
+    pub ffmpeg: &'a str,
+    pub passes: &'a [Pass],
+    pub input: &'a Path,
+    pub output: &'a Path,
+    pub scratch: &'a Path,
+    pub inferred_format: Option<&'a str>,
+    pub duration_s: Option<f64>,
+}
+
+impl FfmpegRun<'_> {
+    pub async fn run(&self, job: &Arc<RunningJob>) -> Result<(), NomError> {
+        let count = self.passes.len();
+        for (index, pass) in self.passes.iter().enumerate() {
+            let plan = PassPlan {
+                ffmpeg: self.ffmpeg,
+                pass,
+                index,
+                pass_count: count,
+                input: self.input,
+                output: self.output,
+                scratch: self.scratch,
+                inferred_format: self.inferred_format,
+            };
+            let argv = plan.argv();
+            tracing::info!(job_id = %job.job_id, pass = index + 1, argv = %argv.join(" "), "running ffmpeg");
+            let phase = if count > 1 { format!("encoding pass {}/{count}", index + 1) } else { "encoding".to_string() };
+            let mut command = ToolCommand::new(&argv);
+            command.cwd = Some(self.scratch.to_path_buf());
+            let running = command.start().await.map_err(|e| NomError::Failed(e.to_string()))?;
+            let mut stop = job.watch_stop();
+            let mut reader = ProgressReader::default();
+            let duration = self.duration_s;
+            let finished = running.finish(|line| {
+                let Some(sample) = reader.line(line) else { return };
+                let done_s = sample.out_time_us.map(|us| us as f64 / 1e6).unwrap_or(0.0).max(0.0);
+                let fraction = match duration {
+                    Some(total) => (done_s / total).clamp(0.0, 1.0),
+                    None => 0.0,
+                };
+                let overall = (index as f64 + fraction) / count as f64;
+                let eta = match (duration, sample.speed) {
+                    (Some(total), Some(speed)) if speed > 0.0 => {
+                        let left_this = (total - done_s).max(0.0);
+                        let left_later = total * (count - index - 1) as f64;
+                        Some((left_this + left_later) / speed)
+                    }
+                    _ => None,
+                };
+                job.set_progress(Progress {
+                    phase: phase.clone(),
+                    percent: ENCODE_START + ENCODE_SPAN * overall,
+                    fps: sample.fps,
+                    speed: sample.speed,
+                    eta_seconds: eta,
+                });
+            });
+            // Dropping `finished` (the other branch) kills ffmpeg.
+            let result = tokio::select! {
+                result = finished => result,
+                _ = stop.wait_for(|s| s.is_some()) => {
+                    return Err(NomError::Stopped(job.stopped().unwrap_or(Stop::LeaseLost)));
+                }
+            };
+            match result {
+                Ok(_) => {}
+                Err(ToolError::Failed { stderr_tail, .. }) => return Err(NomError::Failed(stderr_tail)),
+                Err(ToolError::Killed { program }) => {
+                    return Err(match job.stopped() {
+                        Some(stop) => NomError::Stopped(stop),
+                        None => NomError::Failed(format!("{program} was killed")),
+                    })
+                }
+                Err(other) => return Err(NomError::Failed(other.to_string())),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,247 @@
+//! One job from lease to its last state: DOWNLOADING (set at lease) ->
+//! ENCODING -> UPLOADING -> FINISHED, or ERROR / CANCELED / handed back.
+//! Every report carries the lease token; a refused report means the lease is
+//! lost and the job stops without writing anything more.
+
+use crate::config::NommerdConfig;
+use crate::job::{RunningJob, Stop};
+use crate::nommers::{FfmpegRun, NomError, ENCODE_SPAN, ENCODE_START};
+use nommer_client::{Client, ClientError};
+use nommer_model::api::{HeartbeatRequest, LeaseGrant, LeaseReport, NodeReport, Progress, ReleaseRequest, StateReport};
+use nommer_model::options::{self, Nommer};
+use nommer_model::uri::MediaUri;
+use nommer_model::JobState;
+use nommer_storage::{ProgressFn, Storage, StorageError};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Pipeline {
+    pub config: Arc<NommerdConfig>,
+    pub client: Client,
+    pub storage: Storage,
+    pub node: Arc<dyn Fn() -> NodeReport + Send + Sync>,
+}
+
+/// How a job ended on this worker.
+enum End {
+    Finished,
+    Error(String),
+    Stopped(Stop),
+}
+
+impl From<NomError> for End {
+    fn from(e: NomError) -> Self {
+        match e {
+            NomError::Failed(details) => End::Error(details),
+            NomError::Stopped(stop) => End::Stopped(stop),
+        }
+    }
+}
+
+impl From<StorageError> for End {
+    fn from(e: StorageError) -> Self {
+        End::Error(e.message)
+    }
+}
+
+impl Pipeline {
+    pub async fn run(&self, grant: LeaseGrant, job: Arc<RunningJob>) {
+        let scratch = self.config.work_dir.join(format!("job-{}-{}", grant.job_id, grant.attempt));
+        let end = match tokio::fs::create_dir_all(&scratch).await {
+            Ok(()) => self.nom(&grant, &job, &scratch).await,
+            Err(e) => End::Error(format!("cannot create the scratch directory {}: {e}", scratch.display())),
+        };
+        if let Err(e) = tokio::fs::remove_dir_all(&scratch).await {
+            tracing::warn!(job_id = %grant.job_id, error = %e, "cannot remove the scratch directory");
+        }
+        match end {
+            End::Finished => {}
+            End::Error(details) => {
+                tracing::warn!(job_id = %grant.job_id, details = %nommer_model::tail_chars(&details, 300), "job failed");
+                let _ = self.report(&job, JobState::Error, Some(details), Vec::new()).await;
+            }
+            End::Stopped(Stop::Canceled) => {
+                tracing::info!(job_id = %grant.job_id, "job canceled");
+                let _ = self.report(&job, JobState::Canceled, Some("canceled by request".into()), Vec::new()).await;
+            }
+            End::Stopped(Stop::LeaseLost) => {
+                tracing::warn!(job_id = %grant.job_id, "lease lost: another worker may hold this job now; its result here is discarded");
+            }
+            End::Stopped(Stop::Handback) => {
+                let request = ReleaseRequest { token: job.token.clone(), reason: "worker shutting down".into() };
+                match self.client.release(&job.job_id, &request).await {
+                    Ok(_) => tracing::info!(job_id = %job.job_id, "lease handed back"),
+                    Err(e) => tracing::warn!(job_id = %job.job_id, error = %e, "cannot hand the lease back; it will expire"),
+                }
+            }
+        }
+    }
+
+    async fn nom(&self, grant: &LeaseGrant, job: &Arc<RunningJob>, scratch: &Path) -> End {
+        let source = match MediaUri::parse(&grant.source_uri) {
+            Ok(uri) => uri,
+            Err(e) => return End::Error(e.message),
+        };
+        let dest = match MediaUri::parse(&grant.dest_uri) {
+            Ok(uri) => uri,
+            Err(e) => return End::Error(e.message),
+        };
+        let nommer = grant.job_options["nommer"].as_str().and_then(Nommer::parse);
+        let Some(nommer) = nommer else {
+            return End::Error("unknown nommer".into());
+        };
+
+        let input = scratch.join(match source.extension() {
+            Some(ext) => format!("source.{ext}"),
+            None => "source".into(),
+        });
+        let output = scratch.join(match dest.extension() {
+            Some(ext) => format!("output.{ext}"),
+            None => "output".into(),
+        });
+
+        tracing::info!(job_id = %grant.job_id, source = %source, "downloading");
+        let download_progress = self.transfer_progress(job, "downloading", 0.0, ENCODE_START);
+        let bytes = match self.stoppable(job, self.storage.download(&source, &input, download_progress)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => return e.into(),
+            Err(stop) => return End::Stopped(stop),
+        };
+        tracing::info!(job_id = %grant.job_id, bytes, "downloaded");
+
+        let result_path = match nommer {
+            Nommer::Copy => input.clone(),
+            Nommer::Ffmpeg => {
+                if let Err(end) = self.report(job, JobState::Encoding, None, Vec::new()).await {
+                    return end;
+                }
+                let mut passes = match options::parse_passes(&grant.job_options["options"]) {
+                    Ok(passes) => passes,
+                    Err(e) => return End::Error(e.message),
+                };
+                options::modernize(&mut passes);
+                let duration_s = match nommer_media::probe::probe(&self.config.ffprobe, &input).await {
+                    Ok(probe) => probe.duration_seconds(),
+                    Err(e) => {
+                        tracing::warn!(job_id = %grant.job_id, error = %e, "ffprobe cannot read the source; encoding without a duration");
+                        None
+                    }
+                };
+                let inferred = dest.extension().and_then(|ext| options::format_for_extension(&ext));
+                let run = FfmpegRun {
+                    ffmpeg: &self.config.ffmpeg,
+                    passes: &passes,
+                    input: &input,
+                    output: &output,
+                    scratch,
+                    inferred_format: inferred,
+                    duration_s,
+                };
+                if let Err(e) = run.run(job).await {
+                    return e.into();
+                }
+                output.clone()
+            }
+        };
+
+        if let Err(end) = self.report(job, JobState::Uploading, None, Vec::new()).await {
+            return end;
+        }
+        tracing::info!(job_id = %grant.job_id, dest = %dest, "uploading");
+        let upload_progress = self.transfer_progress(job, "uploading", ENCODE_START + ENCODE_SPAN, 100.0 - ENCODE_START - ENCODE_SPAN);
+        let staged = match self.stoppable(job, self.storage.stage_upload(&result_path, &dest, upload_progress)).await {
+            Ok(Ok(staged)) => staged,
+            Ok(Err(e)) => return e.into(),
+            Err(stop) => return End::Stopped(stop),
+        };
+        // Fencing: commit only under a lease just renewed, so a worker that lost
+        // its lease never overwrites a result another worker now owns.
+        if let Err(end) = self.confirm_lease(job).await {
+            staged.abort().await;
+            return end;
+        }
+        if let Err(e) = staged.commit().await {
+            return e.into();
+        }
+        match self.report(job, JobState::Finished, None, Vec::new()).await {
+            Ok(()) => {
+                tracing::info!(job_id = %grant.job_id, "job finished");
+                End::Finished
+            }
+            Err(end) => end,
+        }
+    }
+
+    /// Run `work` unless the job is told to stop first.
+    async fn stoppable<T>(&self, job: &Arc<RunningJob>, work: impl std::future::Future<Output = T>) -> Result<T, Stop> {
+        let mut stop = job.watch_stop();
+        tokio::select! {
+            result = work => Ok(result),
+            _ = stop.wait_for(|s| s.is_some()) => Err(job.stopped().unwrap_or(Stop::LeaseLost)),
+        }
+    }
+
+    fn transfer_progress(&self, job: &Arc<RunningJob>, phase: &'static str, start: f64, span: f64) -> ProgressFn {
+        let job = job.clone();
+        Arc::new(move |done, total| {
+            let fraction = total.filter(|t| *t > 0).map(|t| done as f64 / t as f64).unwrap_or(0.0);
+            job.set_progress(Progress { phase: phase.into(), percent: start + span * fraction, ..Default::default() });
+        })
+    }
+
+    async fn confirm_lease(&self, job: &Arc<RunningJob>) -> Result<(), End> {
+        let request = HeartbeatRequest {
+            node: (self.node)(),
+            leases: vec![LeaseReport { job_id: job.job_id.clone(), token: job.token.clone(), progress: job.progress() }],
+        };
+        let answer = self
+            .retrying(job, || self.client.heartbeat(&request))
+            .await?;
+        match answer.leases.first() {
+            Some(status) if status.valid && status.remaining_ms > 2_000 => Ok(()),
+            _ => Err(End::Stopped(Stop::LeaseLost)),
+        }
+    }
+
+    /// Report a state change under the lease token.
+    async fn report(&self, job: &Arc<RunningJob>, state: JobState, details: Option<String>, warnings: Vec<String>) -> Result<(), End> {
+        if let Some(stop) = job.stopped() {
+            if stop == Stop::LeaseLost || !state.is_terminal() {
+                return Err(End::Stopped(stop));
+            }
+        }
+        let report = StateReport { token: job.token.clone(), state, details, warnings };
+        self.retrying(job, || self.client.report_state(&job.job_id, &report)).await.map(|_| ())
+    }
+
+    /// Retry transient failures (feederd restarting, store down) while the
+    /// lease may still be alive; a refused lease stops the job.
+    async fn retrying<T, F, Fut>(&self, job: &Arc<RunningJob>, call: F) -> Result<T, End>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut wait = Duration::from_millis(200);
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(e) if e.code() == Some("lease_lost") || e.code() == Some("job_finished") || e.code() == Some("invalid_transition") => {
+                    tracing::warn!(job_id = %job.job_id, error = %e, "feederd refused a write for this lease");
+                    job.stop(Stop::LeaseLost);
+                    return Err(End::Stopped(Stop::LeaseLost));
+                }
+                Err(e) if e.is_retryable() && tokio::time::Instant::now() < give_up => {
+                    tracing::warn!(job_id = %job.job_id, error = %e, "feederd unavailable; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(job_id = %job.job_id, error = %e, "cannot report to feederd");
+                    return Err(End::Stopped(Stop::LeaseLost));
+                }
+            }
+        }
+    }
+}

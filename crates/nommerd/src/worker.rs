@@ -1,0 +1,137 @@
+//! The worker's main loop: lease while there are free slots (long-polling
+//! when idle), run each job in its own task, and drain on shutdown.
+
+use crate::config::{NommerdConfig, ShutdownMode};
+use crate::job::{RunningJob, Stop};
+use crate::pipeline::Pipeline;
+use nommer_client::Client;
+use nommer_model::api::{HeartbeatRequest, LeaseRequest, NodeReport};
+use nommer_storage::Storage;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+pub struct Shared {
+    pub config: Arc<NommerdConfig>,
+    pub client: Client,
+    jobs: Mutex<HashMap<String, Arc<RunningJob>>>,
+    draining: AtomicBool,
+    slot_freed: Notify,
+}
+
+impl Shared {
+    pub fn running(&self) -> Vec<Arc<RunningJob>> {
+        self.jobs.lock().unwrap().values().cloned().collect()
+    }
+
+    pub fn node_report(&self) -> NodeReport {
+        let config = &self.config;
+        NodeReport {
+            node_id: config.node_id.clone(),
+            instance_id: config.instance_id.clone(),
+            fleet: config.fleet.clone(),
+            hostname: crate::config::hostname(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            max_jobs: config.max_jobs,
+            running_jobs: self.jobs.lock().unwrap().len() as u32,
+            state: if self.draining.load(Ordering::Relaxed) { "draining".into() } else { "active".into() },
+        }
+    }
+}
+
+/// Run a worker until `shutdown` turns true, then drain per `shutdown_mode`.
+pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(&config.work_dir).await?;
+    let config = Arc::new(config);
+    let client = Client::new(&config.feederd_url, config.worker_token.clone());
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        client: client.clone(),
+        jobs: Mutex::new(HashMap::new()),
+        draining: AtomicBool::new(false),
+        slot_freed: Notify::new(),
+    });
+    let node_shared = shared.clone();
+    let pipeline = Arc::new(Pipeline {
+        config: config.clone(),
+        client: client.clone(),
+        storage: Storage::new(config.file_roots.clone(), config.net_policy),
+        node: Arc::new(move || node_shared.node_report()),
+    });
+    let (heartbeat_stop, heartbeat_rx) = watch::channel(false);
+    let heartbeat = tokio::spawn(crate::heartbeat::run(shared.clone(), heartbeat_rx));
+    tracing::info!(node_id = %config.node_id, feederd = %config.feederd_url, max_jobs = config.max_jobs, "nommerd started");
+
+    let mut failures = 0u32;
+    while !*shutdown.borrow() {
+        let free = config.max_jobs.saturating_sub(shared.jobs.lock().unwrap().len() as u32);
+        if free == 0 {
+            let freed = shared.slot_freed.notified();
+            tokio::select! {
+                _ = freed => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        let request = LeaseRequest { node: shared.node_report(), max: free, wait_ms: config.lease_wait.as_millis() as u64 };
+        let answer = tokio::select! {
+            answer = client.lease(&request) => answer,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let grants = match answer {
+            Ok(answer) => {
+                failures = 0;
+                answer.leases
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = Duration::from_millis(250 * 2u64.pow(failures.min(5)));
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot lease from feederd");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+                continue;
+            }
+        };
+        for grant in grants {
+            let job = Arc::new(RunningJob::new(grant.job_id.clone(), grant.token.clone()));
+            shared.jobs.lock().unwrap().insert(grant.job_id.clone(), job.clone());
+            tracing::info!(job_id = %grant.job_id, attempt = grant.attempt, "job leased");
+            let pipeline = pipeline.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let job_id = grant.job_id.clone();
+                pipeline.run(grant, job).await;
+                shared.jobs.lock().unwrap().remove(&job_id);
+                shared.slot_freed.notify_waiters();
+            });
+        }
+    }
+
+    shared.draining.store(true, Ordering::Relaxed);
+    let running = shared.running();
+    tracing::info!(node_id = %config.node_id, running = running.len(), mode = ?config.shutdown_mode, "nommerd shutting down");
+    if config.shutdown_mode == ShutdownMode::Handback {
+        for job in &running {
+            job.stop(Stop::Handback);
+        }
+    }
+    while !shared.jobs.lock().unwrap().is_empty() {
+        let freed = shared.slot_freed.notified();
+        tokio::select! {
+            _ = freed => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    let _ = heartbeat_stop.send(true);
+    let _ = heartbeat.await;
+    let mut goodbye = shared.node_report();
+    goodbye.state = "gone".into();
+    let _ = client.heartbeat(&HeartbeatRequest { node: goodbye, leases: Vec::new() }).await;
+    tracing::info!(node_id = %config.node_id, "nommerd stopped");
+    Ok(())
+}
