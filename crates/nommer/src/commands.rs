@@ -1,0 +1,206 @@
+//! Client commands, and the one-shot `run` and `demo`.
+
+use crate::daemons;
+use crate::settings::Settings;
+use anyhow::Context;
+use nommer_client::Client;
+use nommer_model::api::Job;
+use nommer_model::JobState;
+use std::path::{Path, PathBuf};
+use tokio::net::TcpListener;
+
+fn client(settings: &Settings) -> Client {
+    Client::new(&settings.feederd_url, settings.api_token.clone())
+}
+
+fn read_job(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// Print how a job ended; the exit code is 0 only for FINISHED.
+fn report_end(job: &Job) -> u8 {
+    for warning in &job.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if job.state == JobState::Finished {
+        eprintln!("{} FINISHED -> {}", job.id, job.dest_path);
+        return 0;
+    }
+    eprintln!("{} {}", job.id, job.state);
+    if let Some(details) = &job.state_details {
+        eprintln!("{details}");
+    }
+    1
+}
+
+pub async fn submit(settings: &Settings, path: &Path, wait: bool) -> anyhow::Result<u8> {
+    let body = read_job(path)?;
+    let client = client(settings);
+    let job = client.submit(&body).await?;
+    println!("{}", job.id);
+    if !wait {
+        return Ok(0);
+    }
+    let job = crate::wait::follow(&client, &job.id).await?;
+    Ok(report_end(&job))
+}
+
+pub async fn status(settings: &Settings, id: &str, json: bool) -> anyhow::Result<u8> {
+    let job = client(settings).job(id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+        return Ok(0);
+    }
+    println!("id:          {}", job.id);
+    println!("state:       {}", job.state);
+    if let Some(details) = &job.state_details {
+        println!("details:     {details}");
+    }
+    if let Some(p) = &job.progress {
+        println!("progress:    {} {:.0}%", p.phase, p.percent);
+    }
+    println!("attempts:    {} of {}", job.attempts, job.max_attempts);
+    println!("source:      {}", job.source_path);
+    println!("dest:        {}", job.dest_path);
+    if let Some(node) = &job.node_id {
+        println!("node:        {node}");
+    }
+    for warning in &job.warnings {
+        println!("warning:     {warning}");
+    }
+    println!("created:     {}", job.created_at);
+    println!("updated:     {}", job.updated_at);
+    Ok(0)
+}
+
+pub async fn jobs(settings: &Settings, state: Option<&str>, limit: u32) -> anyhow::Result<u8> {
+    let list = client(settings).jobs(state, limit, None).await?;
+    println!("{:<50}  {:<11}  {:>5}  UPDATED", "ID", "STATE", "PCT");
+    for job in list.jobs {
+        let percent = job.progress.map(|p| format!("{:.0}", p.percent)).unwrap_or_default();
+        println!("{:<50}  {:<11}  {:>5}  {}", job.id, job.state, percent, job.updated_at);
+    }
+    Ok(0)
+}
+
+pub async fn cancel(settings: &Settings, id: &str) -> anyhow::Result<u8> {
+    let job = client(settings).cancel(id).await?;
+    println!("{} {}{}", job.id, job.state, if job.state.is_terminal() { "" } else { " (cancel requested)" });
+    Ok(0)
+}
+
+pub async fn nodes(settings: &Settings) -> anyhow::Result<u8> {
+    let list = client(settings).nodes().await?;
+    println!("{:<32}  {:<8}  {:<9}  {:>4}  {:<19}  LAST HEARTBEAT", "NODE", "FLEET", "STATE", "JOBS", "INSTANCE");
+    for node in list.nodes {
+        println!(
+            "{:<32}  {:<8}  {:<9}  {:>4}  {:<19}  {}",
+            node.id,
+            node.fleet,
+            node.state,
+            format!("{}/{}", node.running_jobs, node.max_jobs),
+            node.instance_id.unwrap_or_else(|| "-".into()),
+            node.last_heartbeat_at
+        );
+    }
+    Ok(0)
+}
+
+/// feederd on a temporary store and a free loopback port, with one worker.
+async fn one_shot(mut settings: Settings, body: serde_json::Value) -> anyhow::Result<Job> {
+    let dir = tempfile::tempdir()?;
+    settings.store = format!("sqlite://{}", dir.path().join("nommer.db").display());
+    settings.work_dir = Some(dir.path().join("work"));
+    settings.api_tokens.clear();
+    settings.worker_token = None;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let running = daemons::start(&settings, listener, 1).await?;
+    let client = Client::new(&running.url(), None);
+    let result = async {
+        let job = client.submit(&body).await?;
+        crate::wait::follow(&client, &job.id).await
+    }
+    .await;
+    running.stop().await;
+    result
+}
+
+pub async fn run(settings: Settings, path: &Path) -> anyhow::Result<u8> {
+    let body = read_job(path)?;
+    let job = one_shot(settings, body).await?;
+    Ok(report_end(&job))
+}
+
+pub async fn demo(settings: Settings) -> anyhow::Result<u8> {
+    let dir = std::env::current_dir()?.join("nommer-demo");
+    std::fs::create_dir_all(&dir)?;
+    let source = dir.join("source.mp4");
+    let output = dir.join("output.mp4");
+    eprintln!("making a 10 s 1280x720 test clip: {}", source.display());
+    make_clip(&settings.ffmpeg_path, &source, 10).await?;
+    let body = demo_job(&source, &output);
+    eprintln!("encoding it with the seed's two-pass example job");
+    let job = one_shot(settings.clone(), body).await?;
+    let code = report_end(&job);
+    if code != 0 {
+        return Ok(code);
+    }
+    println!("{}", output.display());
+    let probe = nommer_media::probe::probe(&settings.ffprobe_path, &output).await?;
+    println!("{}", probe.summary());
+    Ok(0)
+}
+
+fn file_uri(path: &Path) -> String {
+    let encoded: String = path
+        .display()
+        .to_string()
+        .split('/')
+        .map(|seg| percent_encode(seg))
+        .collect::<Vec<_>>()
+        .join("/");
+    format!("file://{encoded}")
+}
+
+fn percent_encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// The seed's documented two-pass example, written as JSON.
+pub fn demo_job(source: &Path, output: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "source_path": file_uri(source),
+        "dest_path": file_uri(output),
+        "notify_url": null,
+        "job_options": {"nommer": "media_nommer.ec2nommerd.nommers.ffmpeg.FFmpegNommer", "options": [
+            {"infile_options": [], "outfile_options": [["threads", 0], ["vcodec", "libx264"], ["preset", "medium"], ["profile", "baseline"], ["b", "400k"], ["vf", "yadif,scale=640:-1"], ["pass", "1"], ["f", "mp4"], ["an", null]]},
+            {"outfile_options": [["threads", 0], ["vcodec", "libx264"], ["preset", "medium"], ["profile", "baseline"], ["b", "400k"], ["vf", "yadif,scale=640:-1"], ["pass", "2"], ["acodec", "libfaac"], ["ab", "128k"], ["ar", "48000"], ["ac", "2"], ["f", "mp4"]]}
+        ]}
+    })
+}
+
+/// A test clip from ffmpeg's lavfi sources: moving test pattern and a tone.
+pub async fn make_clip(ffmpeg: &str, path: &PathBuf, seconds: u32) -> anyhow::Result<()> {
+    let argv: Vec<String> = [
+        ffmpeg, "-y", "-nostdin", "-loglevel", "error",
+        "-f", "lavfi", "-i", &format!("testsrc2=size=1280x720:rate=25:duration={seconds}"),
+        "-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+        &path.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    nommer_media::process::ToolCommand::new(&argv)
+        .run(|_| {})
+        .await
+        .map_err(|e| anyhow::anyhow!("making the test clip: {e}"))?;
+    Ok(())
+}

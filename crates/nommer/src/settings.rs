@@ -1,0 +1,179 @@
+//! Configuration: defaults, then a TOML file (`--config` or `NOMMER_CONFIG`),
+//! then `NOMMER_*` environment variables, then flags. Names are the seed's
+//! settings in snake_case where one exists (SPEC §8).
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::path::PathBuf;
+
+/// Seed settings the lease design retired; accepted in files and ignored with a warning.
+pub const RETIRED: &[(&str, &str)] = &[
+    ("feederd_job_state_change_check_interval", "state changes are delivered from the event outbox as they happen"),
+    ("nommerd_new_job_check_interval", "idle workers long-poll feederd and start a job within milliseconds"),
+    ("nommerd_qtfaststart_bin_path", "faststart is done by ffmpeg itself (-movflags +faststart)"),
+];
+
+fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::Csv(text) => text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    // ---- feederd ----
+    /// Address of the API (the seed's port 8001).
+    pub listen: String,
+    /// `sqlite://PATH` (created and migrated on start).
+    pub store: String,
+    /// Workers run inside feederd's process.
+    pub local_workers: u32,
+    /// Allow listening beyond loopback without tokens.
+    pub insecure: bool,
+    #[serde(deserialize_with = "list_or_csv")]
+    pub api_tokens: Vec<String>,
+    pub worker_token: Option<String>,
+    pub webhook_secret: Option<String>,
+    /// Directories `file://` URIs may name; empty: any path while on loopback, none otherwise.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub file_roots: Vec<String>,
+    pub allow_link_local_addresses: bool,
+    pub forbid_private_addresses: bool,
+    pub max_body_bytes: usize,
+    /// Attempts before a job whose lease keeps expiring goes to ERROR.
+    pub max_attempts: u32,
+    /// Seconds a lease lives without a heartbeat.
+    pub lease_ttl: u64,
+    /// Seconds before the first retry of an expired lease; doubles each time.
+    pub lease_retry_backoff: u64,
+    /// Seed: PENDING jobs nobody took for this many seconds become ABANDONED.
+    pub feederd_abandon_inactive_jobs_thresh: u64,
+    /// Seed: how often the abandon check runs, in seconds.
+    pub feederd_prune_jobs_interval: u64,
+    pub webhook_timeout: u64,
+    /// Seconds a webhook is retried before its delivery is marked failed.
+    pub webhook_retry_period: u64,
+
+    // ---- nommerd ----
+    pub feederd_url: String,
+    /// Seed: MAX_ENCODING_JOBS_PER_EC2_INSTANCE, jobs one node runs at once.
+    pub max_encoding_jobs_per_ec2_instance: u32,
+    /// Seed: NOMMERD_HEARTBEAT_INTERVAL, in seconds (seed default 60).
+    pub nommerd_heartbeat_interval: u64,
+    pub work_dir: Option<PathBuf>,
+    pub node_id: Option<String>,
+    pub ffmpeg_path: String,
+    pub ffprobe_path: String,
+    /// `handback` or `finish`: what SIGTERM does to running jobs.
+    pub nommerd_shutdown: String,
+
+    // ---- clients ----
+    /// Token the CLI's client commands send.
+    pub api_token: Option<String>,
+
+    /// Retired seed settings, kept so old files still load.
+    #[serde(flatten, skip_serializing)]
+    pub other: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8001".into(),
+            store: "sqlite://nommer.db".into(),
+            local_workers: 0,
+            insecure: false,
+            api_tokens: Vec::new(),
+            worker_token: None,
+            webhook_secret: None,
+            file_roots: Vec::new(),
+            allow_link_local_addresses: false,
+            forbid_private_addresses: false,
+            max_body_bytes: 1024 * 1024,
+            max_attempts: 3,
+            lease_ttl: 30,
+            lease_retry_backoff: 10,
+            feederd_abandon_inactive_jobs_thresh: 32_400,
+            feederd_prune_jobs_interval: 300,
+            webhook_timeout: 10,
+            webhook_retry_period: 86_400,
+            feederd_url: "http://127.0.0.1:8001".into(),
+            max_encoding_jobs_per_ec2_instance: 2,
+            nommerd_heartbeat_interval: 5,
+            work_dir: None,
+            node_id: None,
+            ffmpeg_path: "ffmpeg".into(),
+            ffprobe_path: "ffprobe".into(),
+            nommerd_shutdown: "handback".into(),
+            api_token: None,
+            other: Default::default(),
+        }
+    }
+}
+
+/// Flag values that override everything else (only those given).
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_workers: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feederd_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_encoding_jobs_per_ec2_instance: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        let file = file.map(PathBuf::from).or_else(|| std::env::var_os("NOMMER_CONFIG").map(PathBuf::from));
+        if let Some(path) = &file {
+            if !path.exists() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("NOMMER_").ignore(&["config"]))
+            .merge(Serialized::defaults(overrides));
+        let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        for key in settings.other.keys() {
+            match RETIRED.iter().find(|(name, _)| name == key) {
+                Some((_, why)) => tracing::warn!(setting = %key, "retired setting ignored: {why}"),
+                None => anyhow::bail!("configuration: unknown setting `{key}`"),
+            }
+        }
+        Ok(settings)
+    }
+
+    /// The effective configuration as TOML, secrets replaced.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        let hide = |v: &mut Option<String>| {
+            if v.is_some() {
+                *v = Some("REDACTED".into());
+            }
+        };
+        hide(&mut shown.worker_token);
+        hide(&mut shown.webhook_secret);
+        hide(&mut shown.api_token);
+        shown.api_tokens = shown.api_tokens.iter().map(|_| "REDACTED".to_string()).collect();
+        toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+}
