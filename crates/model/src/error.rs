@@ -115,3 +115,17 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn every_code_is_documented_with_its_status() {
+        let docs = include_str!("../../../docs/API.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.http_status());
+            assert!(docs.contains(&row), "docs/API.md lacks {row}");
+        }
+    }
+}

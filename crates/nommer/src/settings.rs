@@ -150,7 +150,7 @@ impl Settings {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment
-            .merge(Env::prefixed("NOMMER_").ignore(&["config"]))
+            .merge(Env::prefixed("NOMMER_").ignore(&["config", "log"]))
             .merge(Serialized::defaults(overrides));
         let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         for key in settings.other.keys() {

@@ -1,0 +1,260 @@
+//! Harness for end-to-end tests: the real `nommer` binary, real ffmpeg, real
+//! HTTP on loopback.
+#![allow(dead_code)]
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nommer");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Feederd {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub proc: Proc,
+}
+
+/// Settings every test daemon shares: short leases so failures show quickly.
+pub const FAST: &str = "lease_ttl = 3\nlease_retry_backoff = 1\nnommerd_heartbeat_interval = 1\n";
+
+impl Feederd {
+    pub fn start(config: &str) -> Feederd {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let path = dir.path().join("feederd.toml");
+        std::fs::write(&path, format!("{FAST}{config}")).unwrap();
+        let log = std::fs::File::create(dir.path().join("feederd.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["--config", path.to_str().unwrap(), "feederd", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--store")
+            .arg(format!("sqlite://{}", dir.path().join("jobs.db").display()))
+            .env("NOMMER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let feederd = Feederd { url: format!("http://127.0.0.1:{port}"), dir, proc: Proc(child) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if reqwest::blocking_get(&format!("{}/healthz", feederd.url)) {
+                return feederd;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("feederd did not start:\n{}", feederd.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("feederd.log")).unwrap_or_default()
+    }
+
+    pub fn worker(&self, max_jobs: u32, extra: &str) -> Worker {
+        Worker::start(&self.url, max_jobs, extra)
+    }
+}
+
+mod reqwest {
+    pub fn blocking_get(url: &str) -> bool {
+        let Ok(url) = url::Url::parse(url) else { return false };
+        let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return false };
+        use std::io::{Read, Write};
+        let _ = write!(stream, "GET {} HTTP/1.0\r\nHost: x\r\n\r\n", url.path());
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+    }
+}
+
+pub struct Worker {
+    pub dir: tempfile::TempDir,
+    pub proc: Proc,
+}
+
+impl Worker {
+    pub fn start(feederd_url: &str, max_jobs: u32, extra: &str) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nommerd.toml");
+        std::fs::write(&path, format!("{FAST}{extra}")).unwrap();
+        let log = std::fs::File::create(dir.path().join("nommerd.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["--config", path.to_str().unwrap(), "--feederd", feederd_url, "nommerd"])
+            .arg("--max-jobs")
+            .arg(max_jobs.to_string())
+            .arg("--work-dir")
+            .arg(dir.path().join("work"))
+            .env("NOMMER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Worker { dir, proc: Proc(child) }
+    }
+
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nommerd.log")).unwrap_or_default()
+    }
+}
+
+/// Test sources made once per test binary with ffmpeg's lavfi sources.
+pub fn clip(name: &str, seconds: u32, size: &str) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let path = dir.path().join(name);
+    if !path.exists() {
+        let status = Command::new("ffmpeg")
+            .args(["-y", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size={size}:rate=25:duration={seconds}"))
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+pub fn file_uri(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+pub fn ffmpeg_job(source: &Path, dest: &Path, options: Value) -> Value {
+    json!({"source_path": file_uri(source), "dest_path": file_uri(dest), "notify_url": null,
+           "job_options": {"nommer": "ffmpeg", "options": options}})
+}
+
+/// A single-pass encode slow enough to interrupt.
+pub fn slow_options() -> Value {
+    json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "veryslow"], ["threads", "1"], ["an", null]]}])
+}
+
+pub struct Api {
+    pub url: String,
+    pub http: ::reqwest::Client,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        Api { url: url.to_string(), http: ::reqwest::Client::new() }
+    }
+
+    pub async fn submit(&self, body: &Value) -> Value {
+        let response = self.http.post(format!("{}/v1/jobs", self.url)).json(body).send().await.unwrap();
+        let status = response.status();
+        let job: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "{job}");
+        job
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        self.http.get(format!("{}/v1/jobs/{id}", self.url)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Poll until the job reaches one of `states`.
+    pub async fn wait_for(&self, id: &str, states: &[&str], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.job(id).await;
+            if states.contains(&job["state"].as_str().unwrap_or("")) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job never reached {states:?}: {job}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn probe(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_streams", "-show_format"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn stream<'a>(probe: &'a Value, kind: &str) -> &'a Value {
+    probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == kind).unwrap_or(&Value::Null)
+}
+
+/// Every process whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A webhook receiver on loopback that records every request.
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub hits: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> (Receiver, String) {
+        let receiver = Receiver::default();
+        let app = axum::Router::new()
+            .route("/hook", post(|State(r): State<Receiver>, headers: HeaderMap, body: String| async move {
+                r.hits.lock().unwrap().push((headers, body));
+                "ok"
+            }))
+            .with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (receiver, url)
+    }
+
+    pub fn forms(&self) -> Vec<Vec<(String, String)>> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| url::form_urlencoded::parse(body.as_bytes()).into_owned().collect())
+            .collect()
+    }
+}
