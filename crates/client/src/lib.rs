@@ -10,7 +10,11 @@ use std::time::Duration;
 pub enum ClientError {
     /// feederd answered with an error body.
     #[error("{message} ({code}, HTTP {status})")]
-    Api { status: u16, code: String, message: String },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// feederd could not be reached or answered garbage.
     #[error("cannot reach feederd: {0}")]
     Transport(String),
@@ -47,7 +51,11 @@ impl Client {
             .user_agent(concat!("nommer/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("build the HTTP client");
-        Client { base: base.trim_end_matches('/').to_string(), http, token }
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            token,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -61,40 +69,72 @@ impl Client {
         body: Option<&(impl Serialize + ?Sized)>,
         timeout: Duration,
     ) -> Result<T, ClientError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).timeout(timeout);
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(timeout);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Transport(format!("bad answer from feederd: {e}")));
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Transport(format!("bad answer from feederd: {e}")));
         }
-        Err(match serde_json::from_slice::<nommer_model::error::ApiErrorBody>(&bytes) {
-            Ok(body) => ClientError::Api { status: status.as_u16(), code: body.error_code, message: body.message },
-            Err(_) => ClientError::Api {
-                status: status.as_u16(),
-                code: if status == StatusCode::SERVICE_UNAVAILABLE { "store_unavailable".into() } else { "http".into() },
-                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+        Err(
+            match serde_json::from_slice::<nommer_model::error::ApiErrorBody>(&bytes) {
+                Ok(body) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: body.error_code,
+                    message: body.message,
+                },
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: if status == StatusCode::SERVICE_UNAVAILABLE {
+                        "store_unavailable".into()
+                    } else {
+                        "http".into()
+                    },
+                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                },
             },
-        })
+        )
     }
 
     const SHORT: Duration = Duration::from_secs(30);
 
     pub async fn submit(&self, body: &serde_json::Value) -> Result<Job, ClientError> {
-        self.call(Method::POST, "/v1/jobs", Some(body), Self::SHORT).await
+        self.call(Method::POST, "/v1/jobs", Some(body), Self::SHORT)
+            .await
     }
 
     pub async fn job(&self, id: &str) -> Result<Job, ClientError> {
-        self.call(Method::GET, &format!("/v1/jobs/{id}"), None::<&()>, Self::SHORT).await
+        self.call(
+            Method::GET,
+            &format!("/v1/jobs/{id}"),
+            None::<&()>,
+            Self::SHORT,
+        )
+        .await
     }
 
-    pub async fn jobs(&self, state: Option<&str>, limit: u32, cursor: Option<&str>) -> Result<JobList, ClientError> {
+    pub async fn jobs(
+        &self,
+        state: Option<&str>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<JobList, ClientError> {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         query.append_pair("limit", &limit.to_string());
         if let Some(state) = state {
@@ -103,41 +143,91 @@ impl Client {
         if let Some(cursor) = cursor {
             query.append_pair("cursor", cursor);
         }
-        self.call(Method::GET, &format!("/v1/jobs?{}", query.finish()), None::<&()>, Self::SHORT).await
+        self.call(
+            Method::GET,
+            &format!("/v1/jobs?{}", query.finish()),
+            None::<&()>,
+            Self::SHORT,
+        )
+        .await
     }
 
     pub async fn cancel(&self, id: &str) -> Result<Job, ClientError> {
-        self.call(Method::POST, &format!("/v1/jobs/{id}/cancel"), Some(&serde_json::json!({})), Self::SHORT).await
+        self.call(
+            Method::POST,
+            &format!("/v1/jobs/{id}/cancel"),
+            Some(&serde_json::json!({})),
+            Self::SHORT,
+        )
+        .await
     }
 
     pub async fn deliveries(&self, id: &str) -> Result<DeliveryList, ClientError> {
-        self.call(Method::GET, &format!("/v1/jobs/{id}/deliveries"), None::<&()>, Self::SHORT).await
+        self.call(
+            Method::GET,
+            &format!("/v1/jobs/{id}/deliveries"),
+            None::<&()>,
+            Self::SHORT,
+        )
+        .await
     }
 
     pub async fn nodes(&self) -> Result<NodeList, ClientError> {
-        self.call(Method::GET, "/v1/nodes", None::<&()>, Self::SHORT).await
+        self.call(Method::GET, "/v1/nodes", None::<&()>, Self::SHORT)
+            .await
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
-        self.call(Method::GET, "/healthz", None::<&()>, Self::SHORT).await
+        self.call(Method::GET, "/healthz", None::<&()>, Self::SHORT)
+            .await
     }
 
     // ---- worker lease protocol ----
 
     pub async fn lease(&self, request: &LeaseRequest) -> Result<LeaseResponse, ClientError> {
         let timeout = Duration::from_millis(request.wait_ms) + Self::SHORT;
-        self.call(Method::POST, "/v1/workers/lease", Some(request), timeout).await
+        self.call(Method::POST, "/v1/workers/lease", Some(request), timeout)
+            .await
     }
 
-    pub async fn heartbeat(&self, request: &HeartbeatRequest) -> Result<HeartbeatResponse, ClientError> {
-        self.call(Method::POST, "/v1/workers/heartbeat", Some(request), Self::SHORT).await
+    pub async fn heartbeat(
+        &self,
+        request: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        self.call(
+            Method::POST,
+            "/v1/workers/heartbeat",
+            Some(request),
+            Self::SHORT,
+        )
+        .await
     }
 
-    pub async fn report_state(&self, job_id: &str, report: &StateReport) -> Result<Job, ClientError> {
-        self.call(Method::POST, &format!("/v1/workers/jobs/{job_id}/state"), Some(report), Self::SHORT).await
+    pub async fn report_state(
+        &self,
+        job_id: &str,
+        report: &StateReport,
+    ) -> Result<Job, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/workers/jobs/{job_id}/state"),
+            Some(report),
+            Self::SHORT,
+        )
+        .await
     }
 
-    pub async fn release(&self, job_id: &str, request: &ReleaseRequest) -> Result<Job, ClientError> {
-        self.call(Method::POST, &format!("/v1/workers/jobs/{job_id}/release"), Some(request), Self::SHORT).await
+    pub async fn release(
+        &self,
+        job_id: &str,
+        request: &ReleaseRequest,
+    ) -> Result<Job, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/workers/jobs/{job_id}/release"),
+            Some(request),
+            Self::SHORT,
+        )
+        .await
     }
 }

@@ -23,7 +23,11 @@ fn unauthorized() -> ApiError {
 }
 
 pub fn token_is_api_token(state: &AppState, token: &str) -> bool {
-    state.config.api_tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    state
+        .config
+        .api_tokens
+        .iter()
+        .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
 }
 
 /// API clients: any configured API token, when tokens are configured.

@@ -46,10 +46,14 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// Read a whole body up to `limit` bytes.
 pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, CodedError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
-        CodedError::new(ErrorCode::BodyTooLarge, format!("The request body is larger than {limit} bytes"))
+        CodedError::new(
+            ErrorCode::BodyTooLarge,
+            format!("The request body is larger than {limit} bytes"),
+        )
     })
 }
 
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("invalid request body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("invalid request body: {e}")))
 }

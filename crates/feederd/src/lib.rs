@@ -25,7 +25,11 @@ pub struct AppState {
 
 /// Serve the API on `listener` and run the background loops until `shutdown`
 /// turns true.
-pub async fn run(listener: TcpListener, state: AppState, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let loops = vec![
         tokio::spawn(reaper::run(state.clone(), shutdown.clone())),
         tokio::spawn(notifier::run(state.clone(), shutdown.clone())),

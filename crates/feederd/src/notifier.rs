@@ -44,7 +44,10 @@ pub fn secret_key(secret: &str) -> Vec<u8> {
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
 }
 
 fn backoff_ms(attempts: u32) -> i64 {
@@ -52,17 +55,25 @@ fn backoff_ms(attempts: u32) -> i64 {
 }
 
 async fn deliver(state: &AppState, client: &reqwest::Client, event: EventRecord) {
-    let Some(url) = event.notify_url.clone() else { return };
+    let Some(url) = event.notify_url.clone() else {
+        return;
+    };
     let body = form_body(&event);
     let webhook_id = event.webhook_id();
     let timestamp = now_ms() / 1000;
     let mut request = client
         .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .header("webhook-id", &webhook_id)
         .header("webhook-timestamp", timestamp.to_string());
     if let Some(secret) = &state.config.webhook_secret {
-        request = request.header("webhook-signature", sign(&secret_key(secret), &webhook_id, timestamp, &body));
+        request = request.header(
+            "webhook-signature",
+            sign(&secret_key(secret), &webhook_id, timestamp, &body),
+        );
     }
     let started = Instant::now();
     let result = request.body(body).send().await;
@@ -73,21 +84,39 @@ async fn deliver(state: &AppState, client: &reqwest::Client, event: EventRecord)
     };
     let delivered = status_code.is_some_and(|c| (200..300).contains(&c));
     let now = now_ms();
-    let attempt = AttemptRecord { attempt: event.attempts + 1, attempted_at: now, status_code, error: error.clone(), duration_ms };
+    let attempt = AttemptRecord {
+        attempt: event.attempts + 1,
+        attempted_at: now,
+        status_code,
+        error: error.clone(),
+        duration_ms,
+    };
     let expired = now - event.created_at >= state.config.webhook_retry_period.as_millis() as i64;
     let outcome = if delivered {
         DeliveryOutcome::Delivered
     } else if expired {
         DeliveryOutcome::Failed
     } else {
-        DeliveryOutcome::Retry { next_attempt_at: now + backoff_ms(event.attempts) }
+        DeliveryOutcome::Retry {
+            next_attempt_at: now + backoff_ms(event.attempts),
+        }
     };
     match &outcome {
-        DeliveryOutcome::Delivered => tracing::debug!(job_id = %event.job_id, webhook_id, state = %event.state, "webhook delivered"),
-        DeliveryOutcome::Retry { .. } => tracing::warn!(job_id = %event.job_id, webhook_id, status = ?status_code, error = ?error, attempt = attempt.attempt, "webhook delivery failed; will retry"),
-        DeliveryOutcome::Failed => tracing::error!(job_id = %event.job_id, webhook_id, attempt = attempt.attempt, "webhook delivery gave up: retry period over"),
+        DeliveryOutcome::Delivered => {
+            tracing::debug!(job_id = %event.job_id, webhook_id, state = %event.state, "webhook delivered")
+        }
+        DeliveryOutcome::Retry { .. } => {
+            tracing::warn!(job_id = %event.job_id, webhook_id, status = ?status_code, error = ?error, attempt = attempt.attempt, "webhook delivery failed; will retry")
+        }
+        DeliveryOutcome::Failed => {
+            tracing::error!(job_id = %event.job_id, webhook_id, attempt = attempt.attempt, "webhook delivery gave up: retry period over")
+        }
     }
-    if let Err(e) = state.store.record_delivery(event.seq, &attempt, outcome).await {
+    if let Err(e) = state
+        .store
+        .record_delivery(event.seq, &attempt, outcome)
+        .await
+    {
         tracing::error!(error = %e, job_id = %event.job_id, "cannot record a webhook delivery");
     }
 }
@@ -111,7 +140,11 @@ impl WithoutUrl for reqwest::Error {
 }
 
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let client = nommer_storage::net::client(state.config.net_policy, Some(state.config.webhook_timeout), USER_AGENT);
+    let client = nommer_storage::net::client(
+        state.config.net_policy,
+        Some(state.config.webhook_timeout),
+        USER_AGENT,
+    );
     let signal = state.store.events_signal();
     loop {
         let notified = signal.notified();
@@ -167,6 +200,9 @@ mod tests {
             next_attempt_at: None,
             attempts: 0,
         };
-        assert_eq!(form_body(&event), "unique_id=abc&job_state=ENCODING&job_state_details=");
+        assert_eq!(
+            form_body(&event),
+            "unique_id=abc&job_state=ENCODING&job_state_details="
+        );
     }
 }

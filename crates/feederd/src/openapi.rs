@@ -6,9 +6,34 @@ use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "media-nommer feederd", description = "Distributed media encoding: jobs, nodes and webhooks."),
-    paths(legacy_submit, submit_job, get_job, list_jobs, cancel_job, job_deliveries, list_nodes, healthz),
-    components(schemas(Job, JobList, Progress, LegacySubmitResponse, Node, NodeList, Delivery, DeliveryAttempt, DeliveryList, Health, nommer_model::error::ApiErrorBody, nommer_model::JobState))
+    info(
+        title = "media-nommer feederd",
+        description = "Distributed media encoding: jobs, nodes and webhooks."
+    ),
+    paths(
+        legacy_submit,
+        submit_job,
+        get_job,
+        list_jobs,
+        cancel_job,
+        job_deliveries,
+        list_nodes,
+        healthz
+    ),
+    components(schemas(
+        Job,
+        JobList,
+        Progress,
+        LegacySubmitResponse,
+        Node,
+        NodeList,
+        Delivery,
+        DeliveryAttempt,
+        DeliveryList,
+        Health,
+        nommer_model::error::ApiErrorBody,
+        nommer_model::JobState
+    ))
 )]
 struct ApiDoc;
 

@@ -11,7 +11,9 @@ const TICK: Duration = Duration::from_millis(500);
 
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let config = state.config.clone();
-    let lost_after = (config.heartbeat_interval * 3).max(config.lease_ttl).as_millis() as i64;
+    let lost_after = (config.heartbeat_interval * 3)
+        .max(config.lease_ttl)
+        .as_millis() as i64;
     let mut next_prune = tokio::time::Instant::now();
     loop {
         let now = now_ms();

@@ -11,7 +11,10 @@ async fn check_location(state: &AppState, field: &str, uri: &MediaUri) -> Result
     if !nommer_storage::supports(uri.scheme()) {
         return Err(CodedError::new(
             ErrorCode::UriUnknownScheme,
-            format!("{field}: {}:// storage is not available in this build", uri.scheme().as_str()),
+            format!(
+                "{field}: {}:// storage is not available in this build",
+                uri.scheme().as_str()
+            ),
         ));
     }
     match uri.location() {
@@ -21,7 +24,9 @@ async fn check_location(state: &AppState, field: &str, uri: &MediaUri) -> Result
         }),
         Location::Http { url } => nommer_storage::net::check_host(url, &state.config.net_policy)
             .await
-            .map_err(|reason| CodedError::new(ErrorCode::AddressNotAllowed, format!("{field}: {reason}"))),
+            .map_err(|reason| {
+                CodedError::new(ErrorCode::AddressNotAllowed, format!("{field}: {reason}"))
+            }),
         Location::Object { .. } => Ok(()),
     }
 }
@@ -33,7 +38,12 @@ pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, Coded
     if let Some(url) = &submission.notify_url {
         nommer_storage::net::check_host(url, &state.config.net_policy)
             .await
-            .map_err(|reason| CodedError::new(ErrorCode::AddressNotAllowed, format!("notify_url: {reason}")))?;
+            .map_err(|reason| {
+                CodedError::new(
+                    ErrorCode::AddressNotAllowed,
+                    format!("notify_url: {reason}"),
+                )
+            })?;
     }
     Ok(submission)
 }

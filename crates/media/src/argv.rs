@@ -61,7 +61,8 @@ impl PassPlan<'_> {
             match outfile.iter_mut().find(|p| p.base() == "movflags") {
                 Some(pair) => {
                     let current = pair.value.render().unwrap_or_default();
-                    pair.value = nommer_model::options::OptValue::Str(format!("{current}+faststart"));
+                    pair.value =
+                        nommer_model::options::OptValue::Str(format!("{current}+faststart"));
                 }
                 None => outfile.push(OptionPair::new(
                     "movflags",
@@ -111,7 +112,11 @@ mod tests {
 
     fn plans(options: serde_json::Value) -> Vec<Vec<String>> {
         let passes = parse_passes(&options).unwrap();
-        let (input, output, scratch) = (PathBuf::from("IN"), PathBuf::from("OUT"), PathBuf::from("/s"));
+        let (input, output, scratch) = (
+            PathBuf::from("IN"),
+            PathBuf::from("OUT"),
+            PathBuf::from("/s"),
+        );
         (0..passes.len())
             .map(|index| {
                 PassPlan {
@@ -141,7 +146,9 @@ mod tests {
 
     #[test]
     fn web_medium_both_passes_and_faststart() {
-        let argv = plans(json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "medium"], ["vprofile", "baseline"], ["b", "400k"], ["bufsize", "400k"], ["vf", "yadif,scale='640:trunc(ow/a/2)*2'"], ["pass", "1"], ["f", "mp4"], ["keyint_min", "60"], ["g", "120"], ["an", null]]}, {"outfile_options": [["vcodec", "libx264"], ["preset", "medium"], ["vprofile", "baseline"], ["b", "400k"], ["bufsize", "400k"], ["vf", "yadif,scale='640:trunc(ow/a/2)*2'"], ["pass", "2"], ["acodec", "libfaac"], ["ab", "128k"], ["async", "480"], ["keyint_min", "60"], ["g", "120"], ["f", "mp4"]], "move_atom_to_front": true}]));
+        let argv = plans(
+            json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "medium"], ["vprofile", "baseline"], ["b", "400k"], ["bufsize", "400k"], ["vf", "yadif,scale='640:trunc(ow/a/2)*2'"], ["pass", "1"], ["f", "mp4"], ["keyint_min", "60"], ["g", "120"], ["an", null]]}, {"outfile_options": [["vcodec", "libx264"], ["preset", "medium"], ["vprofile", "baseline"], ["b", "400k"], ["bufsize", "400k"], ["vf", "yadif,scale='640:trunc(ow/a/2)*2'"], ["pass", "2"], ["acodec", "libfaac"], ["ab", "128k"], ["async", "480"], ["keyint_min", "60"], ["g", "120"], ["f", "mp4"]], "move_atom_to_front": true}]),
+        );
         let pass1 = "ffmpeg -y -i IN -vcodec libx264 -preset medium -vprofile baseline -b 400k -bufsize 400k -vf yadif,scale='640:trunc(ow/a/2)*2' -pass 1 -f mp4 -keyint_min 60 -g 120 -an /dev/null";
         assert_eq!(argv[0], expected(pass1, "/s"));
         // Pass 2, with faststart (the seed's qtfaststart step) among the output options.
@@ -151,7 +158,9 @@ mod tests {
 
     #[test]
     fn infile_options_go_before_input_and_values_render_like_python() {
-        let argv = plans(json!([{"infile_options": [["ss", "10"]], "outfile_options": [["threads", 0], ["an", null], ["flag", false]]}]));
+        let argv = plans(
+            json!([{"infile_options": [["ss", "10"]], "outfile_options": [["threads", 0], ["an", null], ["flag", false]]}]),
+        );
         let seed = "ffmpeg -y -ss 10 -i IN -threads 0 -an -flag False -f mp4 OUT";
         assert_eq!(argv[0], expected(seed, "/s"));
     }

@@ -37,11 +37,18 @@ impl Probe {
     }
 
     pub fn duration_seconds(&self) -> Option<f64> {
-        self.format.duration.as_deref()?.parse().ok().filter(|d: &f64| *d > 0.0)
+        self.format
+            .duration
+            .as_deref()?
+            .parse()
+            .ok()
+            .filter(|d: &f64| *d > 0.0)
     }
 
     pub fn stream(&self, codec_type: &str) -> Option<&ProbeStream> {
-        self.streams.iter().find(|s| s.codec_type.as_deref() == Some(codec_type))
+        self.streams
+            .iter()
+            .find(|s| s.codec_type.as_deref() == Some(codec_type))
     }
 
     /// One line per stream, for people.

@@ -126,11 +126,20 @@ impl ToolCommand {
         let (reply, answer) = oneshot::channel();
         spawner()
             .send((command, reply))
-            .map_err(|_| ToolError::Spawn { program: program.clone(), source: io::Error::other("spawner thread is gone") })?;
+            .map_err(|_| ToolError::Spawn {
+                program: program.clone(),
+                source: io::Error::other("spawner thread is gone"),
+            })?;
         let mut child = answer
             .await
-            .map_err(|_| ToolError::Spawn { program: program.clone(), source: io::Error::other("spawner thread is gone") })?
-            .map_err(|source| ToolError::Spawn { program: program.clone(), source })?;
+            .map_err(|_| ToolError::Spawn {
+                program: program.clone(),
+                source: io::Error::other("spawner thread is gone"),
+            })?
+            .map_err(|source| ToolError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
 
         let pid = child.id() as i32;
         let stdout = child
@@ -138,7 +147,10 @@ impl ToolCommand {
             .take()
             .map(tokio::process::ChildStdout::from_std)
             .transpose()
-            .map_err(|source| ToolError::Io { program: program.clone(), source })?;
+            .map_err(|source| ToolError::Io {
+                program: program.clone(),
+                source,
+            })?;
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let (stderr_tx, stderr_done) = oneshot::channel();
         if let Some(mut stderr) = child.stderr.take() {
@@ -163,7 +175,14 @@ impl ToolCommand {
         std::thread::spawn(move || {
             // Wait without reaping, mark exited, then reap: kill() never races a reused pid.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+            unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
             wait_state.lock().unwrap().exited = true;
             let _ = exit_tx.send(child.wait());
         });
@@ -221,10 +240,19 @@ impl Running {
             }
         }
         let status = match self.exit.take() {
-            Some(exit) => exit.await.map_err(|_| ToolError::Killed { program: self.program.clone() })?,
-            None => return Err(ToolError::Killed { program: self.program.clone() }),
+            Some(exit) => exit.await.map_err(|_| ToolError::Killed {
+                program: self.program.clone(),
+            })?,
+            None => {
+                return Err(ToolError::Killed {
+                    program: self.program.clone(),
+                })
+            }
         }
-        .map_err(|source| ToolError::Io { program: self.program.clone(), source })?;
+        .map_err(|source| ToolError::Io {
+            program: self.program.clone(),
+            source,
+        })?;
         if let Some(done) = self.stderr_done.take() {
             let _ = done.await;
         }
@@ -234,7 +262,9 @@ impl Running {
         }
         use std::os::unix::process::ExitStatusExt;
         if status.signal() == Some(libc::SIGKILL) {
-            return Err(ToolError::Killed { program: self.program.clone() });
+            return Err(ToolError::Killed {
+                program: self.program.clone(),
+            });
         }
         Err(ToolError::Failed {
             program: self.program.clone(),
@@ -271,9 +301,17 @@ mod tests {
 
     #[tokio::test]
     async fn failure_carries_stderr() {
-        let err = cmd(&["sh", "-c", "echo broken >&2; exit 3"]).run(|_| {}).await.err().unwrap();
+        let err = cmd(&["sh", "-c", "echo broken >&2; exit 3"])
+            .run(|_| {})
+            .await
+            .err()
+            .unwrap();
         match err {
-            ToolError::Failed { stderr_tail, status, .. } => {
+            ToolError::Failed {
+                stderr_tail,
+                status,
+                ..
+            } => {
                 assert_eq!(stderr_tail, "broken");
                 assert!(status.contains('3'));
             }

@@ -112,7 +112,10 @@ pub fn parse(graph: &str) -> Vec<FilterRef> {
                     .into_iter()
                     .map(|arg| match split_top(&arg, '=', false).as_slice() {
                         [value] => (None, unquote(value)),
-                        [key, rest @ ..] => (Some(unquote(key).trim().to_string()), unquote(&rest.join("="))),
+                        [key, rest @ ..] => (
+                            Some(unquote(key).trim().to_string()),
+                            unquote(&rest.join("=")),
+                        ),
                         [] => (None, String::new()),
                     })
                     .collect()
@@ -133,16 +136,24 @@ mod tests {
         assert_eq!(graph.len(), 2);
         assert_eq!(graph[0].name, "yadif");
         assert_eq!(graph[1].name, "scale");
-        assert_eq!(graph[1].args, vec![(None, "640:trunc(ow/a/2)*2".to_string())]);
+        assert_eq!(
+            graph[1].args,
+            vec![(None, "640:trunc(ow/a/2)*2".to_string())]
+        );
     }
 
     #[test]
     fn labels_chains_and_instance_ids() {
-        let graph = parse("[0:v]split[a][b];[a]movie@m=/etc/passwd[x];[b]drawtext=textfile=/etc/shadow:x=1[y]");
+        let graph = parse(
+            "[0:v]split[a][b];[a]movie@m=/etc/passwd[x];[b]drawtext=textfile=/etc/shadow:x=1[y]",
+        );
         let names: Vec<_> = graph.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["split", "movie", "drawtext"]);
         assert_eq!(graph[1].args, vec![(None, "/etc/passwd".to_string())]);
-        assert_eq!(graph[2].args[0], (Some("textfile".to_string()), "/etc/shadow".to_string()));
+        assert_eq!(
+            graph[2].args[0],
+            (Some("textfile".to_string()), "/etc/shadow".to_string())
+        );
     }
 
     #[test]

@@ -34,7 +34,8 @@ fn is_link_local_or_metadata(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local() || v4.octets() == [100, 100, 100, 200],
         IpAddr::V6(v6) => {
-            (v6.segments()[0] & 0xffc0) == 0xfe80 || v6.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254]
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254]
         }
     }
 }
@@ -42,7 +43,9 @@ fn is_link_local_or_metadata(ip: IpAddr) -> bool {
 fn is_private_or_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_private() || v4.is_loopback() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+            v4.is_private()
+                || v4.is_loopback()
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
         }
         IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
     }
@@ -59,7 +62,13 @@ mod tests {
     #[test]
     fn defaults_refuse_metadata_and_allow_private() {
         let policy = NetPolicy::default();
-        for bad in ["169.254.169.254", "fe80::1", "fd00:ec2::254", "::ffff:169.254.169.254", "100.100.100.200"] {
+        for bad in [
+            "169.254.169.254",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+            "100.100.100.200",
+        ] {
             assert!(policy.check(ip(bad)).is_err(), "{bad}");
         }
         for good in ["127.0.0.1", "10.1.2.3", "192.168.1.1", "8.8.8.8", "::1"] {
@@ -69,10 +78,16 @@ mod tests {
 
     #[test]
     fn config_can_forbid_private_or_allow_link_local() {
-        let strict = NetPolicy { forbid_private: true, ..Default::default() };
+        let strict = NetPolicy {
+            forbid_private: true,
+            ..Default::default()
+        };
         assert!(strict.check(ip("10.0.0.1")).is_err());
         assert!(strict.check(ip("127.0.0.1")).is_err());
-        let open = NetPolicy { allow_link_local: true, ..Default::default() };
+        let open = NetPolicy {
+            allow_link_local: true,
+            ..Default::default()
+        };
         assert!(open.check(ip("169.254.169.254")).is_ok());
     }
 }

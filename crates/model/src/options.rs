@@ -142,7 +142,10 @@ pub fn parse_passes(options: &Value) -> Result<Vec<Pass>, CodedError> {
     if items.len() > 2 {
         return Err(invalid(
             ErrorCode::TooManyPasses,
-            format!("job_options.options has {} passes; at most 2 are allowed", items.len()),
+            format!(
+                "job_options.options has {} passes; at most 2 are allowed",
+                items.len()
+            ),
         ));
     }
     items
@@ -190,7 +193,11 @@ fn parse_pass(number: usize, item: &Value) -> Result<Pass, CodedError> {
     Ok(pass)
 }
 
-fn parse_pairs(number: usize, list_name: &str, value: &Value) -> Result<Vec<OptionPair>, CodedError> {
+fn parse_pairs(
+    number: usize,
+    list_name: &str,
+    value: &Value,
+) -> Result<Vec<OptionPair>, CodedError> {
     let items = match value {
         Value::Null => return Ok(Vec::new()),
         Value::Array(items) => items,
@@ -265,10 +272,35 @@ fn valid_flag_name(flag: &str) -> bool {
 /// ffmpeg's boolean options (OPT_BOOL in fftools): they take no value, and
 /// each also exists with a `no` prefix. Every other flag takes exactly one value.
 const NO_VALUE_FLAGS: &[&str] = &[
-    "an", "vn", "sn", "dn", "shortest", "re", "copyts", "start_at_zero", "accurate_seek",
-    "stats", "benchmark", "benchmark_all", "debug_ts", "xerror", "ignore_unknown",
-    "copy_unknown", "hide_banner", "bitexact", "dump", "hex", "autorotate", "autoscale",
-    "fix_sub_duration", "psnr", "qphist", "find_stream_info", "stdin", "intra", "copyinkf",
+    "an",
+    "vn",
+    "sn",
+    "dn",
+    "shortest",
+    "re",
+    "copyts",
+    "start_at_zero",
+    "accurate_seek",
+    "stats",
+    "benchmark",
+    "benchmark_all",
+    "debug_ts",
+    "xerror",
+    "ignore_unknown",
+    "copy_unknown",
+    "hide_banner",
+    "bitexact",
+    "dump",
+    "hex",
+    "autorotate",
+    "autoscale",
+    "fix_sub_duration",
+    "psnr",
+    "qphist",
+    "find_stream_info",
+    "stdin",
+    "intra",
+    "copyinkf",
     "ignore_chapters",
 ];
 
@@ -278,7 +310,10 @@ const DENIED_FLAGS: &[(&str, &str)] = &[
     ("i", "adds an input; the job's input is its source_path"),
     ("y", "is always given by the nommer"),
     ("n", "would refuse to write the job's own output"),
-    ("passlogfile", "is set by the nommer to the job's scratch directory"),
+    (
+        "passlogfile",
+        "is set by the nommer to the job's scratch directory",
+    ),
     ("progress", "is set by the nommer for live progress"),
     ("report", "writes a log file"),
     ("filter_script", "reads a file"),
@@ -331,7 +366,16 @@ const DENIED_FLAGS: &[(&str, &str)] = &[
 
 /// Input formats that read other files or network addresses named inside the source.
 const DENIED_INPUT_FORMATS: &[&str] = &[
-    "concat", "hls", "applehttp", "dash", "lavfi", "sdp", "rtp", "rtsp", "ffmetadata", "tee",
+    "concat",
+    "hls",
+    "applehttp",
+    "dash",
+    "lavfi",
+    "sdp",
+    "rtp",
+    "rtsp",
+    "ffmetadata",
+    "tee",
 ];
 
 /// Flags whose value is a filtergraph.
@@ -339,25 +383,87 @@ const FILTERGRAPH_FLAGS: &[&str] = &["vf", "af", "filter", "filter_complex", "la
 
 /// Filters that open files, devices or the network, or load code.
 const DENIED_FILTERS: &[&str] = &[
-    "movie", "amovie", "subtitles", "ass", "lut3d", "lut1d", "sendcmd", "asendcmd", "zmq",
-    "azmq", "frei0r", "frei0r_src", "ladspa", "lv2", "arnndn", "sofalizer", "dnn_processing",
-    "dnn_detect", "dnn_classify", "sr", "derain", "removelogo", "cover_rect", "find_rect",
-    "libvmaf", "program_opencl", "openclsrc", "signature", "ocr", "vidstabdetect",
-    "vidstabtransform", "libplacebo", "coreimage", "coreimagesrc", "ocv", "lensfun", "flite",
-    "qrencode", "qrencodesrc", "cellauto", "life",
+    "movie",
+    "amovie",
+    "subtitles",
+    "ass",
+    "lut3d",
+    "lut1d",
+    "sendcmd",
+    "asendcmd",
+    "zmq",
+    "azmq",
+    "frei0r",
+    "frei0r_src",
+    "ladspa",
+    "lv2",
+    "arnndn",
+    "sofalizer",
+    "dnn_processing",
+    "dnn_detect",
+    "dnn_classify",
+    "sr",
+    "derain",
+    "removelogo",
+    "cover_rect",
+    "find_rect",
+    "libvmaf",
+    "program_opencl",
+    "openclsrc",
+    "signature",
+    "ocr",
+    "vidstabdetect",
+    "vidstabtransform",
+    "libplacebo",
+    "coreimage",
+    "coreimagesrc",
+    "ocv",
+    "lensfun",
+    "flite",
+    "qrencode",
+    "qrencodesrc",
+    "cellauto",
+    "life",
 ];
 
 /// Filter options that name files, whatever the filter.
 const DENIED_FILTER_KEYS: &[&str] = &[
-    "file", "filename", "textfile", "fontfile", "fontsdir", "stats_file", "log_path", "model",
-    "model_path", "psfile", "dumpfile", "db_path", "custom_shader_path", "sofa",
+    "file",
+    "filename",
+    "textfile",
+    "fontfile",
+    "fontsdir",
+    "stats_file",
+    "log_path",
+    "model",
+    "model_path",
+    "psfile",
+    "dumpfile",
+    "db_path",
+    "custom_shader_path",
+    "sofa",
 ];
 
 /// Encoder parameter strings (`-x264-params a=b:c=d`) and the keys in them that name files.
-const PARAM_STRING_FLAGS: &[&str] = &["x264-params", "x264opts", "x265-params", "svtav1-params", "aom-params"];
+const PARAM_STRING_FLAGS: &[&str] = &[
+    "x264-params",
+    "x264opts",
+    "x265-params",
+    "svtav1-params",
+    "aom-params",
+];
 const DENIED_PARAM_KEYS: &[&str] = &[
-    "stats", "qpfile", "dump-yuv", "csv", "analysis-save", "analysis-load",
-    "analysis-reuse-file", "zonefile", "dolby-vision-rpu", "recon", "fgs-table",
+    "stats",
+    "qpfile",
+    "dump-yuv",
+    "csv",
+    "analysis-save",
+    "analysis-load",
+    "analysis-reuse-file",
+    "zonefile",
+    "dolby-vision-rpu",
+    "recon",
+    "fgs-table",
     "film-grain-table",
 ];
 
@@ -559,21 +665,56 @@ mod tests {
 
     #[test]
     fn arity_is_known() {
-        assert_eq!(code(json!([{"outfile_options": [["an", "/x.mp4"]]}])), ErrorCode::OptionUnexpectedValue);
-        assert_eq!(code(json!([{"outfile_options": [["an", true]]}])), ErrorCode::OptionUnexpectedValue);
-        assert_eq!(code(json!([{"outfile_options": [["noautorotate", "x"]]}])), ErrorCode::OptionUnexpectedValue);
-        assert_eq!(code(json!([{"outfile_options": [["b", null]]}])), ErrorCode::OptionMissingValue);
-        assert_eq!(code(json!([{"infile_options": [["ss", ""]]}])), ErrorCode::OptionMissingValue);
+        assert_eq!(
+            code(json!([{"outfile_options": [["an", "/x.mp4"]]}])),
+            ErrorCode::OptionUnexpectedValue
+        );
+        assert_eq!(
+            code(json!([{"outfile_options": [["an", true]]}])),
+            ErrorCode::OptionUnexpectedValue
+        );
+        assert_eq!(
+            code(json!([{"outfile_options": [["noautorotate", "x"]]}])),
+            ErrorCode::OptionUnexpectedValue
+        );
+        assert_eq!(
+            code(json!([{"outfile_options": [["b", null]]}])),
+            ErrorCode::OptionMissingValue
+        );
+        assert_eq!(
+            code(json!([{"infile_options": [["ss", ""]]}])),
+            ErrorCode::OptionMissingValue
+        );
     }
 
     #[test]
     fn file_touching_flags_are_refused() {
-        for flag in ["i", "y", "n", "passlogfile", "progress", "report", "filter_script", "attach", "dump_attachment", "stats_file", "vstats_file", "fpre", "hls_segment_filename"] {
+        for flag in [
+            "i",
+            "y",
+            "n",
+            "passlogfile",
+            "progress",
+            "report",
+            "filter_script",
+            "attach",
+            "dump_attachment",
+            "stats_file",
+            "vstats_file",
+            "fpre",
+            "hls_segment_filename",
+        ] {
             let err = check(json!([{"outfile_options": [[flag, "x"]]}])).unwrap_err();
             assert_eq!(err.code, ErrorCode::OptionNotAllowed, "{flag}");
         }
-        assert_eq!(code(json!([{"infile_options": [["f", "concat"]]}])), ErrorCode::OptionNotAllowed);
-        assert_eq!(code(json!([{"outfile_options": [["x264-params", "keyint=60:stats=/tmp/x"]]}])), ErrorCode::OptionNotAllowed);
+        assert_eq!(
+            code(json!([{"infile_options": [["f", "concat"]]}])),
+            ErrorCode::OptionNotAllowed
+        );
+        assert_eq!(
+            code(json!([{"outfile_options": [["x264-params", "keyint=60:stats=/tmp/x"]]}])),
+            ErrorCode::OptionNotAllowed
+        );
     }
 
     #[test]
@@ -593,7 +734,8 @@ mod tests {
             let err = check(json!([{"outfile_options": [["vf", graph]]}])).unwrap_err();
             assert_eq!(err.code, ErrorCode::FilterNotAllowed, "{graph}");
         }
-        check(json!([{"outfile_options": [["vf", "yadif,scale=640:-1,drawtext=text='hi':x=10"]]}])).unwrap();
+        check(json!([{"outfile_options": [["vf", "yadif,scale=640:-1,drawtext=text='hi':x=10"]]}]))
+            .unwrap();
     }
 
     #[test]
@@ -601,10 +743,22 @@ mod tests {
         assert_eq!(code(json!([])), ErrorCode::EmptyPasses);
         assert_eq!(code(json!([{}, {}, {}])), ErrorCode::TooManyPasses);
         assert_eq!(code(json!({"a": 1})), ErrorCode::InvalidJobOptions);
-        assert_eq!(code(json!([{"outfile_options": [["b", ["x"]]]}])), ErrorCode::InvalidOptionValue);
-        assert_eq!(code(json!([{"outfile_options": [["b", {"x": 1}]]}])), ErrorCode::InvalidOptionValue);
-        assert_eq!(code(json!([{"outfile_options": [["b"]]}])), ErrorCode::InvalidOptionPair);
-        assert_eq!(code(json!([{"outfile_options": [["-b", "1"]]}])), ErrorCode::InvalidOptionPair);
+        assert_eq!(
+            code(json!([{"outfile_options": [["b", ["x"]]]}])),
+            ErrorCode::InvalidOptionValue
+        );
+        assert_eq!(
+            code(json!([{"outfile_options": [["b", {"x": 1}]]}])),
+            ErrorCode::InvalidOptionValue
+        );
+        assert_eq!(
+            code(json!([{"outfile_options": [["b"]]}])),
+            ErrorCode::InvalidOptionPair
+        );
+        assert_eq!(
+            code(json!([{"outfile_options": [["-b", "1"]]}])),
+            ErrorCode::InvalidOptionPair
+        );
         assert_eq!(code(json!([{"bogus": 1}])), ErrorCode::InvalidJobOptions);
     }
 
@@ -614,7 +768,13 @@ mod tests {
         let warnings = modernize(&mut passes);
         assert_eq!(warnings.len(), 2);
         assert!(warnings[0].contains("libfaac"));
-        assert_eq!(passes[0].outfile_options[0].value, OptValue::Str("aac".into()));
-        assert_eq!(passes[1].outfile_options[0].value, OptValue::Str("aac".into()));
+        assert_eq!(
+            passes[0].outfile_options[0].value,
+            OptValue::Str("aac".into())
+        );
+        assert_eq!(
+            passes[1].outfile_options[0].value,
+            OptValue::Str("aac".into())
+        );
     }
 }

@@ -161,6 +161,9 @@ mod tests {
             assert_eq!(state.as_str().parse::<JobState>().unwrap(), state);
         }
         assert_eq!("finished".parse::<JobState>().unwrap(), Finished);
-        assert_eq!("NOPE".parse::<JobState>().unwrap_err(), "Invalid job state: NOPE");
+        assert_eq!(
+            "NOPE".parse::<JobState>().unwrap_err(),
+            "Invalid job state: NOPE"
+        );
     }
 }

@@ -69,12 +69,22 @@ pub fn seed_required_keys(payload: &Map<String, Value>) -> Result<(), CodedError
 /// Decode a raw request body (whatever its Content-Type) and validate it.
 pub fn parse_body(body: &[u8]) -> Result<Submission, CodedError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(err(ErrorCode::EmptyBody, "The request body is empty; send a JSON object"));
+        return Err(err(
+            ErrorCode::EmptyBody,
+            "The request body is empty; send a JSON object",
+        ));
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| err(ErrorCode::InvalidJson, format!("The request body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        err(
+            ErrorCode::InvalidJson,
+            format!("The request body is not valid JSON: {e}"),
+        )
+    })?;
     let Value::Object(payload) = value else {
-        return Err(err(ErrorCode::NotAnObject, "The request body must be a JSON object"));
+        return Err(err(
+            ErrorCode::NotAnObject,
+            "The request body must be a JSON object",
+        ));
     };
     parse_payload(&payload)
 }
@@ -89,16 +99,27 @@ pub fn parse_payload(payload: &Map<String, Value>) -> Result<Submission, CodedEr
         Some(Value::String(name)) => Nommer::parse(name).ok_or_else(|| {
             err(
                 ErrorCode::UnknownNommer,
-                format!("Unknown nommer \"{name}\"; known: ffmpeg ({}), copy", options::SEED_FFMPEG_NOMMER),
+                format!(
+                    "Unknown nommer \"{name}\"; known: ffmpeg ({}), copy",
+                    options::SEED_FFMPEG_NOMMER
+                ),
             )
         })?,
-        _ => return Err(err(ErrorCode::UnknownNommer, "job_options.nommer must be a nommer name")),
+        _ => {
+            return Err(err(
+                ErrorCode::UnknownNommer,
+                "job_options.nommer must be a nommer name",
+            ))
+        }
     };
 
     // The seed accepted options given as a JSON-encoded string.
     let raw_options = match job_options.get("options") {
         Some(Value::String(text)) => serde_json::from_str::<Value>(text).map_err(|e| {
-            err(ErrorCode::InvalidJobOptions, format!("job_options.options is a string but not JSON: {e}"))
+            err(
+                ErrorCode::InvalidJobOptions,
+                format!("job_options.options is a string but not JSON: {e}"),
+            )
         })?,
         Some(other) => other.clone(),
         None => Value::Null,
@@ -110,16 +131,31 @@ pub fn parse_payload(payload: &Map<String, Value>) -> Result<Submission, CodedEr
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => Some(uri::parse_notify_url(s)?),
-        Some(_) => return Err(err(ErrorCode::InvalidField, "notify_url must be a string URL or null")),
+        Some(_) => {
+            return Err(err(
+                ErrorCode::InvalidField,
+                "notify_url must be a string URL or null",
+            ))
+        }
     };
 
     let max_attempts = match payload.get("max_attempts") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_u64() {
             Some(v @ 1..=20) => Some(v as u32),
-            _ => return Err(err(ErrorCode::InvalidField, "max_attempts must be an integer from 1 to 20")),
+            _ => {
+                return Err(err(
+                    ErrorCode::InvalidField,
+                    "max_attempts must be an integer from 1 to 20",
+                ))
+            }
         },
-        Some(_) => return Err(err(ErrorCode::InvalidField, "max_attempts must be an integer from 1 to 20")),
+        Some(_) => {
+            return Err(err(
+                ErrorCode::InvalidField,
+                "max_attempts must be an integer from 1 to 20",
+            ))
+        }
     };
 
     let (passes, warnings) = match nommer {
@@ -147,7 +183,10 @@ fn uri_field(payload: &Map<String, Value>, key: &str) -> Result<MediaUri, CodedE
             e.message = format!("{key}: {}", e.message);
             e
         }),
-        _ => Err(err(ErrorCode::InvalidField, format!("{key} must be a URI string"))),
+        _ => Err(err(
+            ErrorCode::InvalidField,
+            format!("{key} must be a URI string"),
+        )),
     }
 }
 
@@ -156,7 +195,9 @@ fn ffmpeg_passes(raw: &Value, dest: &MediaUri) -> Result<(Vec<Pass>, Vec<String>
     options::check_passes(&passes)?;
     let needs_format = passes.iter().any(|pass| pass.output_format().is_none());
     if needs_format {
-        let known = dest.extension().and_then(|ext| options::format_for_extension(&ext));
+        let known = dest
+            .extension()
+            .and_then(|ext| options::format_for_extension(&ext));
         if known.is_none() {
             return Err(err(
                 ErrorCode::OutputFormatUnknown,
@@ -203,14 +244,32 @@ mod tests {
     #[test]
     fn the_five_seed_messages_in_order() {
         let cases = [
-            (json!({}), "Missing/invalid required key+val: ['source_path']"),
-            (json!({"source_path": "x"}), "Missing/invalid required key+val: ['dest_path']"),
-            (json!({"source_path": "x", "dest_path": "y", "job_options": {}}), "Missing/invalid required key+val: ['job_options']"),
-            (json!({"source_path": "x", "dest_path": "y", "job_options": {"nommer": "ffmpeg"}}), "Missing/invalid required key+val: ['job_options'][options]"),
-            (json!({"source_path": "x", "dest_path": "y", "job_options": {"options": [{}]}}), "Missing/invalid required key+val: ['job_options'][nommer]"),
+            (
+                json!({}),
+                "Missing/invalid required key+val: ['source_path']",
+            ),
+            (
+                json!({"source_path": "x"}),
+                "Missing/invalid required key+val: ['dest_path']",
+            ),
+            (
+                json!({"source_path": "x", "dest_path": "y", "job_options": {}}),
+                "Missing/invalid required key+val: ['job_options']",
+            ),
+            (
+                json!({"source_path": "x", "dest_path": "y", "job_options": {"nommer": "ffmpeg"}}),
+                "Missing/invalid required key+val: ['job_options'][options]",
+            ),
+            (
+                json!({"source_path": "x", "dest_path": "y", "job_options": {"options": [{}]}}),
+                "Missing/invalid required key+val: ['job_options'][nommer]",
+            ),
         ];
         for (body, expected) in cases {
-            assert_eq!(message(body), (ErrorCode::MissingField, expected.to_string()));
+            assert_eq!(
+                message(body),
+                (ErrorCode::MissingField, expected.to_string())
+            );
         }
     }
 
@@ -220,11 +279,15 @@ mod tests {
         assert_eq!(ok.nommer, Nommer::Ffmpeg);
         assert!(ok.notify_url.is_none());
         let mut body = example();
-        body["job_options"]["options"] = json!(json!([{"outfile_options": [["f", "mp4"]]}]).to_string());
+        body["job_options"]["options"] =
+            json!(json!([{"outfile_options": [["f", "mp4"]]}]).to_string());
         let ok = parse_body(body.to_string().as_bytes()).unwrap();
         assert!(ok.job_options["options"].is_array());
         body["notify_url"] = json!("");
-        assert!(parse_body(body.to_string().as_bytes()).unwrap().notify_url.is_none());
+        assert!(parse_body(body.to_string().as_bytes())
+            .unwrap()
+            .notify_url
+            .is_none());
     }
 
     #[test]

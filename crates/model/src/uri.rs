@@ -197,12 +197,10 @@ fn parse_file(raw: &str) -> Result<Location, CodedError> {
     let url = url::Url::parse(raw).map_err(|e| malformed(raw, &e.to_string()))?;
     match url.host_str() {
         None | Some("") | Some("localhost") => {}
-        Some(_) => {
-            return Err(malformed(
-                raw,
-                "a file:// URI needs an absolute path: file:///abs/path or file://localhost/abs/path",
-            ))
-        }
+        Some(_) => return Err(malformed(
+            raw,
+            "a file:// URI needs an absolute path: file:///abs/path or file://localhost/abs/path",
+        )),
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(malformed(raw, "a file:// URI takes no query or fragment"));
@@ -214,7 +212,10 @@ fn parse_file(raw: &str) -> Result<Location, CodedError> {
         return Err(malformed(raw, "the path contains a NUL byte"));
     }
     if !decoded.starts_with('/') || decoded.len() < 2 || decoded.ends_with('/') {
-        return Err(malformed(raw, "a file:// URI must name an absolute file path"));
+        return Err(malformed(
+            raw,
+            "a file:// URI must name an absolute file path",
+        ));
     }
     Ok(Location::File {
         path: PathBuf::from(decoded.as_ref()),
@@ -240,7 +241,10 @@ fn parse_object(raw: &str, rest: &str) -> Result<Location, CodedError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !valid_bucket {
-        return Err(malformed(raw, "the bucket name is empty or has invalid characters"));
+        return Err(malformed(
+            raw,
+            "the bucket name is empty or has invalid characters",
+        ));
     }
     let key = percent_decode_str(key)
         .decode_utf8()
@@ -357,7 +361,8 @@ mod tests {
 
     #[test]
     fn seed_s3_credentials_with_slash_in_secret() {
-        let (bucket, key, creds) = object("s3://SOMEUSER:SOME/PASS@some_bucket/some_dir/some_file.mpg");
+        let (bucket, key, creds) =
+            object("s3://SOMEUSER:SOME/PASS@some_bucket/some_dir/some_file.mpg");
         assert_eq!(bucket, "some_bucket");
         assert_eq!(key, "some_dir/some_file.mpg");
         let creds = creds.unwrap();
@@ -368,13 +373,19 @@ mod tests {
     #[test]
     fn plain_object_uris_and_at_signs_in_keys() {
         let (bucket, key, creds) = object("s3://bucket/dir/with@sign.mp4");
-        assert_eq!((bucket.as_str(), key.as_str()), ("bucket", "dir/with@sign.mp4"));
+        assert_eq!(
+            (bucket.as_str(), key.as_str()),
+            ("bucket", "dir/with@sign.mp4")
+        );
         assert!(creds.is_none());
         let (_, key, creds) = object("gs://b/a:b@c.mp4");
         assert_eq!(key, "a:b@c.mp4");
         assert!(creds.is_none());
         let (bucket, key, _) = object("az://container/my%20blob.mov");
-        assert_eq!((bucket.as_str(), key.as_str()), ("container", "my blob.mov"));
+        assert_eq!(
+            (bucket.as_str(), key.as_str()),
+            ("container", "my blob.mov")
+        );
     }
 
     #[test]
@@ -382,7 +393,8 @@ mod tests {
         let uri = MediaUri::parse("s3://AKIA:se/cr+et@bucket/key.mp4").unwrap();
         assert_eq!(uri.redacted(), "s3://REDACTED@bucket/key.mp4");
         assert!(!format!("{uri:?} {uri}").contains("cr+et"));
-        let http = MediaUri::parse("https://user:pw@host.example/a.mp4?X-Amz-Signature=abc").unwrap();
+        let http =
+            MediaUri::parse("https://user:pw@host.example/a.mp4?X-Amz-Signature=abc").unwrap();
         let shown = http.redacted();
         assert!(!shown.contains("pw") && !shown.contains("abc"), "{shown}");
         assert_eq!(redact_str("s3://K:S@b"), "s3://REDACTED@b");
@@ -398,7 +410,12 @@ mod tests {
             }
         );
         assert!(MediaUri::parse("file://localhost/tmp/a.mp4").is_ok());
-        for bad in ["file://a.mp4", "file://tmp/a.mp4", "file:///", "file:///tmp/%00x"] {
+        for bad in [
+            "file://a.mp4",
+            "file://tmp/a.mp4",
+            "file:///",
+            "file:///tmp/%00x",
+        ] {
             let err = MediaUri::parse(bad).unwrap_err();
             assert_eq!(err.code, ErrorCode::UriMalformed, "{bad}");
         }
@@ -409,9 +426,18 @@ mod tests {
         let err = MediaUri::parse("some-hostname.org:80/some_dir/some_file.mpg").unwrap_err();
         assert_eq!(err.code, ErrorCode::UriMalformed);
         assert!(err.message.starts_with("No protocol specified."));
-        assert_eq!(MediaUri::parse("ftp://h/x").unwrap_err().code, ErrorCode::UriUnknownScheme);
-        assert_eq!(MediaUri::parse("S3://b/k").unwrap_err().code, ErrorCode::UriUnknownScheme);
-        assert_eq!(MediaUri::parse("s3://bucket").unwrap_err().code, ErrorCode::UriMalformed);
+        assert_eq!(
+            MediaUri::parse("ftp://h/x").unwrap_err().code,
+            ErrorCode::UriUnknownScheme
+        );
+        assert_eq!(
+            MediaUri::parse("S3://b/k").unwrap_err().code,
+            ErrorCode::UriUnknownScheme
+        );
+        assert_eq!(
+            MediaUri::parse("s3://bucket").unwrap_err().code,
+            ErrorCode::UriMalformed
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::Context;
 use nommer_client::Client;
 use nommer_model::api::Job;
 use nommer_model::JobState;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::net::TcpListener;
 
 fn client(settings: &Settings) -> Client {
@@ -14,7 +14,8 @@ fn client(settings: &Settings) -> Client {
 }
 
 fn read_job(path: &Path) -> anyhow::Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
@@ -78,21 +79,39 @@ pub async fn jobs(settings: &Settings, state: Option<&str>, limit: u32) -> anyho
     let list = client(settings).jobs(state, limit, None).await?;
     println!("{:<50}  {:<11}  {:>5}  UPDATED", "ID", "STATE", "PCT");
     for job in list.jobs {
-        let percent = job.progress.map(|p| format!("{:.0}", p.percent)).unwrap_or_default();
-        println!("{:<50}  {:<11}  {:>5}  {}", job.id, job.state, percent, job.updated_at);
+        let percent = job
+            .progress
+            .map(|p| format!("{:.0}", p.percent))
+            .unwrap_or_default();
+        println!(
+            "{:<50}  {:<11}  {:>5}  {}",
+            job.id, job.state, percent, job.updated_at
+        );
     }
     Ok(0)
 }
 
 pub async fn cancel(settings: &Settings, id: &str) -> anyhow::Result<u8> {
     let job = client(settings).cancel(id).await?;
-    println!("{} {}{}", job.id, job.state, if job.state.is_terminal() { "" } else { " (cancel requested)" });
+    println!(
+        "{} {}{}",
+        job.id,
+        job.state,
+        if job.state.is_terminal() {
+            ""
+        } else {
+            " (cancel requested)"
+        }
+    );
     Ok(0)
 }
 
 pub async fn nodes(settings: &Settings) -> anyhow::Result<u8> {
     let list = client(settings).nodes().await?;
-    println!("{:<32}  {:<8}  {:<9}  {:>4}  {:<19}  LAST HEARTBEAT", "NODE", "FLEET", "STATE", "JOBS", "INSTANCE");
+    println!(
+        "{:<32}  {:<8}  {:<9}  {:>4}  {:<19}  LAST HEARTBEAT",
+        "NODE", "FLEET", "STATE", "JOBS", "INSTANCE"
+    );
     for node in list.nodes {
         println!(
             "{:<32}  {:<8}  {:<9}  {:>4}  {:<19}  {}",
@@ -157,7 +176,7 @@ fn file_uri(path: &Path) -> String {
         .display()
         .to_string()
         .split('/')
-        .map(|seg| percent_encode(seg))
+        .map(percent_encode)
         .collect::<Vec<_>>()
         .join("/");
     format!("file://{encoded}")
@@ -167,7 +186,9 @@ fn percent_encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -187,12 +208,30 @@ pub fn demo_job(source: &Path, output: &Path) -> serde_json::Value {
 }
 
 /// A test clip from ffmpeg's lavfi sources: moving test pattern and a tone.
-pub async fn make_clip(ffmpeg: &str, path: &PathBuf, seconds: u32) -> anyhow::Result<()> {
+pub async fn make_clip(ffmpeg: &str, path: &Path, seconds: u32) -> anyhow::Result<()> {
     let argv: Vec<String> = [
-        ffmpeg, "-y", "-nostdin", "-loglevel", "error",
-        "-f", "lavfi", "-i", &format!("testsrc2=size=1280x720:rate=25:duration={seconds}"),
-        "-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
-        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+        ffmpeg,
+        "-y",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size=1280x720:rate=25:duration={seconds}"),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
         &path.display().to_string(),
     ]
     .iter()

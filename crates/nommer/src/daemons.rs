@@ -6,9 +6,9 @@ use nommer_feederd::config::FeederdConfig;
 use nommer_feederd::AppState;
 use nommer_model::netpolicy::NetPolicy;
 use nommer_nommerd::{NommerdConfig, ShutdownMode};
+use nommer_storage::FileRoots;
 use nommer_store::sqlite::SqliteStore;
 use nommer_store::{LeasePolicy, Store};
-use nommer_storage::FileRoots;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 fn net_policy(s: &Settings) -> NetPolicy {
-    NetPolicy { allow_link_local: s.allow_link_local_addresses, forbid_private: s.forbid_private_addresses }
+    NetPolicy {
+        allow_link_local: s.allow_link_local_addresses,
+        forbid_private: s.forbid_private_addresses,
+    }
 }
 
 fn file_roots(s: &Settings, loopback: bool) -> FileRoots {
@@ -64,7 +67,11 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     config.ffmpeg = s.ffmpeg_path.clone();
     config.ffprobe = s.ffprobe_path.clone();
     config.net_policy = net_policy(s);
-    config.file_roots = if s.file_roots.is_empty() { FileRoots::Any } else { file_roots(s, false) };
+    config.file_roots = if s.file_roots.is_empty() {
+        FileRoots::Any
+    } else {
+        file_roots(s, false)
+    };
     config.shutdown_mode = match s.nommerd_shutdown.as_str() {
         "handback" => ShutdownMode::Handback,
         "finish" => ShutdownMode::Finish,
@@ -80,10 +87,15 @@ pub async fn open_store(s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         retry_backoff_max_ms: 300_000,
     };
     if s.store.starts_with("sqlite:") {
-        let store = SqliteStore::open(&s.store, policy).await.with_context(|| format!("opening store {}", s.store))?;
+        let store = SqliteStore::open(&s.store, policy)
+            .await
+            .with_context(|| format!("opening store {}", s.store))?;
         return Ok(Arc::new(store));
     }
-    anyhow::bail!("unsupported store {:?}: this build has sqlite://PATH", s.store)
+    anyhow::bail!(
+        "unsupported store {:?}: this build has sqlite://PATH",
+        s.store
+    )
 }
 
 /// A feederd (and its in-process workers) running in this process.
@@ -109,7 +121,11 @@ impl Running {
     }
 }
 
-pub async fn start(settings: &Settings, listener: TcpListener, local_workers: u32) -> anyhow::Result<Running> {
+pub async fn start(
+    settings: &Settings,
+    listener: TcpListener,
+    local_workers: u32,
+) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let loopback = addr.ip().is_loopback();
     let tokens_set = !settings.api_tokens.is_empty() && settings.worker_token.is_some();
@@ -119,7 +135,10 @@ pub async fn start(settings: &Settings, listener: TcpListener, local_workers: u3
         );
     }
     let store = open_store(settings).await?;
-    let state = AppState { store, config: Arc::new(feederd_config(settings, loopback)) };
+    let state = AppState {
+        store,
+        config: Arc::new(feederd_config(settings, loopback)),
+    };
     let (shutdown, rx) = watch::channel(false);
     let server = tokio::spawn(nommer_feederd::run(listener, state, rx.clone()));
     let url = format!("http://{addr}");
@@ -131,7 +150,12 @@ pub async fn start(settings: &Settings, listener: TcpListener, local_workers: u3
         workers.push(tokio::spawn(nommer_nommerd::run(config, rx.clone())));
     }
     tracing::info!(%addr, store = %settings.store, local_workers, "feederd listening");
-    Ok(Running { addr, shutdown, server, workers })
+    Ok(Running {
+        addr,
+        shutdown,
+        server,
+        workers,
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -146,7 +170,9 @@ pub async fn signal() {
 }
 
 pub async fn feederd(settings: Settings) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(&settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
     let running = start(&settings, listener, settings.local_workers).await?;
     signal().await;
     running.stop().await;

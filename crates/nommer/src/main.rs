@@ -11,7 +11,11 @@ use settings::{Overrides, Settings};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "nommer", version, about = "media-nommer: distributed media encoding with FFmpeg")]
+#[command(
+    name = "nommer",
+    version,
+    about = "media-nommer: distributed media encoding with FFmpeg"
+)]
 struct Cli {
     /// TOML configuration file (also NOMMER_CONFIG).
     #[arg(long, global = true)]
@@ -84,16 +88,30 @@ enum Command {
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOMMER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let daemon = matches!(cli.command, Command::Feederd { .. } | Command::Nommerd { .. });
+    let daemon = matches!(
+        cli.command,
+        Command::Feederd { .. } | Command::Nommerd { .. }
+    );
     init_logging(if daemon { "info" } else { "warn" });
-    let mut overrides = Overrides { feederd_url: cli.feederd.clone(), ..Default::default() };
+    let mut overrides = Overrides {
+        feederd_url: cli.feederd.clone(),
+        ..Default::default()
+    };
     match &cli.command {
-        Command::Feederd { listen, store, local_workers, insecure } => {
+        Command::Feederd {
+            listen,
+            store,
+            local_workers,
+            insecure,
+        } => {
             overrides.listen = listen.clone();
             overrides.store = store.clone();
             overrides.local_workers = *local_workers;
@@ -112,14 +130,19 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the runtime");
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Feederd { .. } => daemons::feederd(settings).await.map(|_| 0),
             Command::Nommerd { .. } => daemons::nommerd(settings).await.map(|_| 0),
             Command::Submit { job, wait } => commands::submit(&settings, &job, wait).await,
             Command::Status { id, json } => commands::status(&settings, &id, json).await,
-            Command::Jobs { state, limit } => commands::jobs(&settings, state.as_deref(), limit).await,
+            Command::Jobs { state, limit } => {
+                commands::jobs(&settings, state.as_deref(), limit).await
+            }
             Command::Cancel { id } => commands::cancel(&settings, &id).await,
             Command::Nodes => commands::nodes(&settings).await,
             Command::Run { job } => commands::run(settings, &job).await,

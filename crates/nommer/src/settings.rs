@@ -9,9 +9,18 @@ use std::path::PathBuf;
 
 /// Seed settings the lease design retired; accepted in files and ignored with a warning.
 pub const RETIRED: &[(&str, &str)] = &[
-    ("feederd_job_state_change_check_interval", "state changes are delivered from the event outbox as they happen"),
-    ("nommerd_new_job_check_interval", "idle workers long-poll feederd and start a job within milliseconds"),
-    ("nommerd_qtfaststart_bin_path", "faststart is done by ffmpeg itself (-movflags +faststart)"),
+    (
+        "feederd_job_state_change_check_interval",
+        "state changes are delivered from the event outbox as they happen",
+    ),
+    (
+        "nommerd_new_job_check_interval",
+        "idle workers long-poll feederd and start a job within milliseconds",
+    ),
+    (
+        "nommerd_qtfaststart_bin_path",
+        "faststart is done by ffmpeg itself (-movflags +faststart)",
+    ),
 ];
 
 fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -23,7 +32,11 @@ fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     }
     Ok(match Either::deserialize(d)? {
         Either::List(list) => list,
-        Either::Csv(text) => text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        Either::Csv(text) => text
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
     })
 }
 
@@ -142,7 +155,9 @@ pub struct Overrides {
 impl Settings {
     pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-        let file = file.map(PathBuf::from).or_else(|| std::env::var_os("NOMMER_CONFIG").map(PathBuf::from));
+        let file = file
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("NOMMER_CONFIG").map(PathBuf::from));
         if let Some(path) = &file {
             if !path.exists() {
                 anyhow::bail!("config file {} does not exist", path.display());
@@ -152,7 +167,9 @@ impl Settings {
         figment = figment
             .merge(Env::prefixed("NOMMER_").ignore(&["config", "log"]))
             .merge(Serialized::defaults(overrides));
-        let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         for key in settings.other.keys() {
             match RETIRED.iter().find(|(name, _)| name == key) {
                 Some((_, why)) => tracing::warn!(setting = %key, "retired setting ignored: {why}"),
@@ -173,7 +190,11 @@ impl Settings {
         hide(&mut shown.worker_token);
         hide(&mut shown.webhook_secret);
         hide(&mut shown.api_token);
-        shown.api_tokens = shown.api_tokens.iter().map(|_| "REDACTED".to_string()).collect();
+        shown.api_tokens = shown
+            .api_tokens
+            .iter()
+            .map(|_| "REDACTED".to_string())
+            .collect();
         toml::to_string_pretty(&shown).unwrap_or_default()
     }
 }

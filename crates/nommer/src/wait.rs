@@ -23,7 +23,11 @@ pub async fn follow(client: &Client, id: &str) -> anyhow::Result<Job> {
             last_state = Some(job.state);
         }
         let progress = job.progress.clone().unwrap_or_default();
-        bar.set_prefix(if progress.phase.is_empty() { job.state.as_str().to_lowercase() } else { progress.phase.clone() });
+        bar.set_prefix(if progress.phase.is_empty() {
+            job.state.as_str().to_lowercase()
+        } else {
+            progress.phase.clone()
+        });
         bar.set_position(progress.percent.clamp(0.0, 100.0) as u64);
         let mut message = Vec::new();
         if let Some(fps) = progress.fps.filter(|f| *f > 0.0) {

@@ -19,9 +19,16 @@ async fn python_client_post(url: &str, body: &str) -> (u16, String, Value) {
         .await
         .unwrap();
     let status = response.status().as_u16();
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let text = response.text().await.unwrap();
-    (status, content_type, serde_json::from_str(&text).unwrap_or(json!({"raw": text})))
+    (
+        status,
+        content_type,
+        serde_json::from_str(&text).unwrap_or(json!({"raw": text})),
+    )
 }
 
 #[tokio::test]
@@ -34,13 +41,16 @@ async fn seed_submit_endpoint_is_compatible_on_the_wire() {
         source.display()
     );
     for path in ["/job/submit", "/job/submit/"] {
-        let (status, content_type, answer) = python_client_post(&format!("{}{path}", feederd.url), &body).await;
+        let (status, content_type, answer) =
+            python_client_post(&format!("{}{path}", feederd.url), &body).await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(content_type, "application/json");
         assert_eq!(answer["success"], true);
         let id = answer["job_id"].as_str().unwrap();
         assert_eq!(id.len(), 50);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         // The same id everywhere: v1 shows the job, PENDING, with the libfaac warning.
         let job = Api::new(&feederd.url).job(id).await;
         assert_eq!(job["id"], id);
@@ -49,14 +59,30 @@ async fn seed_submit_endpoint_is_compatible_on_the_wire() {
     }
 
     let seed_checks = [
-        (json!({}), "Missing/invalid required key+val: ['source_path']"),
-        (json!({"source_path": "file:///a.mp4"}), "Missing/invalid required key+val: ['dest_path']"),
-        (json!({"source_path": "file:///a.mp4", "dest_path": "file:///b.mp4", "job_options": null}), "Missing/invalid required key+val: ['job_options']"),
-        (json!({"source_path": "file:///a.mp4", "dest_path": "file:///b.mp4", "job_options": {"nommer": "ffmpeg"}}), "Missing/invalid required key+val: ['job_options'][options]"),
-        (json!({"source_path": "file:///a.mp4", "dest_path": "file:///b.mp4", "job_options": {"options": [{}], "nommer": ""}}), "Missing/invalid required key+val: ['job_options'][nommer]"),
+        (
+            json!({}),
+            "Missing/invalid required key+val: ['source_path']",
+        ),
+        (
+            json!({"source_path": "file:///a.mp4"}),
+            "Missing/invalid required key+val: ['dest_path']",
+        ),
+        (
+            json!({"source_path": "file:///a.mp4", "dest_path": "file:///b.mp4", "job_options": null}),
+            "Missing/invalid required key+val: ['job_options']",
+        ),
+        (
+            json!({"source_path": "file:///a.mp4", "dest_path": "file:///b.mp4", "job_options": {"nommer": "ffmpeg"}}),
+            "Missing/invalid required key+val: ['job_options'][options]",
+        ),
+        (
+            json!({"source_path": "file:///a.mp4", "dest_path": "file:///b.mp4", "job_options": {"options": [{}], "nommer": ""}}),
+            "Missing/invalid required key+val: ['job_options'][nommer]",
+        ),
     ];
     for (body, message) in seed_checks {
-        let (status, _, answer) = python_client_post(&format!("{}/job/submit", feederd.url), &body.to_string()).await;
+        let (status, _, answer) =
+            python_client_post(&format!("{}/job/submit", feederd.url), &body.to_string()).await;
         assert_eq!(status, 200);
         assert_eq!(answer["success"], false);
         assert_eq!(answer["message"], message);
@@ -64,17 +90,30 @@ async fn seed_submit_endpoint_is_compatible_on_the_wire() {
     }
 
     // Where the seed crashed with an HTML 500: a 4xx with a readable JSON body.
-    for (body, code) in [("", "empty_body"), ("{not json", "invalid_json"), ("[1, 2]", "not_an_object")] {
-        let (status, content_type, answer) = python_client_post(&format!("{}/job/submit", feederd.url), body).await;
+    for (body, code) in [
+        ("", "empty_body"),
+        ("{not json", "invalid_json"),
+        ("[1, 2]", "not_an_object"),
+    ] {
+        let (status, content_type, answer) =
+            python_client_post(&format!("{}/job/submit", feederd.url), body).await;
         assert_eq!(status, 400);
         assert_eq!(content_type, "application/json");
         assert_eq!(answer["success"], false);
         assert_eq!(answer["error_code"], code);
     }
     let client = ::reqwest::Client::new();
-    let get = client.get(format!("{}/job/submit", feederd.url)).send().await.unwrap();
+    let get = client
+        .get(format!("{}/job/submit", feederd.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(get.status(), 405);
-    let missing = client.post(format!("{}/job/nope", feederd.url)).send().await.unwrap();
+    let missing = client
+        .post(format!("{}/job/nope", feederd.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 }
 
@@ -84,7 +123,14 @@ struct Probe {
 }
 
 impl Probe {
-    async fn expect(&mut self, method: &str, path: &str, body: Option<String>, status: u16, code: &str) {
+    async fn expect(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        status: u16,
+        code: &str,
+    ) {
         let url = format!("{}{path}", self.api.url);
         let mut request = self.api.http.request(method.parse().unwrap(), url);
         if let Some(body) = body {
@@ -93,7 +139,11 @@ impl Probe {
         let response = request.send().await.unwrap();
         let got = response.status().as_u16();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
-        assert_eq!((got, answer["error_code"].as_str().unwrap_or("")), (status, code), "{method} {path}: {answer}");
+        assert_eq!(
+            (got, answer["error_code"].as_str().unwrap_or("")),
+            (status, code),
+            "{method} {path}: {answer}"
+        );
         assert!(code.is_empty() || !answer["message"].as_str().unwrap_or("").is_empty());
         self.seen.insert(code.to_string());
     }
@@ -104,7 +154,8 @@ fn job(options: Value) -> String {
 }
 
 fn with(field: &str, value: Value) -> String {
-    let mut body: Value = serde_json::from_str(&job(json!([{"outfile_options": [["f", "mp4"]]}]))).unwrap();
+    let mut body: Value =
+        serde_json::from_str(&job(json!([{"outfile_options": [["f", "mp4"]]}]))).unwrap();
     body[field] = value;
     body.to_string()
 }
@@ -112,75 +163,295 @@ fn with(field: &str, value: Value) -> String {
 #[tokio::test]
 async fn every_error_code_is_answered() {
     let feederd = Feederd::start("max_body_bytes = 4096\n");
-    let mut p = Probe { api: Api::new(&feederd.url), seen: BTreeSet::new() };
+    let mut p = Probe {
+        api: Api::new(&feederd.url),
+        seen: BTreeSet::new(),
+    };
     let post = "POST";
-    p.expect(post, "/v1/jobs", Some("{}".into()), 400, "missing_field").await;
-    p.expect(post, "/v1/jobs", Some("".into()), 400, "empty_body").await;
-    p.expect(post, "/v1/jobs", Some("{".into()), 400, "invalid_json").await;
-    p.expect(post, "/v1/jobs", Some("\"x\"".into()), 400, "not_an_object").await;
-    p.expect(post, "/v1/jobs", Some(format!("{{\"pad\": \"{}\"}}", "x".repeat(5000))), 413, "body_too_large").await;
-    p.expect(post, "/v1/jobs", Some(with("source_path", json!(7))), 400, "invalid_field").await;
-    p.expect(post, "/v1/jobs", Some(with("job_options", json!("text"))), 400, "invalid_job_options").await;
-    p.expect(post, "/v1/jobs", Some(with("job_options", json!({"nommer": "x.Y", "options": [{}]}))), 400, "unknown_nommer").await;
-    p.expect(post, "/v1/jobs", Some(job(json!("[]"))), 400, "empty_passes").await;
-    p.expect(post, "/v1/jobs", Some(job(json!([{}, {}, {}]))), 400, "too_many_passes").await;
-    p.expect(post, "/v1/jobs", Some(job(json!([{"outfile_options": [["b"]]}]))), 400, "invalid_option_pair").await;
-    p.expect(post, "/v1/jobs", Some(job(json!([{"outfile_options": [["b", [1]]]}]))), 400, "invalid_option_value").await;
-    p.expect(post, "/v1/jobs", Some(job(json!([{"outfile_options": [["i", "/etc/passwd"]]}]))), 400, "option_not_allowed").await;
-    p.expect(post, "/v1/jobs", Some(job(json!([{"outfile_options": [["b:v", null]]}]))), 400, "option_missing_value").await;
-    p.expect(post, "/v1/jobs", Some(job(json!([{"outfile_options": [["an", "/x.mp4"]]}]))), 400, "option_unexpected_value").await;
-    p.expect(post, "/v1/jobs", Some(job(json!([{"outfile_options": [["vf", "movie=/etc/passwd"]]}]))), 400, "filter_not_allowed").await;
+    p.expect(post, "/v1/jobs", Some("{}".into()), 400, "missing_field")
+        .await;
+    p.expect(post, "/v1/jobs", Some("".into()), 400, "empty_body")
+        .await;
+    p.expect(post, "/v1/jobs", Some("{".into()), 400, "invalid_json")
+        .await;
+    p.expect(post, "/v1/jobs", Some("\"x\"".into()), 400, "not_an_object")
+        .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(format!("{{\"pad\": \"{}\"}}", "x".repeat(5000))),
+        413,
+        "body_too_large",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(with("source_path", json!(7))),
+        400,
+        "invalid_field",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(with("job_options", json!("text"))),
+        400,
+        "invalid_job_options",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(with(
+            "job_options",
+            json!({"nommer": "x.Y", "options": [{}]}),
+        )),
+        400,
+        "unknown_nommer",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(job(json!("[]"))),
+        400,
+        "empty_passes",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(job(json!([{}, {}, {}]))),
+        400,
+        "too_many_passes",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(job(json!([{"outfile_options": [["b"]]}]))),
+        400,
+        "invalid_option_pair",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(job(json!([{"outfile_options": [["b", [1]]]}]))),
+        400,
+        "invalid_option_value",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(job(json!([{"outfile_options": [["i", "/etc/passwd"]]}]))),
+        400,
+        "option_not_allowed",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(job(json!([{"outfile_options": [["b:v", null]]}]))),
+        400,
+        "option_missing_value",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(job(json!([{"outfile_options": [["an", "/x.mp4"]]}]))),
+        400,
+        "option_unexpected_value",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(job(
+            json!([{"outfile_options": [["vf", "movie=/etc/passwd"]]}]),
+        )),
+        400,
+        "filter_not_allowed",
+    )
+    .await;
     let noext = json!({"source_path": "file:///in/a.mp4", "dest_path": "file:///out/b", "job_options": {"nommer": "ffmpeg", "options": [{}]}});
-    p.expect(post, "/v1/jobs", Some(noext.to_string()), 400, "output_format_unknown").await;
-    p.expect(post, "/v1/jobs", Some(with("source_path", json!("file://relative.mp4"))), 400, "uri_malformed").await;
-    p.expect(post, "/v1/jobs", Some(with("source_path", json!("ftp://host/a.mp4"))), 400, "uri_unknown_scheme").await;
-    p.expect(post, "/v1/jobs", Some(with("source_path", json!("http://169.254.169.254/latest/meta-data/x.mp4"))), 400, "address_not_allowed").await;
-    p.expect(post, "/v1/jobs", Some(with("notify_url", json!("http://[fe80::1]/hook"))), 400, "address_not_allowed").await;
-    p.expect("GET", "/v1/jobs?state=NOPE", None, 400, "invalid_query").await;
-    p.expect("GET", "/v1/jobs?limit=0", None, 400, "invalid_query").await;
-    p.expect("GET", "/v1/jobs?cursor=zz", None, 400, "invalid_query").await;
-    p.expect("GET", &format!("/v1/jobs/{}", "0".repeat(50)), None, 404, "not_found").await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(noext.to_string()),
+        400,
+        "output_format_unknown",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(with("source_path", json!("file://relative.mp4"))),
+        400,
+        "uri_malformed",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(with("source_path", json!("ftp://host/a.mp4"))),
+        400,
+        "uri_unknown_scheme",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(with(
+            "source_path",
+            json!("http://169.254.169.254/latest/meta-data/x.mp4"),
+        )),
+        400,
+        "address_not_allowed",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(with("notify_url", json!("http://[fe80::1]/hook"))),
+        400,
+        "address_not_allowed",
+    )
+    .await;
+    p.expect("GET", "/v1/jobs?state=NOPE", None, 400, "invalid_query")
+        .await;
+    p.expect("GET", "/v1/jobs?limit=0", None, 400, "invalid_query")
+        .await;
+    p.expect("GET", "/v1/jobs?cursor=zz", None, 400, "invalid_query")
+        .await;
+    p.expect(
+        "GET",
+        &format!("/v1/jobs/{}", "0".repeat(50)),
+        None,
+        404,
+        "not_found",
+    )
+    .await;
     p.expect("GET", "/nope", None, 404, "not_found").await;
-    p.expect("DELETE", "/v1/jobs", None, 405, "method_not_allowed").await;
+    p.expect("DELETE", "/v1/jobs", None, 405, "method_not_allowed")
+        .await;
 
     // A job to cancel twice, and one leased by hand to exercise the worker protocol.
     let source = clip("tiny.mp4", 1, "320x240");
-    let body = ffmpeg_job(&source, &feederd.dir.path().join("x.mp4"), json!([{"outfile_options": [["f", "mp4"]]}]));
+    let body = ffmpeg_job(
+        &source,
+        &feederd.dir.path().join("x.mp4"),
+        json!([{"outfile_options": [["f", "mp4"]]}]),
+    );
     let first = p.api.submit(&body).await;
     let id = first["id"].as_str().unwrap();
-    p.expect(post, &format!("/v1/jobs/{id}/cancel"), Some("{}".into()), 200, "").await;
+    p.expect(
+        post,
+        &format!("/v1/jobs/{id}/cancel"),
+        Some("{}".into()),
+        200,
+        "",
+    )
+    .await;
     p.seen.remove("");
-    p.expect(post, &format!("/v1/jobs/{id}/cancel"), Some("{}".into()), 409, "job_finished").await;
+    p.expect(
+        post,
+        &format!("/v1/jobs/{id}/cancel"),
+        Some("{}".into()),
+        409,
+        "job_finished",
+    )
+    .await;
     let second = p.api.submit(&body).await;
     let id = second["id"].as_str().unwrap();
     let node = json!({"node_id": "hand", "fleet": "static", "version": "t", "max_jobs": 1, "running_jobs": 0, "state": "active"});
-    let lease: Value = p.api.http.post(format!("{}/v1/workers/lease", p.api.url)).json(&json!({"node": node, "max": 1, "wait_ms": 0})).send().await.unwrap().json().await.unwrap();
+    let lease: Value = p
+        .api
+        .http
+        .post(format!("{}/v1/workers/lease", p.api.url))
+        .json(&json!({"node": node, "max": 1, "wait_ms": 0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = lease["leases"][0]["token"].as_str().unwrap().to_string();
-    p.expect(post, &format!("/v1/workers/jobs/{id}/state"), Some(json!({"token": "bogus", "state": "ENCODING"}).to_string()), 409, "lease_lost").await;
-    p.expect(post, &format!("/v1/workers/jobs/{id}/state"), Some(json!({"token": token, "state": "FINISHED"}).to_string()), 409, "invalid_transition").await;
+    p.expect(
+        post,
+        &format!("/v1/workers/jobs/{id}/state"),
+        Some(json!({"token": "bogus", "state": "ENCODING"}).to_string()),
+        409,
+        "lease_lost",
+    )
+    .await;
+    p.expect(
+        post,
+        &format!("/v1/workers/jobs/{id}/state"),
+        Some(json!({"token": token, "state": "FINISHED"}).to_string()),
+        409,
+        "invalid_transition",
+    )
+    .await;
 
     // File roots and tokens need their own feederd.
     let strict = Feederd::start("file_roots = [\"/srv/media\"]\napi_tokens = [\"s3cret\"]\n");
-    let mut q = Probe { api: Api::new(&strict.url), seen: BTreeSet::new() };
-    q.expect(post, "/v1/jobs", Some(job(json!([{}]))), 401, "unauthorized").await;
-    let denied = q.api.http.post(format!("{}/v1/jobs", strict.url)).bearer_auth("s3cret").body(job(json!([{}]))).send().await.unwrap();
+    let mut q = Probe {
+        api: Api::new(&strict.url),
+        seen: BTreeSet::new(),
+    };
+    q.expect(
+        post,
+        "/v1/jobs",
+        Some(job(json!([{}]))),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let denied = q
+        .api
+        .http
+        .post(format!("{}/v1/jobs", strict.url))
+        .bearer_auth("s3cret")
+        .body(job(json!([{}])))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(denied.status(), 400);
-    assert_eq!(denied.json::<Value>().await.unwrap()["error_code"], "uri_not_allowed");
+    assert_eq!(
+        denied.json::<Value>().await.unwrap()["error_code"],
+        "uri_not_allowed"
+    );
     p.seen.extend(q.seen);
     p.seen.insert("uri_not_allowed".into());
 
     // Not reachable from outside on a healthy machine: a down store, an internal bug.
     let unreachable = ["store_unavailable", "internal"];
-    let missing: Vec<_> = nommer_model_codes().into_iter().filter(|c| !p.seen.contains(*c) && !unreachable.contains(c)).collect();
-    assert!(missing.is_empty(), "error codes never exercised: {missing:?}");
+    let missing: Vec<_> = nommer_model_codes()
+        .into_iter()
+        .filter(|c| !p.seen.contains(*c) && !unreachable.contains(c))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "error codes never exercised: {missing:?}"
+    );
 }
 
 fn nommer_model_codes() -> Vec<&'static str> {
-    let out = std::process::Command::new(BIN).arg("--help").output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     // The docs list every code; keep this list and docs/API.md in step.
     let docs = include_str!("../../../docs/API.md");
-    let codes = docs.split("## Error codes").nth(1).expect("docs/API.md has an error code table");
+    let codes = docs
+        .split("## Error codes")
+        .nth(1)
+        .expect("docs/API.md has an error code table");
     codes
         .lines()
         .filter_map(|line| line.strip_prefix("| `")?.split('`').next())

@@ -52,19 +52,42 @@ async fn seed_example_and_web_medium_encode_with_webhooks() {
     // Each job's receiver saw every state after PENDING, in order, signed.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let finished = receiver.forms().iter().filter(|f| f.iter().any(|(k, v)| k == "job_state" && v == "FINISHED")).count();
+        let finished = receiver
+            .forms()
+            .iter()
+            .filter(|f| f.iter().any(|(k, v)| k == "job_state" && v == "FINISHED"))
+            .count();
         if finished == 2 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "webhooks missing: {:?}", receiver.forms());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "webhooks missing: {:?}",
+            receiver.forms()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let key = base64::engine::general_purpose::STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .unwrap();
     for (id, _) in &ids {
-        let hits: Vec<_> = receiver.hits.lock().unwrap().iter().filter(|(_, b)| b.contains(id.as_str())).cloned().collect();
+        let hits: Vec<_> = receiver
+            .hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, b)| b.contains(id.as_str()))
+            .cloned()
+            .collect();
         let states: Vec<String> = hits
             .iter()
-            .map(|(_, body)| url::form_urlencoded::parse(body.as_bytes()).find(|(k, _)| k == "job_state").unwrap().1.to_string())
+            .map(|(_, body)| {
+                url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "job_state")
+                    .unwrap()
+                    .1
+                    .to_string()
+            })
             .collect();
         assert_eq!(states, ["DOWNLOADING", "ENCODING", "UPLOADING", "FINISHED"]);
         for (headers, body) in &hits {
@@ -75,13 +98,26 @@ async fn seed_example_and_web_medium_encode_with_webhooks() {
             let timestamp = headers["webhook-timestamp"].to_str().unwrap();
             let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
             mac.update(format!("{webhook_id}.{timestamp}.{body}").as_bytes());
-            let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+            let expected = format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+            );
             assert_eq!(headers["webhook-signature"].to_str().unwrap(), expected);
         }
-        let deliveries: Value = api.http.get(format!("{}/v1/jobs/{id}/deliveries", api.url)).send().await.unwrap().json().await.unwrap();
+        let deliveries: Value = api
+            .http
+            .get(format!("{}/v1/jobs/{id}/deliveries", api.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let list = deliveries["deliveries"].as_array().unwrap();
         assert_eq!(list.len(), 4);
-        assert!(list.iter().all(|d| d["status"] == "delivered" && d["attempts"][0]["status_code"] == 200));
+        assert!(list
+            .iter()
+            .all(|d| d["status"] == "delivered" && d["attempts"][0]["status_code"] == 200));
     }
 }
 
@@ -91,21 +127,40 @@ async fn ffmpeg_failure_is_an_error_with_its_stderr_and_no_output() {
     let _worker = feederd.worker(1, "");
     let api = Api::new(&feederd.url);
     let dest = feederd.dir.path().join("never.mp4");
-    let body = ffmpeg_job(&clip("tiny.mp4", 1, "320x240"), &dest, json!([{"outfile_options": [["vcodec", "no_such_encoder"]]}]));
+    let body = ffmpeg_job(
+        &clip("tiny.mp4", 1, "320x240"),
+        &dest,
+        json!([{"outfile_options": [["vcodec", "no_such_encoder"]]}]),
+    );
     let job = api.submit(&body).await;
-    let job = api.wait_for(job["id"].as_str().unwrap(), &["FINISHED", "ERROR"], MINUTE).await;
+    let job = api
+        .wait_for(job["id"].as_str().unwrap(), &["FINISHED", "ERROR"], MINUTE)
+        .await;
     assert_eq!(job["state"], "ERROR");
     let details = job["state_details"].as_str().unwrap();
     assert!(details.contains("no_such_encoder"), "{details}");
     assert!(details.chars().count() <= 1023);
     assert!(!dest.exists());
-    assert!(std::fs::read_dir(feederd.dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("never")));
+    assert!(std::fs::read_dir(feederd.dir.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("never")));
 
-    let missing = ffmpeg_job(&feederd.dir.path().join("missing.mp4"), &dest, json!([{"outfile_options": [["f", "mp4"]]}]));
+    let missing = ffmpeg_job(
+        &feederd.dir.path().join("missing.mp4"),
+        &dest,
+        json!([{"outfile_options": [["f", "mp4"]]}]),
+    );
     let job = api.submit(&missing).await;
-    let job = api.wait_for(job["id"].as_str().unwrap(), &["FINISHED", "ERROR"], MINUTE).await;
+    let job = api
+        .wait_for(job["id"].as_str().unwrap(), &["FINISHED", "ERROR"], MINUTE)
+        .await;
     assert_eq!(job["state"], "ERROR");
-    assert!(job["state_details"].as_str().unwrap().starts_with("The specified input file cannot be found"));
+    assert!(job["state_details"]
+        .as_str()
+        .unwrap()
+        .starts_with("The specified input file cannot be found"));
 }
 
 #[tokio::test]
@@ -113,17 +168,37 @@ async fn cancel_stops_ffmpeg_and_cleans_up() {
     let feederd = Feederd::start("");
     let worker = feederd.worker(1, "");
     let api = Api::new(&feederd.url);
-    let body = ffmpeg_job(&clip("slow.mp4", 20, "1280x720"), &feederd.dir.path().join("c.mp4"), slow_options());
+    let body = ffmpeg_job(
+        &clip("slow.mp4", 20, "1280x720"),
+        &feederd.dir.path().join("c.mp4"),
+        slow_options(),
+    );
     let id = api.submit(&body).await["id"].as_str().unwrap().to_string();
     api.wait_for(&id, &["ENCODING"], MINUTE).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!processes_mentioning(&id).is_empty(), "ffmpeg should be running");
-    let answer: Value = api.http.post(format!("{}/v1/jobs/{id}/cancel", api.url)).send().await.unwrap().json().await.unwrap();
+    assert!(
+        !processes_mentioning(&id).is_empty(),
+        "ffmpeg should be running"
+    );
+    let answer: Value = api
+        .http
+        .post(format!("{}/v1/jobs/{id}/cancel", api.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(answer["state"], "ENCODING");
-    let job = api.wait_for(&id, &["CANCELED"], Duration::from_secs(10)).await;
+    let job = api
+        .wait_for(&id, &["CANCELED"], Duration::from_secs(10))
+        .await;
     assert_eq!(job["state"], "CANCELED");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(processes_mentioning(&id).is_empty(), "ffmpeg survived the cancel");
+    assert!(
+        processes_mentioning(&id).is_empty(),
+        "ffmpeg survived the cancel"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(worker.work_dir()).unwrap().collect();
     assert!(leftovers.is_empty(), "scratch files left: {leftovers:?}");
 }
@@ -134,7 +209,11 @@ async fn killed_worker_takes_ffmpeg_with_it_and_the_job_is_retried_once() {
     let mut first = feederd.worker(1, "");
     let api = Api::new(&feederd.url);
     let dest = feederd.dir.path().join("retried.mp4");
-    let body = ffmpeg_job(&clip("medium.mp4", 6, "640x360"), &dest, json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "slower"], ["threads", "1"]]}]));
+    let body = ffmpeg_job(
+        &clip("medium.mp4", 6, "640x360"),
+        &dest,
+        json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "slower"], ["threads", "1"]]}]),
+    );
     let id = api.submit(&body).await["id"].as_str().unwrap().to_string();
     api.wait_for(&id, &["ENCODING"], MINUTE).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -142,7 +221,10 @@ async fn killed_worker_takes_ffmpeg_with_it_and_the_job_is_retried_once() {
     assert!(!ffmpeg.is_empty());
     first.proc.kill9();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(processes_mentioning(&id).is_empty(), "ffmpeg outlived its SIGKILLed worker: {ffmpeg:?}");
+    assert!(
+        processes_mentioning(&id).is_empty(),
+        "ffmpeg outlived its SIGKILLed worker: {ffmpeg:?}"
+    );
 
     let _second = feederd.worker(1, "");
     let job = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
@@ -157,14 +239,27 @@ async fn killed_worker_takes_ffmpeg_with_it_and_the_job_is_retried_once() {
 async fn a_stale_worker_cannot_finish_a_job_it_lost() {
     let feederd = Feederd::start("");
     let api = Api::new(&feederd.url);
-    let body = ffmpeg_job(&clip("tiny.mp4", 1, "320x240"), &feederd.dir.path().join("f.mp4"), json!([{"outfile_options": [["f", "mp4"]]}]));
+    let body = ffmpeg_job(
+        &clip("tiny.mp4", 1, "320x240"),
+        &feederd.dir.path().join("f.mp4"),
+        json!([{"outfile_options": [["f", "mp4"]]}]),
+    );
     let id = api.submit(&body).await["id"].as_str().unwrap().to_string();
     let node = |name: &str| json!({"node_id": name, "fleet": "static", "version": "t", "max_jobs": 1, "running_jobs": 0, "state": "active"});
     let lease = |name: &'static str| {
         let api = &api;
         let node = node(name);
         async move {
-            let answer: Value = api.http.post(format!("{}/v1/workers/lease", api.url)).json(&json!({"node": node, "max": 1, "wait_ms": 8000})).send().await.unwrap().json().await.unwrap();
+            let answer: Value = api
+                .http
+                .post(format!("{}/v1/workers/lease", api.url))
+                .json(&json!({"node": node, "max": 1, "wait_ms": 8000}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             answer["leases"][0]["token"].as_str().unwrap().to_string()
         }
     };
@@ -173,14 +268,29 @@ async fn a_stale_worker_cannot_finish_a_job_it_lost() {
     let fresh = lease("fresh").await;
     assert_ne!(stale, fresh);
     for state in ["ENCODING", "UPLOADING", "FINISHED", "ERROR"] {
-        let answer = api.http.post(format!("{}/v1/workers/jobs/{id}/state", api.url)).json(&json!({"token": stale, "state": state})).send().await.unwrap();
+        let answer = api
+            .http
+            .post(format!("{}/v1/workers/jobs/{id}/state", api.url))
+            .json(&json!({"token": stale, "state": state}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(answer.status(), 409);
-        assert_eq!(answer.json::<Value>().await.unwrap()["error_code"], "lease_lost");
+        assert_eq!(
+            answer.json::<Value>().await.unwrap()["error_code"],
+            "lease_lost"
+        );
     }
     let job = api.job(&id).await;
     assert_eq!(job["state"], "DOWNLOADING");
     assert_eq!(job["node_id"], "fresh");
-    let ok = api.http.post(format!("{}/v1/workers/jobs/{id}/state", api.url)).json(&json!({"token": fresh, "state": "ENCODING"})).send().await.unwrap();
+    let ok = api
+        .http
+        .post(format!("{}/v1/workers/jobs/{id}/state", api.url))
+        .json(&json!({"token": fresh, "state": "ENCODING"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
 }
 
@@ -190,12 +300,29 @@ async fn two_two_pass_jobs_run_at_once_on_one_worker() {
     let _worker = feederd.worker(2, "");
     let api = Api::new(&feederd.url);
     let source = clip("medium.mp4", 6, "640x360");
-    let two_pass = |b: &str| json!([
+    let two_pass = |b: &str| {
+        json!([
         {"outfile_options": [["vcodec", "libx264"], ["b:v", b], ["pass", "1"], ["f", "mp4"], ["an", null]]},
-        {"outfile_options": [["vcodec", "libx264"], ["b:v", b], ["pass", "2"], ["c:a", "aac"]]}]);
-    let a = api.submit(&ffmpeg_job(&source, &feederd.dir.path().join("a.mp4"), two_pass("300k"))).await;
-    let b = api.submit(&ffmpeg_job(&source, &feederd.dir.path().join("b.mp4"), two_pass("600k"))).await;
-    let (a, b) = (a["id"].as_str().unwrap().to_string(), b["id"].as_str().unwrap().to_string());
+        {"outfile_options": [["vcodec", "libx264"], ["b:v", b], ["pass", "2"], ["c:a", "aac"]]}])
+    };
+    let a = api
+        .submit(&ffmpeg_job(
+            &source,
+            &feederd.dir.path().join("a.mp4"),
+            two_pass("300k"),
+        ))
+        .await;
+    let b = api
+        .submit(&ffmpeg_job(
+            &source,
+            &feederd.dir.path().join("b.mp4"),
+            two_pass("600k"),
+        ))
+        .await;
+    let (a, b) = (
+        a["id"].as_str().unwrap().to_string(),
+        b["id"].as_str().unwrap().to_string(),
+    );
     // Both encode at the same time on the one node.
     let deadline = std::time::Instant::now() + MINUTE;
     loop {
@@ -203,7 +330,10 @@ async fn two_two_pass_jobs_run_at_once_on_one_worker() {
         if ja["state"] == "ENCODING" && jb["state"] == "ENCODING" {
             break;
         }
-        assert!(["PENDING", "DOWNLOADING", "ENCODING"].contains(&ja["state"].as_str().unwrap()), "{ja}");
+        assert!(
+            ["PENDING", "DOWNLOADING", "ENCODING"].contains(&ja["state"].as_str().unwrap()),
+            "{ja}"
+        );
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -213,6 +343,12 @@ async fn two_two_pass_jobs_run_at_once_on_one_worker() {
         let probe = probe(&feederd.dir.path().join(name));
         assert_eq!(stream(&probe, "video")["codec_name"], "h264");
     }
-    let sizes: Vec<u64> = ["a.mp4", "b.mp4"].iter().map(|n| std::fs::metadata(feederd.dir.path().join(n)).unwrap().len()).collect();
-    assert!(sizes[1] > sizes[0], "each pass 2 read its own pass-1 log: {sizes:?}");
+    let sizes: Vec<u64> = ["a.mp4", "b.mp4"]
+        .iter()
+        .map(|n| std::fs::metadata(feederd.dir.path().join(n)).unwrap().len())
+        .collect();
+    assert!(
+        sizes[1] > sizes[0],
+        "each pass 2 read its own pass-1 log: {sizes:?}"
+    );
 }

@@ -66,5 +66,9 @@ pub fn hostname() -> Option<String> {
 
 /// `HOSTNAME-xxxxxxxx`, unique per process.
 pub fn default_node_id() -> String {
-    format!("{}-{:08x}", hostname().unwrap_or_else(|| "node".into()), rand::random::<u32>())
+    format!(
+        "{}-{:08x}",
+        hostname().unwrap_or_else(|| "node".into()),
+        rand::random::<u32>()
+    )
 }

@@ -20,13 +20,19 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 node: shared.node_report(),
                 leases: running
                     .iter()
-                    .map(|job| LeaseReport { job_id: job.job_id.clone(), token: job.token.clone(), progress: job.progress() })
+                    .map(|job| LeaseReport {
+                        job_id: job.job_id.clone(),
+                        token: job.token.clone(),
+                        progress: job.progress(),
+                    })
                     .collect(),
             };
             match shared.client.heartbeat(&request).await {
                 Ok(answer) => {
                     for status in answer.leases {
-                        let Some(job) = running.iter().find(|j| j.job_id == status.job_id) else { continue };
+                        let Some(job) = running.iter().find(|j| j.job_id == status.job_id) else {
+                            continue;
+                        };
                         if !status.valid {
                             tracing::warn!(job_id = %job.job_id, "feederd says this lease is gone; stopping the job");
                             job.stop(Stop::LeaseLost);

@@ -24,7 +24,12 @@ pub struct RunningJob {
 
 impl RunningJob {
     pub fn new(job_id: String, token: String) -> RunningJob {
-        RunningJob { job_id, token, progress: Mutex::new(None), stop: watch::channel(None).0 }
+        RunningJob {
+            job_id,
+            token,
+            progress: Mutex::new(None),
+            stop: watch::channel(None).0,
+        }
     }
 
     pub fn set_progress(&self, progress: Progress) {

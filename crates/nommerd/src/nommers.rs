@@ -46,16 +46,29 @@ impl FfmpegRun<'_> {
             };
             let argv = plan.argv();
             tracing::info!(job_id = %job.job_id, pass = index + 1, argv = %argv.join(" "), "running ffmpeg");
-            let phase = if count > 1 { format!("encoding pass {}/{count}", index + 1) } else { "encoding".to_string() };
+            let phase = if count > 1 {
+                format!("encoding pass {}/{count}", index + 1)
+            } else {
+                "encoding".to_string()
+            };
             let mut command = ToolCommand::new(&argv);
             command.cwd = Some(self.scratch.to_path_buf());
-            let running = command.start().await.map_err(|e| NomError::Failed(e.to_string()))?;
+            let running = command
+                .start()
+                .await
+                .map_err(|e| NomError::Failed(e.to_string()))?;
             let mut stop = job.watch_stop();
             let mut reader = ProgressReader::default();
             let duration = self.duration_s;
             let finished = running.finish(|line| {
-                let Some(sample) = reader.line(line) else { return };
-                let done_s = sample.out_time_us.map(|us| us as f64 / 1e6).unwrap_or(0.0).max(0.0);
+                let Some(sample) = reader.line(line) else {
+                    return;
+                };
+                let done_s = sample
+                    .out_time_us
+                    .map(|us| us as f64 / 1e6)
+                    .unwrap_or(0.0)
+                    .max(0.0);
                 let fraction = match duration {
                     Some(total) => (done_s / total).clamp(0.0, 1.0),
                     None => 0.0,
@@ -86,7 +99,9 @@ impl FfmpegRun<'_> {
             };
             match result {
                 Ok(_) => {}
-                Err(ToolError::Failed { stderr_tail, .. }) => return Err(NomError::Failed(stderr_tail)),
+                Err(ToolError::Failed { stderr_tail, .. }) => {
+                    return Err(NomError::Failed(stderr_tail))
+                }
                 Err(ToolError::Killed { program }) => {
                     return Err(match job.stopped() {
                         Some(stop) => NomError::Stopped(stop),

@@ -7,7 +7,9 @@ use crate::config::NommerdConfig;
 use crate::job::{RunningJob, Stop};
 use crate::nommers::{FfmpegRun, NomError, ENCODE_SPAN, ENCODE_START};
 use nommer_client::{Client, ClientError};
-use nommer_model::api::{HeartbeatRequest, LeaseGrant, LeaseReport, NodeReport, Progress, ReleaseRequest, StateReport};
+use nommer_model::api::{
+    HeartbeatRequest, LeaseGrant, LeaseReport, NodeReport, Progress, ReleaseRequest, StateReport,
+};
 use nommer_model::options::{self, Nommer};
 use nommer_model::uri::MediaUri;
 use nommer_model::JobState;
@@ -47,10 +49,16 @@ impl From<StorageError> for End {
 
 impl Pipeline {
     pub async fn run(&self, grant: LeaseGrant, job: Arc<RunningJob>) {
-        let scratch = self.config.work_dir.join(format!("job-{}-{}", grant.job_id, grant.attempt));
+        let scratch = self
+            .config
+            .work_dir
+            .join(format!("job-{}-{}", grant.job_id, grant.attempt));
         let end = match tokio::fs::create_dir_all(&scratch).await {
             Ok(()) => self.nom(&grant, &job, &scratch).await,
-            Err(e) => End::Error(format!("cannot create the scratch directory {}: {e}", scratch.display())),
+            Err(e) => End::Error(format!(
+                "cannot create the scratch directory {}: {e}",
+                scratch.display()
+            )),
         };
         if let Err(e) = tokio::fs::remove_dir_all(&scratch).await {
             tracing::warn!(job_id = %grant.job_id, error = %e, "cannot remove the scratch directory");
@@ -59,20 +67,34 @@ impl Pipeline {
             End::Finished => {}
             End::Error(details) => {
                 tracing::warn!(job_id = %grant.job_id, details = %nommer_model::tail_chars(&details, 300), "job failed");
-                let _ = self.report(&job, JobState::Error, Some(details), Vec::new()).await;
+                let _ = self
+                    .report(&job, JobState::Error, Some(details), Vec::new())
+                    .await;
             }
             End::Stopped(Stop::Canceled) => {
                 tracing::info!(job_id = %grant.job_id, "job canceled");
-                let _ = self.report(&job, JobState::Canceled, Some("canceled by request".into()), Vec::new()).await;
+                let _ = self
+                    .report(
+                        &job,
+                        JobState::Canceled,
+                        Some("canceled by request".into()),
+                        Vec::new(),
+                    )
+                    .await;
             }
             End::Stopped(Stop::LeaseLost) => {
                 tracing::warn!(job_id = %grant.job_id, "lease lost: another worker may hold this job now; its result here is discarded");
             }
             End::Stopped(Stop::Handback) => {
-                let request = ReleaseRequest { token: job.token.clone(), reason: "worker shutting down".into() };
+                let request = ReleaseRequest {
+                    token: job.token.clone(),
+                    reason: "worker shutting down".into(),
+                };
                 match self.client.release(&job.job_id, &request).await {
                     Ok(_) => tracing::info!(job_id = %job.job_id, "lease handed back"),
-                    Err(e) => tracing::warn!(job_id = %job.job_id, error = %e, "cannot hand the lease back; it will expire"),
+                    Err(e) => {
+                        tracing::warn!(job_id = %job.job_id, error = %e, "cannot hand the lease back; it will expire")
+                    }
                 }
             }
         }
@@ -103,7 +125,13 @@ impl Pipeline {
 
         tracing::info!(job_id = %grant.job_id, source = %source, "downloading");
         let download_progress = self.transfer_progress(job, "downloading", 0.0, ENCODE_START);
-        let bytes = match self.stoppable(job, self.storage.download(&source, &input, download_progress)).await {
+        let bytes = match self
+            .stoppable(
+                job,
+                self.storage.download(&source, &input, download_progress),
+            )
+            .await
+        {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) => return e.into(),
             Err(stop) => return End::Stopped(stop),
@@ -121,14 +149,18 @@ impl Pipeline {
                     Err(e) => return End::Error(e.message),
                 };
                 options::modernize(&mut passes);
-                let duration_s = match nommer_media::probe::probe(&self.config.ffprobe, &input).await {
+                let duration_s = match nommer_media::probe::probe(&self.config.ffprobe, &input)
+                    .await
+                {
                     Ok(probe) => probe.duration_seconds(),
                     Err(e) => {
                         tracing::warn!(job_id = %grant.job_id, error = %e, "ffprobe cannot read the source; encoding without a duration");
                         None
                     }
                 };
-                let inferred = dest.extension().and_then(|ext| options::format_for_extension(&ext));
+                let inferred = dest
+                    .extension()
+                    .and_then(|ext| options::format_for_extension(&ext));
                 let run = FfmpegRun {
                     ffmpeg: &self.config.ffmpeg,
                     passes: &passes,
@@ -145,12 +177,27 @@ impl Pipeline {
             }
         };
 
-        if let Err(end) = self.report(job, JobState::Uploading, None, Vec::new()).await {
+        if let Err(end) = self
+            .report(job, JobState::Uploading, None, Vec::new())
+            .await
+        {
             return end;
         }
         tracing::info!(job_id = %grant.job_id, dest = %dest, "uploading");
-        let upload_progress = self.transfer_progress(job, "uploading", ENCODE_START + ENCODE_SPAN, 100.0 - ENCODE_START - ENCODE_SPAN);
-        let staged = match self.stoppable(job, self.storage.stage_upload(&result_path, &dest, upload_progress)).await {
+        let upload_progress = self.transfer_progress(
+            job,
+            "uploading",
+            ENCODE_START + ENCODE_SPAN,
+            100.0 - ENCODE_START - ENCODE_SPAN,
+        );
+        let staged = match self
+            .stoppable(
+                job,
+                self.storage
+                    .stage_upload(&result_path, &dest, upload_progress),
+            )
+            .await
+        {
             Ok(Ok(staged)) => staged,
             Ok(Err(e)) => return e.into(),
             Err(stop) => return End::Stopped(stop),
@@ -174,7 +221,11 @@ impl Pipeline {
     }
 
     /// Run `work` unless the job is told to stop first.
-    async fn stoppable<T>(&self, job: &Arc<RunningJob>, work: impl std::future::Future<Output = T>) -> Result<T, Stop> {
+    async fn stoppable<T>(
+        &self,
+        job: &Arc<RunningJob>,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, Stop> {
         let mut stop = job.watch_stop();
         tokio::select! {
             result = work => Ok(result),
@@ -182,18 +233,35 @@ impl Pipeline {
         }
     }
 
-    fn transfer_progress(&self, job: &Arc<RunningJob>, phase: &'static str, start: f64, span: f64) -> ProgressFn {
+    fn transfer_progress(
+        &self,
+        job: &Arc<RunningJob>,
+        phase: &'static str,
+        start: f64,
+        span: f64,
+    ) -> ProgressFn {
         let job = job.clone();
         Arc::new(move |done, total| {
-            let fraction = total.filter(|t| *t > 0).map(|t| done as f64 / t as f64).unwrap_or(0.0);
-            job.set_progress(Progress { phase: phase.into(), percent: start + span * fraction, ..Default::default() });
+            let fraction = total
+                .filter(|t| *t > 0)
+                .map(|t| done as f64 / t as f64)
+                .unwrap_or(0.0);
+            job.set_progress(Progress {
+                phase: phase.into(),
+                percent: start + span * fraction,
+                ..Default::default()
+            });
         })
     }
 
     async fn confirm_lease(&self, job: &Arc<RunningJob>) -> Result<(), End> {
         let request = HeartbeatRequest {
             node: (self.node)(),
-            leases: vec![LeaseReport { job_id: job.job_id.clone(), token: job.token.clone(), progress: job.progress() }],
+            leases: vec![LeaseReport {
+                job_id: job.job_id.clone(),
+                token: job.token.clone(),
+                progress: job.progress(),
+            }],
         };
         let answer = self
             .retrying(job, || self.client.heartbeat(&request))
@@ -205,14 +273,27 @@ impl Pipeline {
     }
 
     /// Report a state change under the lease token.
-    async fn report(&self, job: &Arc<RunningJob>, state: JobState, details: Option<String>, warnings: Vec<String>) -> Result<(), End> {
+    async fn report(
+        &self,
+        job: &Arc<RunningJob>,
+        state: JobState,
+        details: Option<String>,
+        warnings: Vec<String>,
+    ) -> Result<(), End> {
         if let Some(stop) = job.stopped() {
             if stop == Stop::LeaseLost || !state.is_terminal() {
                 return Err(End::Stopped(stop));
             }
         }
-        let report = StateReport { token: job.token.clone(), state, details, warnings };
-        self.retrying(job, || self.client.report_state(&job.job_id, &report)).await.map(|_| ())
+        let report = StateReport {
+            token: job.token.clone(),
+            state,
+            details,
+            warnings,
+        };
+        self.retrying(job, || self.client.report_state(&job.job_id, &report))
+            .await
+            .map(|_| ())
     }
 
     /// Retry transient failures (feederd restarting, store down) while the
@@ -227,7 +308,11 @@ impl Pipeline {
         loop {
             match call().await {
                 Ok(value) => return Ok(value),
-                Err(e) if e.code() == Some("lease_lost") || e.code() == Some("job_finished") || e.code() == Some("invalid_transition") => {
+                Err(e)
+                    if e.code() == Some("lease_lost")
+                        || e.code() == Some("job_finished")
+                        || e.code() == Some("invalid_transition") =>
+                {
                     tracing::warn!(job_id = %job.job_id, error = %e, "feederd refused a write for this lease");
                     job.stop(Stop::LeaseLost);
                     return Err(End::Stopped(Stop::LeaseLost));

@@ -36,7 +36,11 @@ impl Shared {
             version: env!("CARGO_PKG_VERSION").into(),
             max_jobs: config.max_jobs,
             running_jobs: self.jobs.lock().unwrap().len() as u32,
-            state: if self.draining.load(Ordering::Relaxed) { "draining".into() } else { "active".into() },
+            state: if self.draining.load(Ordering::Relaxed) {
+                "draining".into()
+            } else {
+                "active".into()
+            },
         }
     }
 }
@@ -66,7 +70,9 @@ pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> 
 
     let mut failures = 0u32;
     while !*shutdown.borrow() {
-        let free = config.max_jobs.saturating_sub(shared.jobs.lock().unwrap().len() as u32);
+        let free = config
+            .max_jobs
+            .saturating_sub(shared.jobs.lock().unwrap().len() as u32);
         if free == 0 {
             let freed = shared.slot_freed.notified();
             tokio::select! {
@@ -76,7 +82,11 @@ pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> 
             }
             continue;
         }
-        let request = LeaseRequest { node: shared.node_report(), max: free, wait_ms: config.lease_wait.as_millis() as u64 };
+        let request = LeaseRequest {
+            node: shared.node_report(),
+            max: free,
+            wait_ms: config.lease_wait.as_millis() as u64,
+        };
         let answer = tokio::select! {
             answer = client.lease(&request) => answer,
             _ = shutdown.wait_for(|s| *s) => break,
@@ -99,7 +109,11 @@ pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> 
         };
         for grant in grants {
             let job = Arc::new(RunningJob::new(grant.job_id.clone(), grant.token.clone()));
-            shared.jobs.lock().unwrap().insert(grant.job_id.clone(), job.clone());
+            shared
+                .jobs
+                .lock()
+                .unwrap()
+                .insert(grant.job_id.clone(), job.clone());
             tracing::info!(job_id = %grant.job_id, attempt = grant.attempt, "job leased");
             let pipeline = pipeline.clone();
             let shared = shared.clone();
@@ -131,7 +145,12 @@ pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> 
     let _ = heartbeat.await;
     let mut goodbye = shared.node_report();
     goodbye.state = "gone".into();
-    let _ = client.heartbeat(&HeartbeatRequest { node: goodbye, leases: Vec::new() }).await;
+    let _ = client
+        .heartbeat(&HeartbeatRequest {
+            node: goodbye,
+            leases: Vec::new(),
+        })
+        .await;
     tracing::info!(node_id = %config.node_id, "nommerd stopped");
     Ok(())
 }

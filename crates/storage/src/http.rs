@@ -33,13 +33,24 @@ fn describe(e: &reqwest::Error, uri: &MediaUri) -> String {
 impl HttpStorage {
     pub fn new(policy: NetPolicy) -> HttpStorage {
         HttpStorage {
-            client: net::client(policy, None, concat!("media-nommer/", env!("CARGO_PKG_VERSION"))),
+            client: net::client(
+                policy,
+                None,
+                concat!("media-nommer/", env!("CARGO_PKG_VERSION")),
+            ),
             policy,
         }
     }
 
-    pub async fn download(&self, uri: &MediaUri, url: &url::Url, dest: &Path, progress: ProgressFn) -> Result<u64, StorageError> {
-        net::check_literal(url, &self.policy).map_err(|e| StorageError::new(StorageErrorKind::Denied, e))?;
+    pub async fn download(
+        &self,
+        uri: &MediaUri,
+        url: &url::Url,
+        dest: &Path,
+        progress: ProgressFn,
+    ) -> Result<u64, StorageError> {
+        net::check_literal(url, &self.policy)
+            .map_err(|e| StorageError::new(StorageErrorKind::Denied, e))?;
         let mut last = None;
         for attempt in 1..=ATTEMPTS {
             match self.try_download(uri, url, dest, &progress).await {
@@ -59,7 +70,13 @@ impl HttpStorage {
         ))
     }
 
-    async fn try_download(&self, uri: &MediaUri, url: &url::Url, dest: &Path, progress: &ProgressFn) -> Result<u64, StorageError> {
+    async fn try_download(
+        &self,
+        uri: &MediaUri,
+        url: &url::Url,
+        dest: &Path,
+        progress: &ProgressFn,
+    ) -> Result<u64, StorageError> {
         let response = self
             .client
             .get(url.clone())
@@ -70,43 +87,72 @@ impl HttpStorage {
         if status.as_u16() == 404 || status.as_u16() == 410 || status.as_u16() == 403 {
             return Err(StorageError::new(
                 StorageErrorKind::NotFound,
-                format!("The specified input file cannot be found: HTTP {status} from {}", uri.redacted()),
+                format!(
+                    "The specified input file cannot be found: HTTP {status} from {}",
+                    uri.redacted()
+                ),
             ));
         }
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(transient(format!("HTTP {status} from {}", uri.redacted())));
         }
         if !status.is_success() {
-            return Err(StorageError::new(StorageErrorKind::Failed, format!("HTTP {status} from {}", uri.redacted())));
+            return Err(StorageError::new(
+                StorageErrorKind::Failed,
+                format!("HTTP {status} from {}", uri.redacted()),
+            ));
         }
         let total = response.content_length();
-        let mut file = tokio::fs::File::create(dest)
-            .await
-            .map_err(|e| StorageError::new(StorageErrorKind::Failed, format!("creating {}: {e}", dest.display())))?;
+        let mut file = tokio::fs::File::create(dest).await.map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Failed,
+                format!("creating {}: {e}", dest.display()),
+            )
+        })?;
         let mut stream = response.bytes_stream();
         let mut done = 0u64;
         loop {
             let next = tokio::time::timeout(READ_IDLE, stream.next())
                 .await
-                .map_err(|_| transient(format!("no data for {} s from {}", READ_IDLE.as_secs(), uri.redacted())))?;
+                .map_err(|_| {
+                    transient(format!(
+                        "no data for {} s from {}",
+                        READ_IDLE.as_secs(),
+                        uri.redacted()
+                    ))
+                })?;
             let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| transient(describe(&e, uri)))?;
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| StorageError::new(StorageErrorKind::Failed, format!("writing {}: {e}", dest.display())))?;
+            file.write_all(&chunk).await.map_err(|e| {
+                StorageError::new(
+                    StorageErrorKind::Failed,
+                    format!("writing {}: {e}", dest.display()),
+                )
+            })?;
             done += chunk.len() as u64;
             progress(done, total);
         }
         if let Some(total) = total {
             if done != total {
-                return Err(transient(format!("connection closed after {done} of {total} bytes from {}", uri.redacted())));
+                return Err(transient(format!(
+                    "connection closed after {done} of {total} bytes from {}",
+                    uri.redacted()
+                )));
             }
         }
-        file.sync_all().await.map_err(|e| StorageError::new(StorageErrorKind::Failed, e.to_string()))?;
+        file.sync_all()
+            .await
+            .map_err(|e| StorageError::new(StorageErrorKind::Failed, e.to_string()))?;
         Ok(done)
     }
 
-    pub fn stage(&self, uri: &MediaUri, url: &url::Url, src: &Path, progress: ProgressFn) -> StagedPut {
+    pub fn stage(
+        &self,
+        uri: &MediaUri,
+        url: &url::Url,
+        src: &Path,
+        progress: ProgressFn,
+    ) -> StagedPut {
         StagedPut {
             storage: self.clone(),
             uri: uri.clone(),
@@ -128,7 +174,8 @@ pub struct StagedPut {
 
 impl StagedPut {
     pub async fn commit(self) -> Result<(), StorageError> {
-        net::check_literal(&self.url, &self.storage.policy).map_err(|e| StorageError::new(StorageErrorKind::Denied, e))?;
+        net::check_literal(&self.url, &self.storage.policy)
+            .map_err(|e| StorageError::new(StorageErrorKind::Denied, e))?;
         let mut last = None;
         for attempt in 1..=ATTEMPTS {
             match self.try_put().await {
@@ -151,13 +198,14 @@ impl StagedPut {
         let total = file.metadata().await.map(|m| m.len()).unwrap_or(0);
         let progress = self.progress.clone();
         let mut sent = 0u64;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1024 * 1024).map(move |chunk| {
-            if let Ok(bytes) = &chunk {
-                sent += bytes.len() as u64;
-                progress(sent, Some(total));
-            }
-            chunk
-        });
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, 1024 * 1024).map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    sent += bytes.len() as u64;
+                    progress(sent, Some(total));
+                }
+                chunk
+            });
         let response = self
             .storage
             .client

@@ -36,14 +36,20 @@ pub struct StorageError {
 
 impl StorageError {
     pub fn new(kind: StorageErrorKind, message: impl Into<String>) -> StorageError {
-        StorageError { kind, message: message.into() }
+        StorageError {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// The seed's message for a missing source.
     pub fn not_found(uri: &MediaUri) -> StorageError {
         StorageError::new(
             StorageErrorKind::NotFound,
-            format!("The specified input file cannot be found: {}", uri.redacted()),
+            format!(
+                "The specified input file cannot be found: {}",
+                uri.redacted()
+            ),
         )
     }
 }
@@ -88,7 +94,11 @@ pub fn supports(scheme: Scheme) -> bool {
 pub fn unsupported(uri: &MediaUri) -> StorageError {
     StorageError::new(
         StorageErrorKind::Failed,
-        format!("{}:// storage is not available in this build ({})", uri.scheme().as_str(), uri.redacted()),
+        format!(
+            "{}:// storage is not available in this build ({})",
+            uri.scheme().as_str(),
+            uri.redacted()
+        ),
     )
 }
 
@@ -101,12 +111,15 @@ pub struct Storage {
 /// An upload written but not yet visible at its destination.
 pub enum Staged {
     File(file::StagedFile),
-    Http(http::StagedPut),
+    Http(Box<http::StagedPut>),
 }
 
 impl Storage {
     pub fn new(file_roots: FileRoots, policy: nommer_model::netpolicy::NetPolicy) -> Storage {
-        Storage { file_roots, http: http::HttpStorage::new(policy) }
+        Storage {
+            file_roots,
+            http: http::HttpStorage::new(policy),
+        }
     }
 
     fn file_path<'a>(&self, uri: &'a MediaUri) -> Result<Option<&'a Path>, StorageError> {
@@ -120,7 +133,12 @@ impl Storage {
     }
 
     /// Stream the source into `dest`; returns the bytes written.
-    pub async fn download(&self, uri: &MediaUri, dest: &Path, progress: ProgressFn) -> Result<u64, StorageError> {
+    pub async fn download(
+        &self,
+        uri: &MediaUri,
+        dest: &Path,
+        progress: ProgressFn,
+    ) -> Result<u64, StorageError> {
         if let Some(path) = self.file_path(uri)? {
             return file::download(uri, path, dest, progress).await;
         }
@@ -131,12 +149,19 @@ impl Storage {
     }
 
     /// Write `src` towards the destination without making it visible yet.
-    pub async fn stage_upload(&self, src: &Path, uri: &MediaUri, progress: ProgressFn) -> Result<Staged, StorageError> {
+    pub async fn stage_upload(
+        &self,
+        src: &Path,
+        uri: &MediaUri,
+        progress: ProgressFn,
+    ) -> Result<Staged, StorageError> {
         if let Some(path) = self.file_path(uri)? {
             return file::stage(src, path, progress).await.map(Staged::File);
         }
         match uri.location() {
-            Location::Http { url } => Ok(Staged::Http(self.http.stage(uri, url, src, progress))),
+            Location::Http { url } => Ok(Staged::Http(Box::new(
+                self.http.stage(uri, url, src, progress),
+            ))),
             _ => Err(unsupported(uri)),
         }
     }

@@ -15,11 +15,19 @@ impl Resolve for PolicyResolver {
         let policy = self.0;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs.iter().copied().filter(|a| policy.check(a.ip()).is_ok()).collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| policy.check(a.ip()).is_ok())
+                .collect();
             if allowed.is_empty() && !addrs.is_empty() {
                 let reason = policy.check(addrs[0].ip()).err().unwrap_or("forbidden");
-                return Err(format!("{host} resolves to {reason}, which the address policy forbids").into());
+                return Err(format!(
+                    "{host} resolves to {reason}, which the address policy forbids"
+                )
+                .into());
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -44,13 +52,15 @@ pub async fn check_host(url: &url::Url, policy: &NetPolicy) -> Result<(), String
     let Some(url::Host::Domain(host)) = url.host() else {
         return Ok(());
     };
-    let Ok(addrs) = tokio::net::lookup_host((host, url.port_or_known_default().unwrap_or(80))).await else {
+    let Ok(addrs) =
+        tokio::net::lookup_host((host, url.port_or_known_default().unwrap_or(80))).await
+    else {
         return Ok(()); // unresolvable here; checked again at connect time
     };
     for addr in addrs {
-        policy
-            .check(addr.ip())
-            .map_err(|reason| format!("{host} resolves to {reason}, which the address policy forbids"))?;
+        policy.check(addr.ip()).map_err(|reason| {
+            format!("{host} resolves to {reason}, which the address policy forbids")
+        })?;
     }
     Ok(())
 }

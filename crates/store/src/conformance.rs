@@ -79,19 +79,42 @@ async fn lifecycle_and_events(store: &dyn Store) {
     assert_eq!(lease.source_uri, "s3://KEY:SECRET@bucket/in.mp4");
     assert_eq!(lease.job.state, JobState::Downloading);
     assert_eq!(lease.job.attempts, 1);
-    assert!(store.claim(&node("n2"), 5, T0 + 2).await.unwrap().is_empty());
+    assert!(store
+        .claim(&node("n2"), 5, T0 + 2)
+        .await
+        .unwrap()
+        .is_empty());
     for state in [JobState::Encoding, JobState::Uploading] {
-        store.report_state(&job.id, &lease.token, state, None, &[], T0 + 3).await.unwrap();
+        store
+            .report_state(&job.id, &lease.token, state, None, &[], T0 + 3)
+            .await
+            .unwrap();
     }
     let done = store
-        .report_state(&job.id, &lease.token, JobState::Finished, None, &["late".into()], T0 + 4)
+        .report_state(
+            &job.id,
+            &lease.token,
+            JobState::Finished,
+            None,
+            &["late".into()],
+            T0 + 4,
+        )
         .await
         .unwrap();
     assert_eq!(done.state, JobState::Finished);
     assert_eq!(done.warnings, vec!["w".to_string(), "late".to_string()]);
-    let states: Vec<_> = store.job_events(&job.id).await.unwrap().iter().map(|e| e.state).collect();
+    let states: Vec<_> = store
+        .job_events(&job.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.state)
+        .collect();
     use JobState::*;
-    assert_eq!(states, [Pending, Downloading, Encoding, Uploading, Finished]);
+    assert_eq!(
+        states,
+        [Pending, Downloading, Encoding, Uploading, Finished]
+    );
     let events = store.job_events(&job.id).await.unwrap();
     assert_eq!(events[0].delivery, "none", "submission notifies no one");
     assert!(events[1..].iter().all(|e| e.delivery == "pending"));
@@ -111,12 +134,26 @@ async fn fencing_refuses_stale_tokens(store: &dyn Store) {
         .unwrap_err();
     assert!(matches!(err, StoreError::LeaseLost), "{err:?}");
     let beats = store
-        .heartbeat(&node("n1"), &[LeaseReport { job_id: job.id.clone(), token: first.token.clone(), progress: None }], later)
+        .heartbeat(
+            &node("n1"),
+            &[LeaseReport {
+                job_id: job.id.clone(),
+                token: first.token.clone(),
+                progress: None,
+            }],
+            later,
+        )
         .await
         .unwrap();
     assert!(!beats[0].valid);
-    assert!(store.release(&job.id, &first.token, "x", later).await.is_err());
-    store.report_state(&job.id, &second.token, JobState::Encoding, None, &[], later).await.unwrap();
+    assert!(store
+        .release(&job.id, &first.token, "x", later)
+        .await
+        .is_err());
+    store
+        .report_state(&job.id, &second.token, JobState::Encoding, None, &[], later)
+        .await
+        .unwrap();
 }
 
 async fn expiry_requeues_then_fails(store: &dyn Store) {
@@ -127,15 +164,37 @@ async fn expiry_requeues_then_fails(store: &dyn Store) {
         assert_eq!(lease.len(), 1, "attempt {attempt}");
         assert_eq!(lease[0].job.attempts, attempt);
         // A heartbeat keeps it alive past one TTL.
-        let progress = Progress { phase: "encoding".into(), percent: 40.0, ..Default::default() };
-        let report = LeaseReport { job_id: job.id.clone(), token: lease[0].token.clone(), progress: Some(progress) };
+        let progress = Progress {
+            phase: "encoding".into(),
+            percent: 40.0,
+            ..Default::default()
+        };
+        let report = LeaseReport {
+            job_id: job.id.clone(),
+            token: lease[0].token.clone(),
+            progress: Some(progress),
+        };
         now += POLICY.ttl_ms - 1;
         assert!(store.heartbeat(&node("n1"), &[report], now).await.unwrap()[0].valid);
         assert!(store.reap_expired(now + 1).await.unwrap().is_empty());
-        assert_eq!(store.get_job(&job.id).await.unwrap().unwrap().progress.unwrap().percent, 40.0);
+        assert_eq!(
+            store
+                .get_job(&job.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .progress
+                .unwrap()
+                .percent,
+            40.0
+        );
         now += POLICY.ttl_ms + 1;
         let changes = store.reap_expired(now).await.unwrap();
-        let expected = if attempt < 3 { JobState::Pending } else { JobState::Error };
+        let expected = if attempt < 3 {
+            JobState::Pending
+        } else {
+            JobState::Error
+        };
         assert_eq!(changes, vec![(job.id.clone(), expected)]);
         if attempt < 3 {
             // Backoff: not claimable until it has passed.
@@ -145,67 +204,176 @@ async fn expiry_requeues_then_fails(store: &dyn Store) {
     }
     let failed = store.get_job(&job.id).await.unwrap().unwrap();
     assert_eq!(failed.state, JobState::Error);
-    assert!(failed.state_details.unwrap().contains("no attempts are left"));
-    let retries = store.job_events(&job.id).await.unwrap().into_iter().filter(|e| e.state == JobState::Pending && e.delivery == "pending").count();
+    assert!(failed
+        .state_details
+        .unwrap()
+        .contains("no attempts are left"));
+    let retries = store
+        .job_events(&job.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.state == JobState::Pending && e.delivery == "pending")
+        .count();
     assert_eq!(retries, 2, "each retry is an event with a webhook");
 }
 
 async fn cancel_pending_and_leased(store: &dyn Store) {
     let pending = store.insert_job(&new_job(T0, false)).await.unwrap();
-    assert_eq!(store.cancel(&pending.id, T0).await.unwrap().state, JobState::Canceled);
-    assert!(matches!(store.cancel(&pending.id, T0).await, Err(StoreError::Terminal(JobState::Canceled))));
+    assert_eq!(
+        store.cancel(&pending.id, T0).await.unwrap().state,
+        JobState::Canceled
+    );
+    assert!(matches!(
+        store.cancel(&pending.id, T0).await,
+        Err(StoreError::Terminal(JobState::Canceled))
+    ));
     let running = store.insert_job(&new_job(T0 + 1, false)).await.unwrap();
     let lease = store.claim(&node("n1"), 1, T0 + 1).await.unwrap().remove(0);
     let flagged = store.cancel(&running.id, T0 + 2).await.unwrap();
     assert_eq!(flagged.state, JobState::Downloading);
     assert!(flagged.cancel_requested);
-    let report = LeaseReport { job_id: running.id.clone(), token: lease.token.clone(), progress: None };
-    assert!(store.heartbeat(&node("n1"), &[report], T0 + 3).await.unwrap()[0].cancel_requested);
-    let done = store.report_state(&running.id, &lease.token, JobState::Canceled, Some("canceled"), &[], T0 + 4).await.unwrap();
+    let report = LeaseReport {
+        job_id: running.id.clone(),
+        token: lease.token.clone(),
+        progress: None,
+    };
+    assert!(
+        store
+            .heartbeat(&node("n1"), &[report], T0 + 3)
+            .await
+            .unwrap()[0]
+            .cancel_requested
+    );
+    let done = store
+        .report_state(
+            &running.id,
+            &lease.token,
+            JobState::Canceled,
+            Some("canceled"),
+            &[],
+            T0 + 4,
+        )
+        .await
+        .unwrap();
     assert_eq!(done.state, JobState::Canceled);
-    assert!(matches!(store.cancel("0".repeat(50).as_str(), T0).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.cancel("0".repeat(50).as_str(), T0).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn transitions_are_checked(store: &dyn Store) {
     let job = store.insert_job(&new_job(T0, false)).await.unwrap();
     let lease = store.claim(&node("n1"), 1, T0).await.unwrap().remove(0);
-    let skip = store.report_state(&job.id, &lease.token, JobState::Finished, None, &[], T0).await;
-    assert!(matches!(skip, Err(StoreError::InvalidTransition { .. })), "{skip:?}");
-    store.report_state(&job.id, &lease.token, JobState::Error, Some(&"x".repeat(5000)), &[], T0).await.unwrap();
+    let skip = store
+        .report_state(&job.id, &lease.token, JobState::Finished, None, &[], T0)
+        .await;
+    assert!(
+        matches!(skip, Err(StoreError::InvalidTransition { .. })),
+        "{skip:?}"
+    );
+    store
+        .report_state(
+            &job.id,
+            &lease.token,
+            JobState::Error,
+            Some(&"x".repeat(5000)),
+            &[],
+            T0,
+        )
+        .await
+        .unwrap();
     let job = store.get_job(&job.id).await.unwrap().unwrap();
-    assert_eq!(job.state_details.unwrap().chars().count(), nommer_model::DETAILS_MAX_CHARS);
+    assert_eq!(
+        job.state_details.unwrap().chars().count(),
+        nommer_model::DETAILS_MAX_CHARS
+    );
     // A finished job never changes again, whoever asks.
-    let again = store.report_state(&job.id, &lease.token, JobState::Encoding, None, &[], T0).await;
+    let again = store
+        .report_state(&job.id, &lease.token, JobState::Encoding, None, &[], T0)
+        .await;
     assert!(again.is_err());
-    assert!(store.reap_expired(T0 + 10 * POLICY.ttl_ms).await.unwrap().is_empty());
-    assert_eq!(store.get_job(&job.id).await.unwrap().unwrap().state, JobState::Error);
+    assert!(store
+        .reap_expired(T0 + 10 * POLICY.ttl_ms)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.get_job(&job.id).await.unwrap().unwrap().state,
+        JobState::Error
+    );
 }
 
 async fn deliveries_in_order_per_job(store: &dyn Store) {
     let a = store.insert_job(&new_job(T0, true)).await.unwrap();
     let lease = store.claim(&node("n1"), 1, T0).await.unwrap().remove(0);
-    store.report_state(&a.id, &lease.token, JobState::Encoding, None, &[], T0 + 1).await.unwrap();
+    store
+        .report_state(&a.id, &lease.token, JobState::Encoding, None, &[], T0 + 1)
+        .await
+        .unwrap();
     let due = store.due_deliveries(T0 + 5, 10).await.unwrap();
-    assert_eq!(due.len(), 1, "only the first undelivered event of a job is due");
+    assert_eq!(
+        due.len(),
+        1,
+        "only the first undelivered event of a job is due"
+    );
     assert_eq!(due[0].state, JobState::Downloading);
-    let attempt = AttemptRecord { attempt: 1, attempted_at: T0 + 5, status_code: Some(500), error: None, duration_ms: 3 };
-    store.record_delivery(due[0].seq, &attempt, DeliveryOutcome::Retry { next_attempt_at: T0 + 1000 }).await.unwrap();
-    assert!(store.due_deliveries(T0 + 6, 10).await.unwrap().is_empty(), "the retry blocks later events");
+    let attempt = AttemptRecord {
+        attempt: 1,
+        attempted_at: T0 + 5,
+        status_code: Some(500),
+        error: None,
+        duration_ms: 3,
+    };
+    store
+        .record_delivery(
+            due[0].seq,
+            &attempt,
+            DeliveryOutcome::Retry {
+                next_attempt_at: T0 + 1000,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.due_deliveries(T0 + 6, 10).await.unwrap().is_empty(),
+        "the retry blocks later events"
+    );
     let due = store.due_deliveries(T0 + 1000, 10).await.unwrap();
     assert_eq!(due[0].state, JobState::Downloading);
-    let ok = AttemptRecord { attempt: 2, attempted_at: T0 + 1000, status_code: Some(200), error: None, duration_ms: 2 };
-    store.record_delivery(due[0].seq, &ok, DeliveryOutcome::Delivered).await.unwrap();
+    let ok = AttemptRecord {
+        attempt: 2,
+        attempted_at: T0 + 1000,
+        status_code: Some(200),
+        error: None,
+        duration_ms: 2,
+    };
+    store
+        .record_delivery(due[0].seq, &ok, DeliveryOutcome::Delivered)
+        .await
+        .unwrap();
     let due = store.due_deliveries(T0 + 1001, 10).await.unwrap();
     assert_eq!(due[0].state, JobState::Encoding);
-    store.record_delivery(due[0].seq, &ok, DeliveryOutcome::Failed).await.unwrap();
-    assert!(store.due_deliveries(T0 + 2000, 10).await.unwrap().is_empty());
+    store
+        .record_delivery(due[0].seq, &ok, DeliveryOutcome::Failed)
+        .await
+        .unwrap();
+    assert!(store
+        .due_deliveries(T0 + 2000, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let history = store.deliveries(&a.id).await.unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!(history[0].0.delivery, "delivered");
     assert_eq!(history[0].1.len(), 2);
     assert_eq!(history[0].1[0].status_code, Some(500));
     assert_eq!(history[1].0.delivery, "failed");
-    assert_eq!(history[0].0.webhook_id(), format!("msg_{}_{}", a.id, history[0].0.seq));
+    assert_eq!(
+        history[0].0.webhook_id(),
+        format!("msg_{}_{}", a.id, history[0].0.seq)
+    );
 }
 
 async fn abandon_only_pending(store: &dyn Store) {
@@ -220,19 +388,32 @@ async fn abandon_only_pending(store: &dyn Store) {
     // The leased job heartbeats for far longer than the threshold.
     for _ in 0..5 {
         now += 900;
-        let report = LeaseReport { job_id: idle.id.clone(), token: lease.token.clone(), progress: None };
+        let report = LeaseReport {
+            job_id: idle.id.clone(),
+            token: lease.token.clone(),
+            progress: None,
+        };
         store.heartbeat(&node("n1"), &[report], now).await.unwrap();
     }
     let abandoned = store.abandon_stale(now, threshold).await.unwrap();
     assert_eq!(abandoned, vec![waiting.id.clone()]);
-    assert_eq!(store.get_job(&idle.id).await.unwrap().unwrap().state, JobState::Downloading);
-    assert_eq!(store.get_job(&waiting.id).await.unwrap().unwrap().state, JobState::Abandoned);
+    assert_eq!(
+        store.get_job(&idle.id).await.unwrap().unwrap().state,
+        JobState::Downloading
+    );
+    assert_eq!(
+        store.get_job(&waiting.id).await.unwrap().unwrap().state,
+        JobState::Abandoned
+    );
 }
 
 async fn release_does_not_count(store: &dyn Store) {
     let job = store.insert_job(&new_job(T0, true)).await.unwrap();
     let lease = store.claim(&node("n1"), 1, T0).await.unwrap().remove(0);
-    let back = store.release(&job.id, &lease.token, "worker shutting down", T0 + 1).await.unwrap();
+    let back = store
+        .release(&job.id, &lease.token, "worker shutting down", T0 + 1)
+        .await
+        .unwrap();
     assert_eq!(back.state, JobState::Pending);
     assert_eq!(back.attempts, 0);
     assert!(back.state_details.unwrap().contains("worker shutting down"));
@@ -246,13 +427,26 @@ async fn list_pages_newest_first(store: &dyn Store) {
         ids.push(store.insert_job(&new_job(T0 + i, false)).await.unwrap().id);
     }
     let page = store.list_jobs(None, 2, None).await.unwrap();
-    assert_eq!(page.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![ids[4].clone(), ids[3].clone()]);
+    assert_eq!(
+        page.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()]
+    );
     let next = store.list_jobs(None, 2, Some(&page[1].id)).await.unwrap();
     assert_eq!(next[0].id, ids[2]);
     store.claim(&node("n"), 1, T0 + 10).await.unwrap();
-    let pending = store.list_jobs(Some(JobState::Pending), 10, None).await.unwrap();
+    let pending = store
+        .list_jobs(Some(JobState::Pending), 10, None)
+        .await
+        .unwrap();
     assert_eq!(pending.len(), 4);
-    assert!(store.list_jobs(Some(JobState::Downloading), 10, None).await.unwrap()[0].id == ids[0]);
+    assert!(
+        store
+            .list_jobs(Some(JobState::Downloading), 10, None)
+            .await
+            .unwrap()[0]
+            .id
+            == ids[0]
+    );
 }
 
 async fn nodes_are_tracked_and_lost(store: &dyn Store) {
@@ -266,5 +460,15 @@ async fn nodes_are_tracked_and_lost(store: &dyn Store) {
     assert_eq!(nodes.iter().find(|n| n.id == "b").unwrap().state, "active");
     // A lost node that comes back is active again.
     store.heartbeat(&node("a"), &[], T0 + 13_000).await.unwrap();
-    assert_eq!(store.list_nodes().await.unwrap().iter().find(|n| n.id == "a").unwrap().state, "active");
+    assert_eq!(
+        store
+            .list_nodes()
+            .await
+            .unwrap()
+            .iter()
+            .find(|n| n.id == "a")
+            .unwrap()
+            .state,
+        "active"
+    );
 }

@@ -115,7 +115,13 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<JobRecord>;
     /// The lease holder hands the job back unfinished; it does not count as an attempt.
-    async fn release(&self, id: &str, token: &str, reason: &str, now: i64) -> StoreResult<JobRecord>;
+    async fn release(
+        &self,
+        id: &str,
+        token: &str,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<JobRecord>;
     /// Cancel: a PENDING job ends at once; a leased one is flagged for its worker.
     async fn cancel(&self, id: &str, now: i64) -> StoreResult<JobRecord>;
 
@@ -132,7 +138,8 @@ pub trait Store: Send + Sync + 'static {
         attempt: &AttemptRecord,
         outcome: DeliveryOutcome,
     ) -> StoreResult<()>;
-    async fn deliveries(&self, job_id: &str) -> StoreResult<Vec<(EventRecord, Vec<AttemptRecord>)>>;
+    async fn deliveries(&self, job_id: &str)
+        -> StoreResult<Vec<(EventRecord, Vec<AttemptRecord>)>>;
 
     async fn list_nodes(&self) -> StoreResult<Vec<NodeRecord>>;
     /// Nodes whose heartbeats stopped become `lost`.

@@ -7,7 +7,9 @@
 use crate::*;
 use nommer_model::api::Progress;
 use nommer_model::state::Actor;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +25,8 @@ pub struct SqliteStore {
 }
 
 const JOB_COLUMNS: &str = "id, state, state_details, warnings, progress, attempts, max_attempts, source_path, dest_path, notify_url, nommer, job_options, node_id, lease_expires_at, cancel_requested, created_at, updated_at, state_changed_at";
-const EVENT_COLUMNS: &str = "seq, job_id, state, details, created_at, delivery, notify_url, next_attempt_at, attempts";
+const EVENT_COLUMNS: &str =
+    "seq, job_id, state, details, created_at, delivery, notify_url, next_attempt_at, attempts";
 
 impl SqliteStore {
     /// Open (creating if needed) and migrate. `url` is `sqlite://PATH` or `sqlite::memory:`.
@@ -150,7 +153,11 @@ async fn insert_event(
     deliver: bool,
     now: i64,
 ) -> StoreResult<()> {
-    let delivery = if deliver && notify_url.is_some() { "pending" } else { "none" };
+    let delivery = if deliver && notify_url.is_some() {
+        "pending"
+    } else {
+        "none"
+    };
     sqlx::query(
         "INSERT INTO job_events (job_id, state, details, created_at, delivery, notify_url, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
@@ -224,7 +231,8 @@ fn progress_json(progress: &Progress) -> String {
 impl Store for SqliteStore {
     async fn insert_job(&self, job: &NewJob) -> StoreResult<JobRecord> {
         let mut tx = self.writer.begin().await?;
-        let secret_uris = serde_json::json!({"source": job.source_uri, "dest": job.dest_uri}).to_string();
+        let secret_uris =
+            serde_json::json!({"source": job.source_uri, "dest": job.dest_uri}).to_string();
         sqlx::query(
             "INSERT INTO jobs (id, state, warnings, max_attempts, source_path, dest_path, secret_uris, notify_url, nommer, job_options, run_after, created_at, updated_at, state_changed_at)
              VALUES (?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -244,7 +252,16 @@ impl Store for SqliteStore {
         .bind(job.created_at)
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, &job.id, JobState::Pending, None, job.notify_url.as_deref(), false, job.created_at).await?;
+        insert_event(
+            &mut tx,
+            &job.id,
+            JobState::Pending,
+            None,
+            job.notify_url.as_deref(),
+            false,
+            job.created_at,
+        )
+        .await?;
         let record = fetch_job(&mut tx, &job.id).await?;
         tx.commit().await?;
         self.count(3);
@@ -261,7 +278,12 @@ impl Store for SqliteStore {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    async fn list_jobs(&self, state: Option<JobState>, limit: u32, before: Option<&str>) -> StoreResult<Vec<JobRecord>> {
+    async fn list_jobs(
+        &self,
+        state: Option<JobState>,
+        limit: u32,
+        before: Option<&str>,
+    ) -> StoreResult<Vec<JobRecord>> {
         self.count(1);
         let rows = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
@@ -276,10 +298,12 @@ impl Store for SqliteStore {
 
     async fn job_events(&self, id: &str) -> StoreResult<Vec<EventRecord>> {
         self.count(1);
-        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM job_events WHERE job_id = ? ORDER BY seq"))
-            .bind(id)
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM job_events WHERE job_id = ? ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(event_from_row).collect()
     }
 
@@ -323,7 +347,16 @@ impl Store for SqliteStore {
             let job = job_from_row(&row)?;
             let secret: String = row.try_get("secret_uris")?;
             let secret: serde_json::Value = serde_json::from_str(&secret).unwrap_or_default();
-            insert_event(&mut tx, &id, JobState::Downloading, None, job.notify_url.as_deref(), true, now).await?;
+            insert_event(
+                &mut tx,
+                &id,
+                JobState::Downloading,
+                None,
+                job.notify_url.as_deref(),
+                true,
+                now,
+            )
+            .await?;
             self.count(2);
             claimed.push(Claimed {
                 source_uri: secret["source"].as_str().unwrap_or_default().to_string(),
@@ -339,7 +372,12 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
-    async fn heartbeat(&self, node: &NodeReport, leases: &[LeaseReport], now: i64) -> StoreResult<Vec<LeaseStatus>> {
+    async fn heartbeat(
+        &self,
+        node: &NodeReport,
+        leases: &[LeaseReport],
+        now: i64,
+    ) -> StoreResult<Vec<LeaseStatus>> {
         let mut tx = self.writer.begin().await?;
         upsert_node(&mut tx, node, now).await?;
         self.count(1 + leases.len() as u64);
@@ -434,7 +472,16 @@ impl Store for SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, id, to, details.as_deref(), current.notify_url.as_deref(), true, now).await?;
+        insert_event(
+            &mut tx,
+            id,
+            to,
+            details.as_deref(),
+            current.notify_url.as_deref(),
+            true,
+            now,
+        )
+        .await?;
         let record = fetch_job(&mut tx, id).await?;
         tx.commit().await?;
         self.count(4 + u64::from(!warnings.is_empty()));
@@ -444,7 +491,13 @@ impl Store for SqliteStore {
         Ok(record)
     }
 
-    async fn release(&self, id: &str, token: &str, reason: &str, now: i64) -> StoreResult<JobRecord> {
+    async fn release(
+        &self,
+        id: &str,
+        token: &str,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<JobRecord> {
         let mut tx = self.writer.begin().await?;
         let current = lease_row(&mut tx, id).await?;
         if current.token.as_deref() != Some(token) {
@@ -464,7 +517,16 @@ impl Store for SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, id, JobState::Pending, Some(&details), current.notify_url.as_deref(), true, now).await?;
+        insert_event(
+            &mut tx,
+            id,
+            JobState::Pending,
+            Some(&details),
+            current.notify_url.as_deref(),
+            true,
+            now,
+        )
+        .await?;
         let record = fetch_job(&mut tx, id).await?;
         tx.commit().await?;
         self.count(4);
@@ -496,7 +558,16 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            insert_event(&mut tx, id, JobState::Canceled, Some("canceled before a worker took it"), current.notify_url.as_deref(), true, now).await?;
+            insert_event(
+                &mut tx,
+                id,
+                JobState::Canceled,
+                Some("canceled before a worker took it"),
+                current.notify_url.as_deref(),
+                true,
+                now,
+            )
+            .await?;
             self.events_signal.notify_waiters();
         }
         let record = fetch_job(&mut tx, id).await?;
@@ -525,7 +596,11 @@ impl Store for SqliteStore {
             let notify_url: Option<String> = row.try_get("notify_url")?;
             let node = node.unwrap_or_else(|| "?".into());
             let (to, details, run_after) = if row.try_get::<i64, _>("cancel_requested")? != 0 {
-                (JobState::Canceled, format!("canceled; node {node} stopped answering before it confirmed"), now)
+                (
+                    JobState::Canceled,
+                    format!("canceled; node {node} stopped answering before it confirmed"),
+                    now,
+                )
             } else if attempts >= max_attempts {
                 (
                     JobState::Error,
@@ -554,7 +629,16 @@ impl Store for SqliteStore {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
-            insert_event(&mut tx, &id, to, Some(&details), notify_url.as_deref(), true, now).await?;
+            insert_event(
+                &mut tx,
+                &id,
+                to,
+                Some(&details),
+                notify_url.as_deref(),
+                true,
+                now,
+            )
+            .await?;
             self.count(2);
             changes.push((id, to));
         }
@@ -588,7 +672,16 @@ impl Store for SqliteStore {
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
-            insert_event(&mut tx, &id, JobState::Abandoned, details.as_deref(), notify_url.as_deref(), true, now).await?;
+            insert_event(
+                &mut tx,
+                &id,
+                JobState::Abandoned,
+                details.as_deref(),
+                notify_url.as_deref(),
+                true,
+                now,
+            )
+            .await?;
             self.count(2);
             ids.push(id);
         }
@@ -613,7 +706,12 @@ impl Store for SqliteStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    async fn record_delivery(&self, seq: i64, attempt: &AttemptRecord, outcome: DeliveryOutcome) -> StoreResult<()> {
+    async fn record_delivery(
+        &self,
+        seq: i64,
+        attempt: &AttemptRecord,
+        outcome: DeliveryOutcome,
+    ) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO delivery_attempts (event_seq, attempt, attempted_at, status_code, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?)",
@@ -642,7 +740,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn deliveries(&self, job_id: &str) -> StoreResult<Vec<(EventRecord, Vec<AttemptRecord>)>> {
+    async fn deliveries(
+        &self,
+        job_id: &str,
+    ) -> StoreResult<Vec<(EventRecord, Vec<AttemptRecord>)>> {
         self.count(2);
         let events = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM job_events WHERE job_id = ? AND delivery != 'none' ORDER BY seq"
@@ -661,11 +762,16 @@ impl Store for SqliteStore {
         for row in &events {
             let event = event_from_row(row)?;
             let mut list = Vec::new();
-            for a in attempts.iter().filter(|a| a.get::<i64, _>("event_seq") == event.seq) {
+            for a in attempts
+                .iter()
+                .filter(|a| a.get::<i64, _>("event_seq") == event.seq)
+            {
                 list.push(AttemptRecord {
                     attempt: a.try_get::<i64, _>("attempt")? as u32,
                     attempted_at: a.try_get("attempted_at")?,
-                    status_code: a.try_get::<Option<i64>, _>("status_code")?.map(|c| c as u16),
+                    status_code: a
+                        .try_get::<Option<i64>, _>("status_code")?
+                        .map(|c| c as u16),
                     error: a.try_get("error")?,
                     duration_ms: a.try_get::<i64, _>("duration_ms")? as u64,
                 });

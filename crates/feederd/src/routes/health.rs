@@ -7,9 +7,14 @@ use nommer_model::api::Health;
 
 /// 200 when feederd can read its store.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health), (status = 503, body = nommer_model::error::ApiErrorBody)))]
-pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, crate::error::ApiError> {
+pub async fn healthz(
+    State(state): State<AppState>,
+) -> Result<Json<Health>, crate::error::ApiError> {
     state.store.list_nodes().await?;
-    Ok(Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
+    Ok(Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }))
 }
 
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -14,14 +14,21 @@ fn job_id(id: &str) -> ApiResult<&str> {
     if JobId::looks_valid(id) {
         return Ok(id);
     }
-    Err(ApiError::new(ErrorCode::NotFound, format!("no job {}", id.chars().take(64).collect::<String>())))
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no job {}", id.chars().take(64).collect::<String>()),
+    ))
 }
 
 /// Submit a job. The body is the seed's (`source_path`, `dest_path`,
 /// `notify_url`, `job_options`) plus the optional `max_attempts`.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body(content = Object),
     responses((status = 201, body = Job), (status = 400, body = nommer_model::error::ApiErrorBody)))]
-pub async fn submit_job(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<(StatusCode, Json<Job>)> {
+pub async fn submit_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Job>)> {
     auth::client(&state, &headers)?;
     let bytes = read_body(body, state.config.max_body_bytes).await?;
     let job = submit::accept(&state, &bytes).await?;
@@ -30,7 +37,11 @@ pub async fn submit_job(State(state): State<AppState>, headers: HeaderMap, body:
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = Job), (status = 404, body = nommer_model::error::ApiErrorBody)))]
-pub async fn get_job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Job>> {
+pub async fn get_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
     auth::client(&state, &headers)?;
     let job = state.store.get_job(job_id(&id)?).await?;
     let job = job.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no job {id}")))?;
@@ -50,34 +61,63 @@ pub struct ListQuery {
 /// Jobs, newest first, in pages.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery),
     responses((status = 200, body = JobList), (status = 400, body = nommer_model::error::ApiErrorBody)))]
-pub async fn list_jobs(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<ListQuery>) -> ApiResult<Json<JobList>> {
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<JobList>> {
     auth::client(&state, &headers)?;
     let filter = match query.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(s.parse::<JobState>().map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?),
+        Some(s) => Some(
+            s.parse::<JobState>()
+                .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?,
+        ),
     };
     let limit = match query.limit.as_deref() {
         None | Some("") => 50,
         Some(text) => match text.parse::<u32>() {
             Ok(n @ 1..=500) => n,
-            _ => return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be an integer from 1 to 500")),
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    "limit must be an integer from 1 to 500",
+                ))
+            }
         },
     };
     let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
-        Some(c) if !JobId::looks_valid(c) => return Err(ApiError::new(ErrorCode::InvalidQuery, "cursor is not one this API gave")),
+        Some(c) if !JobId::looks_valid(c) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "cursor is not one this API gave",
+            ))
+        }
         other => other,
     };
     let jobs = state.store.list_jobs(filter, limit + 1, cursor).await?;
     let more = jobs.len() > limit as usize;
-    let jobs: Vec<Job> = jobs.iter().take(limit as usize).map(|j| j.to_api()).collect();
-    let next_cursor = if more { jobs.last().map(|j| j.id.clone()) } else { None };
+    let jobs: Vec<Job> = jobs
+        .iter()
+        .take(limit as usize)
+        .map(|j| j.to_api())
+        .collect();
+    let next_cursor = if more {
+        jobs.last().map(|j| j.id.clone())
+    } else {
+        None
+    };
     Ok(Json(JobList { jobs, next_cursor }))
 }
 
 /// Cancel a job: a pending job ends at once; a running one within one heartbeat.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = Job), (status = 404, body = nommer_model::error::ApiErrorBody), (status = 409, body = nommer_model::error::ApiErrorBody)))]
-pub async fn cancel_job(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Job>> {
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
     auth::client(&state, &headers)?;
     let job = state.store.cancel(job_id(&id)?, now_ms()).await?;
     tracing::info!(job_id = %id, state = %job.state, "cancel requested");
@@ -87,7 +127,11 @@ pub async fn cancel_job(State(state): State<AppState>, headers: HeaderMap, Path(
 /// Every webhook of a job and each attempt to deliver it.
 #[utoipa::path(get, path = "/v1/jobs/{id}/deliveries", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = DeliveryList), (status = 404, body = nommer_model::error::ApiErrorBody)))]
-pub async fn job_deliveries(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<DeliveryList>> {
+pub async fn job_deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeliveryList>> {
     auth::client(&state, &headers)?;
     let id = job_id(&id)?;
     if state.store.get_job(id).await?.is_none() {
@@ -104,7 +148,10 @@ pub async fn job_deliveries(State(state): State<AppState>, headers: HeaderMap, P
             job_state_details: event.details.clone(),
             status: event.delivery.clone(),
             created_at: rfc3339(event.created_at),
-            next_attempt_at: event.next_attempt_at.filter(|_| event.delivery == "pending").map(rfc3339),
+            next_attempt_at: event
+                .next_attempt_at
+                .filter(|_| event.delivery == "pending")
+                .map(rfc3339),
             attempts: attempts.iter().map(|a| a.to_api()).collect(),
         })
         .collect();

@@ -34,7 +34,13 @@ async fn handle(state: AppState, body: Body) -> Response {
         Err(e) => return failure(e),
     };
     match submit::accept(&state, &bytes).await {
-        Ok(job) => Json(LegacySubmitResponse { success: true, job_id: Some(job.id), message: None, error_code: None }).into_response(),
+        Ok(job) => Json(LegacySubmitResponse {
+            success: true,
+            job_id: Some(job.id),
+            message: None,
+            error_code: None,
+        })
+        .into_response(),
         Err(e) => failure(e),
     }
 }
@@ -43,7 +49,11 @@ async fn handle(state: AppState, body: Body) -> Response {
 #[utoipa::path(post, path = "/job/submit", tag = "legacy",
     request_body(content = Object, description = "The seed's job body, sent as JSON whatever the Content-Type"),
     responses((status = 200, body = LegacySubmitResponse), (status = 400, body = LegacySubmitResponse)))]
-pub async fn legacy_submit(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn legacy_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if let Err(e) = auth::client(&state, &headers) {
         return failure(e.0);
     }
@@ -52,9 +62,16 @@ pub async fn legacy_submit(State(state): State<AppState>, headers: HeaderMap, bo
 
 /// The same, for clients that cannot send headers: the token is a path prefix
 /// (`connect("http://host:8001/t/TOKEN")` in the seed's Python client).
-pub async fn legacy_submit_with_path_token(State(state): State<AppState>, Path(token): Path<String>, body: Body) -> Response {
+pub async fn legacy_submit_with_path_token(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    body: Body,
+) -> Response {
     if !state.config.api_tokens.is_empty() && !auth::token_is_api_token(&state, &token) {
-        return failure(CodedError::new(ErrorCode::Unauthorized, "a valid token is required"));
+        return failure(CodedError::new(
+            ErrorCode::Unauthorized,
+            "a valid token is required",
+        ));
     }
     handle(state, body).await
 }

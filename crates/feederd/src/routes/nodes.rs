@@ -8,8 +8,17 @@ use axum::Json;
 use nommer_model::api::NodeList;
 
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes", responses((status = 200, body = NodeList)))]
-pub async fn list_nodes(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<NodeList>> {
+pub async fn list_nodes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<NodeList>> {
     auth::client(&state, &headers)?;
-    let nodes = state.store.list_nodes().await?.iter().map(|n| n.to_api()).collect();
+    let nodes = state
+        .store
+        .list_nodes()
+        .await?
+        .iter()
+        .map(|n| n.to_api())
+        .collect();
     Ok(Json(NodeList { nodes }))
 }

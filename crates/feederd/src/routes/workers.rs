@@ -16,7 +16,11 @@ async fn body<T: serde::de::DeserializeOwned>(state: &AppState, body: Body) -> A
     parse_json(&bytes)
 }
 
-pub async fn lease(State(state): State<AppState>, headers: HeaderMap, request: Body) -> ApiResult<Json<LeaseResponse>> {
+pub async fn lease(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Body,
+) -> ApiResult<Json<LeaseResponse>> {
     auth::worker(&state, &headers)?;
     let request: LeaseRequest = body(&state, request).await?;
     let wait = Duration::from_millis(request.wait_ms).min(state.config.max_lease_wait);
@@ -27,7 +31,10 @@ pub async fn lease(State(state): State<AppState>, headers: HeaderMap, request: B
         let notified = signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let claimed = state.store.claim(&request.node, request.max, now_ms()).await?;
+        let claimed = state
+            .store
+            .claim(&request.node, request.max, now_ms())
+            .await?;
         let now = tokio::time::Instant::now();
         if !claimed.is_empty() || now >= deadline || request.max == 0 {
             let ttl_ms = state.config.lease_ttl.as_millis() as u64;
@@ -58,22 +65,44 @@ pub async fn lease(State(state): State<AppState>, headers: HeaderMap, request: B
     }
 }
 
-pub async fn heartbeat(State(state): State<AppState>, headers: HeaderMap, request: Body) -> ApiResult<Json<HeartbeatResponse>> {
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Body,
+) -> ApiResult<Json<HeartbeatResponse>> {
     auth::worker(&state, &headers)?;
     let request: HeartbeatRequest = body(&state, request).await?;
-    let leases = state.store.heartbeat(&request.node, &request.leases, now_ms()).await?;
+    let leases = state
+        .store
+        .heartbeat(&request.node, &request.leases, now_ms())
+        .await?;
     for lost in leases.iter().filter(|l| !l.valid) {
         tracing::warn!(job_id = %lost.job_id, node_id = %request.node.node_id, "heartbeat for a lease this node no longer holds");
     }
-    Ok(Json(HeartbeatResponse { ttl_ms: state.config.lease_ttl.as_millis() as u64, leases }))
+    Ok(Json(HeartbeatResponse {
+        ttl_ms: state.config.lease_ttl.as_millis() as u64,
+        leases,
+    }))
 }
 
-pub async fn report_state(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, request: Body) -> ApiResult<Json<Job>> {
+pub async fn report_state(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    request: Body,
+) -> ApiResult<Json<Job>> {
     auth::worker(&state, &headers)?;
     let report: StateReport = body(&state, request).await?;
     let result = state
         .store
-        .report_state(&id, &report.token, report.state, report.details.as_deref(), &report.warnings, now_ms())
+        .report_state(
+            &id,
+            &report.token,
+            report.state,
+            report.details.as_deref(),
+            &report.warnings,
+            now_ms(),
+        )
         .await;
     match result {
         Ok(job) => {
@@ -87,10 +116,18 @@ pub async fn report_state(State(state): State<AppState>, headers: HeaderMap, Pat
     }
 }
 
-pub async fn release(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, request: Body) -> ApiResult<Json<Job>> {
+pub async fn release(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    request: Body,
+) -> ApiResult<Json<Job>> {
     auth::worker(&state, &headers)?;
     let request: ReleaseRequest = body(&state, request).await?;
-    let job = state.store.release(&id, &request.token, &request.reason, now_ms()).await?;
+    let job = state
+        .store
+        .release(&id, &request.token, &request.reason, now_ms())
+        .await?;
     tracing::info!(job_id = %id, reason = %request.reason, "job handed back");
     Ok(Json(job.to_api()))
 }

@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_nommer");
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed when dropped.
@@ -54,7 +58,13 @@ impl Feederd {
         std::fs::write(&path, format!("{FAST}{config}")).unwrap();
         let log = std::fs::File::create(dir.path().join("feederd.log")).unwrap();
         let child = Command::new(BIN)
-            .args(["--config", path.to_str().unwrap(), "feederd", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--config",
+                path.to_str().unwrap(),
+                "feederd",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .arg("--store")
             .arg(format!("sqlite://{}", dir.path().join("jobs.db").display()))
             .env("NOMMER_LOG", "info")
@@ -62,7 +72,11 @@ impl Feederd {
             .stderr(log)
             .spawn()
             .unwrap();
-        let feederd = Feederd { url: format!("http://127.0.0.1:{port}"), dir, proc: Proc(child) };
+        let feederd = Feederd {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            proc: Proc(child),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if reqwest::blocking_get(&format!("{}/healthz", feederd.url)) {
@@ -84,9 +98,13 @@ impl Feederd {
 
 mod reqwest {
     pub fn blocking_get(url: &str) -> bool {
-        let Ok(url) = url::Url::parse(url) else { return false };
+        let Ok(url) = url::Url::parse(url) else {
+            return false;
+        };
         let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
-        let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return false };
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return false;
+        };
         use std::io::{Read, Write};
         let _ = write!(stream, "GET {} HTTP/1.0\r\nHost: x\r\n\r\n", url.path());
         let mut answer = String::new();
@@ -107,7 +125,13 @@ impl Worker {
         std::fs::write(&path, format!("{FAST}{extra}")).unwrap();
         let log = std::fs::File::create(dir.path().join("nommerd.log")).unwrap();
         let child = Command::new(BIN)
-            .args(["--config", path.to_str().unwrap(), "--feederd", feederd_url, "nommerd"])
+            .args([
+                "--config",
+                path.to_str().unwrap(),
+                "--feederd",
+                feederd_url,
+                "nommerd",
+            ])
             .arg("--max-jobs")
             .arg(max_jobs.to_string())
             .arg("--work-dir")
@@ -117,7 +141,10 @@ impl Worker {
             .stderr(log)
             .spawn()
             .unwrap();
-        Worker { dir, proc: Proc(child) }
+        Worker {
+            dir,
+            proc: Proc(child),
+        }
     }
 
     pub fn work_dir(&self) -> PathBuf {
@@ -141,8 +168,20 @@ pub fn clip(name: &str, seconds: u32, size: &str) -> PathBuf {
             .args(["-y", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
             .arg(format!("testsrc2=size={size}:rate=25:duration={seconds}"))
             .args(["-f", "lavfi", "-i"])
-            .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
-            .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+            .arg(format!(
+                "sine=frequency=440:sample_rate=48000:duration={seconds}"
+            ))
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-shortest",
+            ])
             .arg(&path)
             .status()
             .unwrap();
@@ -172,11 +211,20 @@ pub struct Api {
 
 impl Api {
     pub fn new(url: &str) -> Api {
-        Api { url: url.to_string(), http: ::reqwest::Client::new() }
+        Api {
+            url: url.to_string(),
+            http: ::reqwest::Client::new(),
+        }
     }
 
     pub async fn submit(&self, body: &Value) -> Value {
-        let response = self.http.post(format!("{}/v1/jobs", self.url)).json(body).send().await.unwrap();
+        let response = self
+            .http
+            .post(format!("{}/v1/jobs", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         let job: Value = response.json().await.unwrap();
         assert_eq!(status, 201, "{job}");
@@ -184,7 +232,14 @@ impl Api {
     }
 
     pub async fn job(&self, id: &str) -> Value {
-        self.http.get(format!("{}/v1/jobs/{id}", self.url)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/v1/jobs/{id}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Poll until the job reaches one of `states`.
@@ -195,7 +250,10 @@ impl Api {
             if states.contains(&job["state"].as_str().unwrap_or("")) {
                 return job;
             }
-            assert!(Instant::now() < deadline, "job never reached {states:?}: {job}");
+            assert!(
+                Instant::now() < deadline,
+                "job never reached {states:?}: {job}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -203,7 +261,14 @@ impl Api {
 
 pub fn probe(path: &Path) -> Value {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_streams", "-show_format"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
         .arg(path)
         .output()
         .unwrap();
@@ -212,15 +277,24 @@ pub fn probe(path: &Path) -> Value {
 }
 
 pub fn stream<'a>(probe: &'a Value, kind: &str) -> &'a Value {
-    probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == kind).unwrap_or(&Value::Null)
+    probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == kind)
+        .unwrap_or(&Value::Null)
 }
 
 /// Every process whose command line mentions `needle`.
 pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         if String::from_utf8_lossy(&cmdline).contains(needle) {
             pids.push(pid);
         }
@@ -238,10 +312,15 @@ impl Receiver {
     pub async fn start() -> (Receiver, String) {
         let receiver = Receiver::default();
         let app = axum::Router::new()
-            .route("/hook", post(|State(r): State<Receiver>, headers: HeaderMap, body: String| async move {
-                r.hits.lock().unwrap().push((headers, body));
-                "ok"
-            }))
+            .route(
+                "/hook",
+                post(
+                    |State(r): State<Receiver>, headers: HeaderMap, body: String| async move {
+                        r.hits.lock().unwrap().push((headers, body));
+                        "ok"
+                    },
+                ),
+            )
             .with_state(receiver.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -254,7 +333,11 @@ impl Receiver {
             .lock()
             .unwrap()
             .iter()
-            .map(|(_, body)| url::form_urlencoded::parse(body.as_bytes()).into_owned().collect())
+            .map(|(_, body)| {
+                url::form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .collect()
     }
 }
