@@ -352,3 +352,40 @@ async fn two_two_pass_jobs_run_at_once_on_one_worker() {
         "each pass 2 read its own pass-1 log: {sizes:?}"
     );
 }
+
+#[tokio::test]
+async fn one_shot_run_exits_zero_only_when_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip("tiny.mp4", 1, "320x240");
+    let run = |options: Value, name: &str| {
+        let job = ffmpeg_job(&source, &dir.path().join(name), options);
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, job.to_string()).unwrap();
+        std::process::Command::new(BIN)
+            .current_dir(dir.path())
+            .arg("run")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let ok = run(json!([{"outfile_options": [["c:v", "libx264"]]}]), "ok.mp4");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        stream(&probe(&dir.path().join("ok.mp4")), "video")["codec_name"],
+        "h264"
+    );
+    let bad = run(
+        json!([{"outfile_options": [["c:v", "no_such_encoder"]]}]),
+        "bad.mp4",
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("ERROR") && stderr.contains("no_such_encoder"),
+        "{stderr}"
+    );
+}
