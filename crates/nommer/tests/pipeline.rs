@@ -389,3 +389,81 @@ async fn one_shot_run_exits_zero_only_when_finished() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn http_source_in_and_http_put_out() {
+    let feederd = Feederd::start("");
+    let _worker = feederd.worker(1, "");
+    let api = Api::new(&feederd.url);
+    let server = FileServer::start().await;
+    std::fs::copy(
+        clip("tiny.mp4", 1, "320x240"),
+        server.dir.path().join("in.mp4"),
+    )
+    .unwrap();
+    let options = json!([{"outfile_options": [["c:v", "libx264"], ["c:a", "aac"]]}]);
+    let body = json!({"source_path": format!("{}/in.mp4", server.url),
+        "dest_path": format!("{}/out.mp4", server.url), "notify_url": null,
+        "job_options": {"nommer": "ffmpeg", "options": options}});
+    let id = api.submit(&body).await["id"].as_str().unwrap().to_string();
+    let job = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    assert_eq!(job["state"], "FINISHED", "{job}");
+    let probe = probe(&server.dir.path().join("out.mp4"));
+    assert_eq!(stream(&probe, "video")["codec_name"], "h264");
+    assert_eq!(stream(&probe, "audio")["codec_name"], "aac");
+
+    let mut missing = body.clone();
+    missing["source_path"] = json!(format!("{}/nothing.mp4", server.url));
+    missing["dest_path"] = json!(format!("{}/never.mp4", server.url));
+    let id = api.submit(&missing).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    assert_eq!(job["state"], "ERROR", "{job}");
+    let details = job["state_details"].as_str().unwrap();
+    assert!(
+        details.starts_with("The specified input file cannot be found: HTTP 404")
+            && details.contains("/nothing.mp4"),
+        "{details}"
+    );
+    assert!(!server.dir.path().join("never.mp4").exists());
+}
+
+#[tokio::test]
+async fn submit_wait_exits_zero_only_when_finished() {
+    let feederd = Feederd::start("");
+    let _worker = feederd.worker(2, "");
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip("tiny.mp4", 1, "320x240");
+    let url = feederd.url.clone();
+    let submit = |options: Value, name: &str| {
+        let job = ffmpeg_job(&source, &dir.path().join(name), options);
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, job.to_string()).unwrap();
+        std::process::Command::new(BIN)
+            .args(["--feederd", &url, "submit"])
+            .arg(&path)
+            .arg("--wait")
+            .output()
+            .unwrap()
+    };
+    let ok = submit(json!([{"outfile_options": [["c:v", "libx264"]]}]), "ok.mp4");
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{stderr}");
+    let id = String::from_utf8_lossy(&ok.stdout).trim().to_string();
+    assert_eq!(id.len(), 50, "stdout is the job id: {id:?}");
+    assert!(stderr.contains("FINISHED"), "{stderr}");
+    assert_eq!(Api::new(&feederd.url).job(&id).await["state"], "FINISHED");
+
+    let bad = submit(
+        json!([{"outfile_options": [["c:v", "no_such_encoder"]]}]),
+        "bad.mp4",
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("ERROR") && stderr.contains("no_such_encoder"),
+        "{stderr}"
+    );
+}

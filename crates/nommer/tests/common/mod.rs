@@ -341,3 +341,43 @@ impl Receiver {
             .collect()
     }
 }
+
+/// A loopback HTTP server over a directory: GET reads a file, PUT writes one.
+pub struct FileServer {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl FileServer {
+    pub async fn start() -> FileServer {
+        use axum::body::Bytes;
+        use axum::extract::Path as UrlPath;
+        use axum::http::StatusCode;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let get_root = root.clone();
+        let app = axum::Router::new().route(
+            "/{name}",
+            axum::routing::get(move |UrlPath(name): UrlPath<String>| {
+                let path = get_root.join(name);
+                async move {
+                    match std::fs::read(path) {
+                        Ok(bytes) => Ok(bytes),
+                        Err(_) => Err(StatusCode::NOT_FOUND),
+                    }
+                }
+            })
+            .put(move |UrlPath(name): UrlPath<String>, body: Bytes| {
+                let path = root.join(name);
+                async move {
+                    std::fs::write(path, body).unwrap();
+                    StatusCode::CREATED
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FileServer { url, dir }
+    }
+}
