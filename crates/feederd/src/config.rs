@@ -17,6 +17,8 @@ pub struct FeederdConfig {
     pub max_body_bytes: usize,
     pub max_attempts: u32,
     pub lease_ttl: Duration,
+    /// How long a new leader waits before reaping expired leases.
+    pub lease_grace: Duration,
     pub heartbeat_interval: Duration,
     pub abandon_inactive_jobs_thresh: Duration,
     pub prune_jobs_interval: Duration,
@@ -37,6 +39,7 @@ impl Default for FeederdConfig {
             max_body_bytes: 1024 * 1024,
             max_attempts: 3,
             lease_ttl: Duration::from_secs(30),
+            lease_grace: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             abandon_inactive_jobs_thresh: Duration::from_secs(32_400),
             prune_jobs_interval: Duration::from_secs(300),

@@ -1,9 +1,11 @@
 //! feederd: the HTTP API, the lease service and the background loops
-//! (reaper, notifier) over a [`Store`].
+//! (reaper, notifier) over a [`Store`]. Every replica serves the API; the
+//! loops run only while this replica is the [`Leadership`] leader.
 
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod notifier;
 pub mod openapi;
 pub mod reaper;
@@ -11,6 +13,7 @@ pub mod routes;
 pub mod submit;
 
 use crate::config::FeederdConfig;
+use nommer_store::leader::Leadership;
 use nommer_store::Store;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -21,6 +24,31 @@ use tokio::sync::watch;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<FeederdConfig>,
+    pub leadership: Leadership,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: FeederdConfig, leadership: Leadership) -> AppState {
+        AppState {
+            store,
+            config: Arc::new(config),
+            leadership,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Resolves once this replica leads, or returns false on shutdown.
+    pub async fn lead(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        if self.leadership.is_leader() {
+            return true;
+        }
+        let mut leadership = self.leadership.clone();
+        tokio::select! {
+            led = leadership.wait_until_leader() => led,
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        }
+    }
 }
 
 /// Serve the API on `listener` and run the background loops until `shutdown`

@@ -101,6 +101,12 @@ async fn deliver(state: &AppState, client: &reqwest::Client, event: EventRecord)
             next_attempt_at: now + backoff_ms(event.attempts),
         }
     };
+    let counter = match &outcome {
+        DeliveryOutcome::Delivered => &state.metrics.webhooks_delivered,
+        DeliveryOutcome::Retry { .. } => &state.metrics.webhooks_retried,
+        DeliveryOutcome::Failed => &state.metrics.webhooks_failed,
+    };
+    crate::metrics::Metrics::add(counter, 1);
     match &outcome {
         DeliveryOutcome::Delivered => {
             tracing::debug!(job_id = %event.job_id, webhook_id, state = %event.state, "webhook delivered")
@@ -147,6 +153,10 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     );
     let signal = state.store.events_signal();
     loop {
+        // Only the leader delivers, so no two replicas send the same event.
+        if !state.lead(&mut shutdown).await {
+            return;
+        }
         let notified = signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();

@@ -1,6 +1,10 @@
 //! Maintenance: expired leases go back to the queue (or to ERROR after the
 //! last attempt), silent nodes are marked lost, and PENDING jobs nobody took for
 //! `feederd_abandon_inactive_jobs_thresh` become ABANDONED.
+//!
+//! Runs on the leader only. A new leader (a feederd that just started, or a
+//! replica that took over) waits `lease_grace` before it reaps leases: workers
+//! could not renew them while no feederd was up, and their encodes go on.
 
 use crate::AppState;
 use nommer_model::now_ms;
@@ -15,15 +19,31 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         .max(config.lease_ttl)
         .as_millis() as i64;
     let mut next_prune = tokio::time::Instant::now();
+    let mut leading_since: Option<tokio::time::Instant> = None;
     loop {
-        let now = now_ms();
-        match state.store.reap_expired(now).await {
-            Ok(changes) => {
-                for (job_id, to) in changes {
-                    tracing::warn!(job_id = %job_id, state = %to, "lease expired");
-                }
+        if !state.leadership.is_leader() {
+            leading_since = None;
+            if !state.lead(&mut shutdown).await {
+                return;
             }
-            Err(e) => tracing::error!(error = %e, "reaper cannot read expired leases"),
+        }
+        let since = *leading_since.get_or_insert_with(|| {
+            tracing::info!(
+                grace_s = config.lease_grace.as_secs(),
+                "reaper running; expired leases get a grace period first"
+            );
+            tokio::time::Instant::now()
+        });
+        let now = now_ms();
+        if since.elapsed() >= config.lease_grace {
+            match state.store.reap_expired(now).await {
+                Ok(changes) => {
+                    for (job_id, to) in changes {
+                        tracing::warn!(job_id = %job_id, state = %to, "lease expired");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reaper cannot read expired leases"),
+            }
         }
         match state.store.mark_lost_nodes(now, lost_after).await {
             Ok(lost) => {

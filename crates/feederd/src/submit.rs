@@ -69,6 +69,7 @@ pub async fn accept(state: &AppState, body: &[u8]) -> Result<JobRecord, CodedErr
         .insert_job(&job)
         .await
         .map_err(|e| CodedError::new(e.code(), e.to_string()))?;
+    crate::metrics::Metrics::add(&state.metrics.jobs_submitted, 1);
     tracing::info!(job_id = %record.id, source = %record.source_path, dest = %record.dest_path, nommer = %record.nommer, "job submitted");
     Ok(record)
 }

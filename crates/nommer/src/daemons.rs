@@ -7,7 +7,8 @@ use nommer_feederd::AppState;
 use nommer_model::netpolicy::NetPolicy;
 use nommer_nommerd::{NommerdConfig, ShutdownMode};
 use nommer_storage::FileRoots;
-use nommer_store::sqlite::SqliteStore;
+use nommer_store::leader::Leadership;
+use nommer_store::sql::{Dialect, PoolSettings, SqlStore};
 use nommer_store::{LeasePolicy, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub fn feederd_config(s: &Settings, loopback: bool) -> FeederdConfig {
         max_body_bytes: s.max_body_bytes,
         max_attempts: s.max_attempts,
         lease_ttl: Duration::from_secs(s.lease_ttl),
+        lease_grace: Duration::from_secs(s.lease_grace.unwrap_or(s.lease_ttl)),
         heartbeat_interval: Duration::from_secs(s.nommerd_heartbeat_interval),
         abandon_inactive_jobs_thresh: Duration::from_secs(s.feederd_abandon_inactive_jobs_thresh),
         prune_jobs_interval: Duration::from_secs(s.feederd_prune_jobs_interval.max(1)),
@@ -80,22 +82,20 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     Ok(config)
 }
 
-pub async fn open_store(s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(s: &Settings) -> anyhow::Result<SqlStore> {
     let policy = LeasePolicy {
         ttl_ms: s.lease_ttl as i64 * 1000,
         retry_backoff_ms: s.lease_retry_backoff as i64 * 1000,
         retry_backoff_max_ms: 300_000,
     };
-    if s.store.starts_with("sqlite:") {
-        let store = SqliteStore::open(&s.store, policy)
-            .await
-            .with_context(|| format!("opening store {}", s.store))?;
-        return Ok(Arc::new(store));
-    }
-    anyhow::bail!(
-        "unsupported store {:?}: this build has sqlite://PATH",
-        s.store
-    )
+    let pool = PoolSettings {
+        max_connections: s.store_pool_size,
+        acquire_timeout: Duration::from_secs(s.store_acquire_timeout.max(1)),
+        statement_timeout: Duration::from_secs(s.store_statement_timeout.max(1)),
+    };
+    SqlStore::open(&s.store, policy, &pool)
+        .await
+        .with_context(|| format!("opening store {}", nommer_model::uri::redact_str(&s.store)))
 }
 
 /// A feederd (and its in-process workers) running in this process.
@@ -135,11 +135,13 @@ pub async fn start(
         );
     }
     let store = open_store(settings).await?;
-    let state = AppState {
-        store,
-        config: Arc::new(feederd_config(settings, loopback)),
-    };
     let (shutdown, rx) = watch::channel(false);
+    let leadership = match store.dialect() {
+        Dialect::Sqlite => Leadership::always(),
+        Dialect::Postgres => Leadership::postgres(store.url(), &addr.to_string(), rx.clone()),
+    };
+    let store: Arc<dyn Store> = Arc::new(store);
+    let state = AppState::new(store, feederd_config(settings, loopback), leadership);
     let server = tokio::spawn(nommer_feederd::run(listener, state, rx.clone()));
     let url = format!("http://{addr}");
     let mut workers = Vec::new();
@@ -149,7 +151,7 @@ pub async fn start(
         config.node_id = format!("{}-local{i}", config.node_id);
         workers.push(tokio::spawn(nommer_nommerd::run(config, rx.clone())));
     }
-    tracing::info!(%addr, store = %settings.store, local_workers, "feederd listening");
+    tracing::info!(%addr, store = %nommer_model::uri::redact_str(&settings.store), local_workers, "feederd listening");
     Ok(Running {
         addr,
         shutdown,

@@ -46,8 +46,14 @@ pub struct Settings {
     // ---- feederd ----
     /// Address of the API (the seed's port 8001).
     pub listen: String,
-    /// `sqlite://PATH` (created and migrated on start).
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB` (migrated on start).
     pub store: String,
+    /// PostgreSQL connections per feederd replica.
+    pub store_pool_size: u32,
+    /// Seconds a request waits for a store connection before a 503.
+    pub store_acquire_timeout: u64,
+    /// Seconds any one SQL statement may run (PostgreSQL).
+    pub store_statement_timeout: u64,
     /// Workers run inside feederd's process.
     pub local_workers: u32,
     /// Allow listening beyond loopback without tokens.
@@ -66,6 +72,9 @@ pub struct Settings {
     pub max_attempts: u32,
     /// Seconds a lease lives without a heartbeat.
     pub lease_ttl: u64,
+    /// Seconds a new leader (a restarted feederd) waits before reaping expired
+    /// leases, so workers that could not reach it can renew them. Default: lease_ttl.
+    pub lease_grace: Option<u64>,
     /// Seconds before the first retry of an expired lease; doubles each time.
     pub lease_retry_backoff: u64,
     /// Seed: PENDING jobs nobody took for this many seconds become ABANDONED.
@@ -103,6 +112,9 @@ impl Default for Settings {
         Settings {
             listen: "127.0.0.1:8001".into(),
             store: "sqlite://nommer.db".into(),
+            store_pool_size: 10,
+            store_acquire_timeout: 5,
+            store_statement_timeout: 10,
             local_workers: 0,
             insecure: false,
             api_tokens: Vec::new(),
@@ -114,6 +126,7 @@ impl Default for Settings {
             max_body_bytes: 1024 * 1024,
             max_attempts: 3,
             lease_ttl: 30,
+            lease_grace: None,
             lease_retry_backoff: 10,
             feederd_abandon_inactive_jobs_thresh: 32_400,
             feederd_prune_jobs_interval: 300,
@@ -190,6 +203,7 @@ impl Settings {
         hide(&mut shown.worker_token);
         hide(&mut shown.webhook_secret);
         hide(&mut shown.api_token);
+        shown.store = nommer_model::uri::redact_str(&shown.store);
         shown.api_tokens = shown
             .api_tokens
             .iter()

@@ -18,6 +18,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a finished step waits for an unreachable feederd before the
+/// worker gives the job up (its lease then expires and the job is retried).
+const REPORT_PATIENCE: Duration = Duration::from_secs(600);
+
 pub struct Pipeline {
     pub config: Arc<NommerdConfig>,
     pub client: Client,
@@ -296,15 +300,17 @@ impl Pipeline {
             .map(|_| ())
     }
 
-    /// Retry transient failures (feederd restarting, store down) while the
-    /// lease may still be alive; a refused lease stops the job.
+    /// Retry transient failures (feederd restarting, store down) for as long
+    /// as `REPORT_PATIENCE`: the lease stays ours until a feederd says
+    /// otherwise, and a restarted feederd grants a grace period to renew it.
+    /// A refused lease stops the job.
     async fn retrying<T, F, Fut>(&self, job: &Arc<RunningJob>, call: F) -> Result<T, End>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
         let mut wait = Duration::from_millis(200);
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+        let give_up = tokio::time::Instant::now() + REPORT_PATIENCE;
         loop {
             match call().await {
                 Ok(value) => return Ok(value),

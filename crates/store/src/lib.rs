@@ -1,12 +1,14 @@
 //! Where feederd keeps jobs, leases, events and nodes.
 //!
-//! [`Store`] is the one interface; `sqlite` is the embedded backend. Every
+//! [`Store`] is the one interface; [`sql::SqlStore`] implements it on SQLite
+//! (embedded) and PostgreSQL (clustered). Every
 //! state change goes through [`JobState::can_transition`] and appends an event
 //! in the same transaction (the outbox the notifier delivers from).
 
 pub mod conformance;
+pub mod leader;
 mod records;
-pub mod sqlite;
+pub mod sql;
 
 use async_trait::async_trait;
 use nommer_model::api::{LeaseReport, LeaseStatus, NodeReport};
@@ -47,12 +49,33 @@ impl StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                StoreError::Unavailable(e.to_string())
-            }
-            other => StoreError::Other(other.to_string()),
+        if is_unavailable(&e) {
+            return StoreError::Unavailable(e.to_string());
         }
+        StoreError::Other(e.to_string())
+    }
+}
+
+/// Errors a client may retry: the database is down, restarting, overloaded,
+/// or a statement ran out of time.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // 08: connection exception; 57P0x: shutdown; 53: resources;
+            // 40001/40P01: serialization and deadlock; 57014: statement timeout;
+            // 55P03: lock timeout; SQLite 5/6: busy and locked.
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || code.starts_with("53")
+                || matches!(&*code, "40001" | "40P01" | "57014" | "55P03" | "5" | "6")
+        }
+        _ => false,
     }
 }
 
@@ -94,6 +117,8 @@ pub trait Store: Send + Sync + 'static {
         before: Option<&str>,
     ) -> StoreResult<Vec<JobRecord>>;
     async fn job_events(&self, id: &str) -> StoreResult<Vec<EventRecord>>;
+    /// How many jobs are in each state (states with none are left out).
+    async fn count_jobs(&self) -> StoreResult<Vec<(JobState, u64)>>;
 
     /// Lease up to `max` claimable jobs to a node; each goes PENDING -> DOWNLOADING.
     async fn claim(&self, node: &NodeReport, max: u32, now: i64) -> StoreResult<Vec<Claimed>>;

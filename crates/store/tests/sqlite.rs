@@ -1,14 +1,16 @@
 //! The conformance suite against the embedded SQLite store (a file per case).
 
 use nommer_store::conformance::{self, CASES, POLICY};
-use nommer_store::sqlite::SqliteStore;
+use nommer_store::sql::{PoolSettings, SqlStore};
 
 #[tokio::test]
 async fn sqlite_conformance() {
     for case in CASES {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
-        let store = SqliteStore::open(&url, POLICY).await.unwrap();
+        let store = SqlStore::open(&url, POLICY, &PoolSettings::default())
+            .await
+            .unwrap();
         conformance::run(case, &store).await;
         eprintln!("ok: {case}");
     }
@@ -16,6 +18,8 @@ async fn sqlite_conformance() {
 
 #[tokio::test]
 async fn sqlite_in_memory_opens() {
-    let store = SqliteStore::open("sqlite::memory:", POLICY).await.unwrap();
+    let store = SqlStore::open("sqlite::memory:", POLICY, &PoolSettings::default())
+        .await
+        .unwrap();
     conformance::run("lifecycle_and_events", &store).await;
 }

@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/openapi.json", get(health::openapi))
+        .route("/metrics", get(crate::metrics::metrics))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -38,6 +38,7 @@ pub async fn lease(
         let now = tokio::time::Instant::now();
         if !claimed.is_empty() || now >= deadline || request.max == 0 {
             let ttl_ms = state.config.lease_ttl.as_millis() as u64;
+            crate::metrics::Metrics::add(&state.metrics.leases_granted, claimed.len() as u64);
             let leases = claimed
                 .into_iter()
                 .map(|c| {

@@ -45,46 +45,81 @@ pub struct Feederd {
     pub url: String,
     pub dir: tempfile::TempDir,
     pub proc: Proc,
+    pub port: u16,
+    pub store: String,
 }
 
 /// Settings every test daemon shares: short leases so failures show quickly.
 pub const FAST: &str = "lease_ttl = 3\nlease_retry_backoff = 1\nnommerd_heartbeat_interval = 1\n";
 
 impl Feederd {
+    /// A feederd on its own SQLite store.
     pub fn start(config: &str) -> Feederd {
         let dir = tempfile::tempdir().unwrap();
+        let store = format!("sqlite://{}", dir.path().join("jobs.db").display());
+        Feederd::launch(dir, config, store)
+    }
+
+    /// A feederd replica on a shared store (PostgreSQL).
+    pub fn start_on(store: &str, config: &str) -> Feederd {
+        Feederd::launch(tempfile::tempdir().unwrap(), config, store.to_string())
+    }
+
+    fn launch(dir: tempfile::TempDir, config: &str, store: String) -> Feederd {
+        std::fs::write(dir.path().join("feederd.toml"), format!("{FAST}{config}")).unwrap();
         let port = free_port();
-        let path = dir.path().join("feederd.toml");
-        std::fs::write(&path, format!("{FAST}{config}")).unwrap();
-        let log = std::fs::File::create(dir.path().join("feederd.log")).unwrap();
+        let proc = Feederd::spawn(dir.path(), port, &store);
+        let feederd = Feederd {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            proc,
+            port,
+            store,
+        };
+        feederd.wait_healthy();
+        feederd
+    }
+
+    fn spawn(dir: &Path, port: u16, store: &str) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("feederd.log"))
+            .unwrap();
         let child = Command::new(BIN)
             .args([
                 "--config",
-                path.to_str().unwrap(),
+                dir.join("feederd.toml").to_str().unwrap(),
                 "feederd",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
+                "--store",
+                store,
             ])
-            .arg("--store")
-            .arg(format!("sqlite://{}", dir.path().join("jobs.db").display()))
             .env("NOMMER_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let feederd = Feederd {
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-            proc: Proc(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        Proc(child)
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if reqwest::blocking_get(&format!("{}/healthz", feederd.url)) {
-                return feederd;
+            if reqwest::blocking_get(&format!("{}/healthz", self.url)) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("feederd did not start:\n{}", feederd.log());
+        panic!("feederd did not start:\n{}", self.log());
+    }
+
+    /// Start it again on the same port, store and settings (after a kill).
+    pub fn restart(&mut self) {
+        self.proc.kill9();
+        self.proc = Feederd::spawn(self.dir.path(), self.port, &self.store);
+        self.wait_healthy();
     }
 
     pub fn log(&self) -> String {

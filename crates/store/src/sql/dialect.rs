@@ -1,0 +1,37 @@
+//! The few places where SQLite and PostgreSQL need different SQL.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn from_url(url: &str) -> Option<Dialect> {
+        if url.starts_with("sqlite:") {
+            return Some(Dialect::Sqlite);
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Some(Dialect::Postgres);
+        }
+        None
+    }
+
+    /// Locks a row read before it is changed. SQLite needs none: its single
+    /// writer connection already orders every write.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Like [`for_update`](Self::for_update), but passes over rows another
+    /// replica holds, so concurrent claims never wait on each other.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Reading rows into records.
+
+use crate::*;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use std::str::FromStr;
+
+pub const JOB_COLUMNS: &str = "id, state, state_details, warnings, progress, attempts, max_attempts, source_path, dest_path, notify_url, nommer, job_options, node_id, lease_expires_at, cancel_requested, created_at, updated_at, state_changed_at";
+pub const EVENT_COLUMNS: &str =
+    "seq, job_id, state, details, created_at, delivery, notify_url, next_attempt_at, attempts";
+
+pub fn parse_state(text: &str) -> StoreResult<JobState> {
+    JobState::from_str(text).map_err(StoreError::Other)
+}
+
+pub fn job(row: &AnyRow) -> StoreResult<JobRecord> {
+    let warnings: String = row.try_get("warnings")?;
+    let progress: Option<String> = row.try_get("progress")?;
+    let job_options: String = row.try_get("job_options")?;
+    Ok(JobRecord {
+        id: row.try_get("id")?,
+        state: parse_state(row.try_get("state")?)?,
+        state_details: row.try_get("state_details")?,
+        warnings: serde_json::from_str(&warnings).unwrap_or_default(),
+        progress: progress.and_then(|p| serde_json::from_str(&p).ok()),
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        source_path: row.try_get("source_path")?,
+        dest_path: row.try_get("dest_path")?,
+        notify_url: row.try_get("notify_url")?,
+        nommer: row.try_get("nommer")?,
+        job_options: serde_json::from_str(&job_options).unwrap_or_default(),
+        node_id: row.try_get("node_id")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        state_changed_at: row.try_get("state_changed_at")?,
+    })
+}
+
+pub fn event(row: &AnyRow) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        seq: row.try_get("seq")?,
+        job_id: row.try_get("job_id")?,
+        state: parse_state(row.try_get("state")?)?,
+        details: row.try_get("details")?,
+        created_at: row.try_get("created_at")?,
+        delivery: row.try_get("delivery")?,
+        notify_url: row.try_get("notify_url")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+    })
+}
+
+pub fn attempt(row: &AnyRow) -> StoreResult<AttemptRecord> {
+    Ok(AttemptRecord {
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        attempted_at: row.try_get("attempted_at")?,
+        status_code: row
+            .try_get::<Option<i64>, _>("status_code")?
+            .map(|c| c as u16),
+        error: row.try_get("error")?,
+        duration_ms: row.try_get::<i64, _>("duration_ms")? as u64,
+    })
+}
+
+pub fn node(row: &AnyRow) -> StoreResult<NodeRecord> {
+    Ok(NodeRecord {
+        id: row.try_get("id")?,
+        instance_id: row.try_get("instance_id")?,
+        fleet: row.try_get("fleet")?,
+        state: row.try_get("state")?,
+        hostname: row.try_get("hostname")?,
+        version: row.try_get("version")?,
+        max_jobs: row.try_get::<i64, _>("max_jobs")? as u32,
+        running_jobs: row.try_get::<i64, _>("running_jobs")? as u32,
+        started_at: row.try_get("started_at")?,
+        last_heartbeat_at: row.try_get("last_heartbeat_at")?,
+    })
+}
