@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Installs what media-nommer needs at run time and for its tests: ffmpeg/ffprobe
-# (Debian's FFmpeg 5.1). Safe to run again; does nothing when all is present.
+# Installs what media-nommer needs at run time: ffmpeg and ffprobe (Debian's
+# FFmpeg 5.1). With --test, also what the tests need: PostgreSQL's server
+# binaries (the tests start private servers from /usr/lib/postgresql/*/bin)
+# and python3. Safe to run again; does nothing when all is present.
 set -euo pipefail
 
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ "${1:-}" = "--test" ]; then
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+  command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

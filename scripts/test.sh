@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test: installs what they need, then format and lint checks, then
 # the whole workspace's unit, conformance and end-to-end tests (real ffmpeg,
-# real binary, real HTTP on loopback). Ends with one summary line.
+# real binary, real HTTP on loopback, private PostgreSQL servers). Ends with
+# one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 log=$(mktemp)

@@ -1,5 +1,6 @@
 //! The OpenAPI description, generated from the handlers and wire types.
 
+use crate::metrics::__path_metrics;
 use crate::routes::*;
 use nommer_model::api::*;
 use utoipa::OpenApi;
@@ -18,7 +19,8 @@ use utoipa::OpenApi;
         cancel_job,
         job_deliveries,
         list_nodes,
-        healthz
+        healthz,
+        metrics
     ),
     components(schemas(
         Job,

@@ -34,7 +34,7 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:8001).
         #[arg(long)]
         listen: Option<String>,
-        /// Job store, e.g. sqlite://nommer.db.
+        /// Job store: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB.
         #[arg(long)]
         store: Option<String>,
         /// Also run N workers in this process.

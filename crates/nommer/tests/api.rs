@@ -457,3 +457,47 @@ fn nommer_model_codes() -> Vec<&'static str> {
         .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
         .collect()
 }
+
+#[tokio::test]
+async fn metrics_count_jobs_by_state_and_need_a_token_when_tokens_are_on() {
+    let feederd = Feederd::start("api_tokens = [\"t0k\"]\nworker_token = \"w0rk\"\n");
+    let http = reqwest::Client::new();
+    let body = json!({"source_path": "file:///in.mp4", "dest_path": "file:///out.mp4", "notify_url": null,
+        "job_options": {"nommer": "ffmpeg", "options": [{}]}});
+    for _ in 0..2 {
+        let answer = http
+            .post(format!("{}/v1/jobs", feederd.url))
+            .bearer_auth("t0k")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+    }
+    let refused = http
+        .get(format!("{}/metrics", feederd.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let answer = http
+        .get(format!("{}/metrics", feederd.url))
+        .bearer_auth("t0k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = answer.text().await.unwrap();
+    for line in [
+        "nommer_jobs{state=\"PENDING\"} 2",
+        "nommer_jobs{state=\"FINISHED\"} 0",
+        "nommer_jobs_submitted_total 2",
+        "nommer_leader 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+}

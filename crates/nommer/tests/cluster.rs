@@ -106,7 +106,11 @@ async fn fifty_jobs_survive_killing_the_leader_and_a_worker() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
+    let mut retried = 0;
     for (id, dest) in ids.iter().zip(&dests) {
+        if apis[0].job(id).await["attempts"].as_u64() > Some(1) {
+            retried += 1;
+        }
         let deliveries: Value = apis[0]
             .http
             .get(format!("{}/v1/jobs/{id}/deliveries", apis[0].url))
@@ -120,11 +124,16 @@ async fn fifty_jobs_survive_killing_the_leader_and_a_worker() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|d| d["state"] == "FINISHED")
+            .filter(|d| d["job_state"] == "FINISHED")
             .count();
         assert_eq!(finished, 1, "job {id} has one FINISHED event: {deliveries}");
         assert_eq!(stream(&probe(dest), "video")["codec_name"], "h264");
     }
+
+    assert!(
+        retried > 0,
+        "the killed worker's jobs were retried elsewhere"
+    );
 
     // Every FINISHED webhook arrives, each job's under one webhook id.
     let deadline = Instant::now() + Duration::from_secs(60);
