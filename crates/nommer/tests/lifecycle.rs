@@ -142,3 +142,36 @@ async fn sigterm_in_finish_mode_completes_running_jobs_and_takes_no_more() {
     );
     assert!(worker.log().contains("nommerd stopped"));
 }
+
+#[tokio::test]
+async fn encodes_survive_feederd_being_down_longer_than_the_lease() {
+    let mut feederd = Feederd::start("");
+    let worker = feederd.worker(1, "");
+    let api = Api::new(&feederd.url);
+    let dest = feederd.dir.path().join("survivor.mp4");
+    let options =
+        json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "slow"], ["threads", "1"]]}]);
+    let id = api
+        .submit(&ffmpeg_job(
+            &clip("medium.mp4", 6, "640x360"),
+            &dest,
+            options,
+        ))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_for(&id, &["ENCODING"], MINUTE).await;
+
+    feederd.proc.kill9();
+    // Twice the 3 s lease: no heartbeat could renew it meanwhile. Without the
+    // restart grace (lease_grace = 0) this job would be retried as attempt 2.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    feederd.restart();
+
+    let job = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    assert_eq!(job["state"], "FINISHED", "{job}");
+    assert_eq!(job["attempts"], 1, "the running encode was kept: {job}");
+    assert_eq!(stream(&probe(&dest), "video")["codec_name"], "h264");
+    assert!(worker.log().contains("heartbeat failed"));
+}
