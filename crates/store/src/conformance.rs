@@ -67,7 +67,42 @@ cases!(
     release_does_not_count,
     list_pages_newest_first,
     nodes_are_tracked_and_lost,
+    an_expired_lease_not_yet_reaped_can_be_renewed,
+    jobs_are_counted_by_state,
 );
+
+/// The restart grace relies on this: until the reaper takes a lease, its
+/// holder's heartbeat renews it, however late.
+async fn an_expired_lease_not_yet_reaped_can_be_renewed(store: &dyn Store) {
+    let job = store.insert_job(&new_job(T0, false)).await.unwrap();
+    let lease = store.claim(&node("n1"), 1, T0).await.unwrap();
+    let late = T0 + 5 * POLICY.ttl_ms;
+    let report = LeaseReport {
+        job_id: job.id.clone(),
+        token: lease[0].token.clone(),
+        progress: None,
+    };
+    let status = store.heartbeat(&node("n1"), &[report], late).await.unwrap();
+    assert!(status[0].valid);
+    assert!(store.reap_expired(late + 1).await.unwrap().is_empty());
+    let job = store.get_job(&job.id).await.unwrap().unwrap();
+    assert_eq!(job.lease_expires_at, Some(late + POLICY.ttl_ms));
+    assert_eq!(job.attempts, 1);
+}
+
+async fn jobs_are_counted_by_state(store: &dyn Store) {
+    assert!(store.count_jobs().await.unwrap().is_empty());
+    for i in 0..3 {
+        store.insert_job(&new_job(T0 + i, false)).await.unwrap();
+    }
+    store.claim(&node("n1"), 1, T0 + 10).await.unwrap();
+    let mut counts = store.count_jobs().await.unwrap();
+    counts.sort_by_key(|(state, _)| state.as_str());
+    assert_eq!(
+        counts,
+        vec![(JobState::Downloading, 1), (JobState::Pending, 2)]
+    );
+}
 
 async fn lifecycle_and_events(store: &dyn Store) {
     let job = store.insert_job(&new_job(T0, true)).await.unwrap();
