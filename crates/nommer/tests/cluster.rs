@@ -111,15 +111,7 @@ async fn fifty_jobs_survive_killing_the_leader_and_a_worker() {
         if apis[0].job(id).await["attempts"].as_u64() > Some(1) {
             retried += 1;
         }
-        let deliveries: Value = apis[0]
-            .http
-            .get(format!("{}/v1/jobs/{id}/deliveries", apis[0].url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let deliveries = apis[0].deliveries(id).await;
         let finished = deliveries["deliveries"]
             .as_array()
             .unwrap()
@@ -177,15 +169,12 @@ async fn a_worker_frozen_past_its_lease_cannot_overwrite_the_new_result() {
     let options =
         json!([{"outfile_options": [["c:v", "libx264"], ["preset", "medium"], ["threads", "1"]]}]);
     let id = api
-        .submit(&ffmpeg_job(
+        .submit_id(&ffmpeg_job(
             &clip("medium.mp4", 6, "640x360"),
             &dest,
             options,
         ))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .await;
     api.wait_for(&id, &["ENCODING"], Duration::from_secs(60))
         .await;
     // SAFETY: signals to a child we spawned and have not reaped.

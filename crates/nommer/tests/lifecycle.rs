@@ -36,7 +36,7 @@ async fn ffmpeg_dies_with_its_worker_deep_into_a_long_encode() {
         &feederd.dir.path().join("long.mp4"),
         slow_options(),
     );
-    let id = api.submit(&body).await["id"].as_str().unwrap().to_string();
+    let id = api.submit_id(&body).await;
     api.wait_for(&id, &["ENCODING"], MINUTE).await;
     // Longer than a runtime's idle blocking threads live (10 s): a child
     // whose death signal were tied to such a thread would be dead already.
@@ -72,7 +72,7 @@ async fn sigterm_hands_running_jobs_back() {
         &feederd.dir.path().join("handback.mp4"),
         slow_options(),
     );
-    let id = api.submit(&body).await["id"].as_str().unwrap().to_string();
+    let id = api.submit_id(&body).await;
     api.wait_for(&id, &["ENCODING"], MINUTE).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -115,20 +115,14 @@ async fn sigterm_in_finish_mode_completes_running_jobs_and_takes_no_more() {
         json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "slow"], ["threads", "1"]]}]);
     let dest = feederd.dir.path().join("finished.mp4");
     let id = api
-        .submit(&ffmpeg_job(&source, &dest, options.clone()))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .submit_id(&ffmpeg_job(&source, &dest, options.clone()))
+        .await;
     api.wait_for(&id, &["ENCODING"], MINUTE).await;
 
     sigterm(&worker.proc);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let later = feederd.dir.path().join("later.mp4");
-    let later_id = api.submit(&ffmpeg_job(&source, &later, options)).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let later_id = api.submit_id(&ffmpeg_job(&source, &later, options)).await;
 
     let status = wait_exit(&mut worker.proc, MINUTE);
     assert!(status.success(), "nommerd exited with {status}");
@@ -152,15 +146,12 @@ async fn encodes_survive_feederd_being_down_longer_than_the_lease() {
     let options =
         json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "slow"], ["threads", "1"]]}]);
     let id = api
-        .submit(&ffmpeg_job(
+        .submit_id(&ffmpeg_job(
             &clip("medium.mp4", 6, "640x360"),
             &dest,
             options,
         ))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .await;
     api.wait_for(&id, &["ENCODING"], MINUTE).await;
 
     feederd.proc.kill9();

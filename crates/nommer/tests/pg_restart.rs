@@ -24,11 +24,8 @@ async fn every_job_completes_across_a_database_restart() {
     for i in 0..20 {
         let dest = out.path().join(format!("out{i}.mp4"));
         let id = api
-            .submit(&ffmpeg_job(&source, &dest, options.clone()))
-            .await["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+            .submit_id(&ffmpeg_job(&source, &dest, options.clone()))
+            .await;
         jobs.push((id, dest));
     }
     api.wait_for(&jobs[3].0, &["FINISHED"], Duration::from_secs(60))

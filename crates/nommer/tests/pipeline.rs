@@ -104,15 +104,7 @@ async fn seed_example_and_web_medium_encode_with_webhooks() {
             );
             assert_eq!(headers["webhook-signature"].to_str().unwrap(), expected);
         }
-        let deliveries: Value = api
-            .http
-            .get(format!("{}/v1/jobs/{id}/deliveries", api.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let deliveries = api.deliveries(id).await;
         let list = deliveries["deliveries"].as_array().unwrap();
         assert_eq!(list.len(), 4);
         assert!(list
@@ -173,7 +165,7 @@ async fn cancel_stops_ffmpeg_and_cleans_up() {
         &feederd.dir.path().join("c.mp4"),
         slow_options(),
     );
-    let id = api.submit(&body).await["id"].as_str().unwrap().to_string();
+    let id = api.submit_id(&body).await;
     api.wait_for(&id, &["ENCODING"], MINUTE).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -214,7 +206,7 @@ async fn killed_worker_takes_ffmpeg_with_it_and_the_job_is_retried_once() {
         &dest,
         json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "slower"], ["threads", "1"]]}]),
     );
-    let id = api.submit(&body).await["id"].as_str().unwrap().to_string();
+    let id = api.submit_id(&body).await;
     api.wait_for(&id, &["ENCODING"], MINUTE).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ffmpeg = processes_mentioning(&id);
@@ -244,7 +236,7 @@ async fn a_stale_worker_cannot_finish_a_job_it_lost() {
         &feederd.dir.path().join("f.mp4"),
         json!([{"outfile_options": [["f", "mp4"]]}]),
     );
-    let id = api.submit(&body).await["id"].as_str().unwrap().to_string();
+    let id = api.submit_id(&body).await;
     let node = |name: &str| json!({"node_id": name, "fleet": "static", "version": "t", "max_jobs": 1, "running_jobs": 0, "state": "active"});
     let lease = |name: &'static str| {
         let api = &api;
@@ -353,8 +345,11 @@ async fn two_two_pass_jobs_run_at_once_on_one_worker() {
     );
 }
 
-#[tokio::test]
-async fn one_shot_run_exits_zero_only_when_finished() {
+/// Runs `nommer ARGS JOB.json` for a job that encodes and for one whose
+/// encoder does not exist. The first must exit 0 and leave an H.264 output; the
+/// second must exit 1 and show ERROR with ffmpeg's complaint. Returns the
+/// first's stdout and stderr.
+fn cli_exit_codes(args: &[&str]) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let source = clip("tiny.mp4", 1, "320x240");
     let run = |options: Value, name: &str| {
@@ -363,17 +358,17 @@ async fn one_shot_run_exits_zero_only_when_finished() {
         std::fs::write(&path, job.to_string()).unwrap();
         std::process::Command::new(BIN)
             .current_dir(dir.path())
-            .arg("run")
+            .args(args)
             .arg(&path)
             .output()
             .unwrap()
     };
     let ok = run(json!([{"outfile_options": [["c:v", "libx264"]]}]), "ok.mp4");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&ok.stdout).to_string(),
+        String::from_utf8_lossy(&ok.stderr).to_string(),
     );
+    assert!(ok.status.success(), "{stderr}");
     assert_eq!(
         stream(&probe(&dir.path().join("ok.mp4")), "video")["codec_name"],
         "h264"
@@ -383,11 +378,28 @@ async fn one_shot_run_exits_zero_only_when_finished() {
         "bad.mp4",
     );
     assert_eq!(bad.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&bad.stderr);
+    let bad_stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        stderr.contains("ERROR") && stderr.contains("no_such_encoder"),
-        "{stderr}"
+        bad_stderr.contains("ERROR") && bad_stderr.contains("no_such_encoder"),
+        "{bad_stderr}"
     );
+    (stdout, stderr)
+}
+
+#[tokio::test]
+async fn one_shot_run_exits_zero_only_when_finished() {
+    cli_exit_codes(&["run"]);
+}
+
+#[tokio::test]
+async fn submit_wait_exits_zero_only_when_finished() {
+    let feederd = Feederd::start("");
+    let _worker = feederd.worker(2, "");
+    let (stdout, stderr) = cli_exit_codes(&["--feederd", &feederd.url, "submit", "--wait"]);
+    let id = stdout.trim();
+    assert_eq!(id.len(), 50, "stdout is the job id: {id:?}");
+    assert!(stderr.contains("FINISHED"), "{stderr}");
+    assert_eq!(Api::new(&feederd.url).job(id).await["state"], "FINISHED");
 }
 
 #[tokio::test]
@@ -405,7 +417,7 @@ async fn http_source_in_and_http_put_out() {
     let body = json!({"source_path": format!("{}/in.mp4", server.url),
         "dest_path": format!("{}/out.mp4", server.url), "notify_url": null,
         "job_options": {"nommer": "ffmpeg", "options": options}});
-    let id = api.submit(&body).await["id"].as_str().unwrap().to_string();
+    let id = api.submit_id(&body).await;
     let job = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
     assert_eq!(job["state"], "FINISHED", "{job}");
     let probe = probe(&server.dir.path().join("out.mp4"));
@@ -415,10 +427,7 @@ async fn http_source_in_and_http_put_out() {
     let mut missing = body.clone();
     missing["source_path"] = json!(format!("{}/nothing.mp4", server.url));
     missing["dest_path"] = json!(format!("{}/never.mp4", server.url));
-    let id = api.submit(&missing).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = api.submit_id(&missing).await;
     let job = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
     assert_eq!(job["state"], "ERROR", "{job}");
     let details = job["state_details"].as_str().unwrap();
@@ -428,42 +437,4 @@ async fn http_source_in_and_http_put_out() {
         "{details}"
     );
     assert!(!server.dir.path().join("never.mp4").exists());
-}
-
-#[tokio::test]
-async fn submit_wait_exits_zero_only_when_finished() {
-    let feederd = Feederd::start("");
-    let _worker = feederd.worker(2, "");
-    let dir = tempfile::tempdir().unwrap();
-    let source = clip("tiny.mp4", 1, "320x240");
-    let url = feederd.url.clone();
-    let submit = |options: Value, name: &str| {
-        let job = ffmpeg_job(&source, &dir.path().join(name), options);
-        let path = dir.path().join(format!("{name}.json"));
-        std::fs::write(&path, job.to_string()).unwrap();
-        std::process::Command::new(BIN)
-            .args(["--feederd", &url, "submit"])
-            .arg(&path)
-            .arg("--wait")
-            .output()
-            .unwrap()
-    };
-    let ok = submit(json!([{"outfile_options": [["c:v", "libx264"]]}]), "ok.mp4");
-    let stderr = String::from_utf8_lossy(&ok.stderr);
-    assert!(ok.status.success(), "{stderr}");
-    let id = String::from_utf8_lossy(&ok.stdout).trim().to_string();
-    assert_eq!(id.len(), 50, "stdout is the job id: {id:?}");
-    assert!(stderr.contains("FINISHED"), "{stderr}");
-    assert_eq!(Api::new(&feederd.url).job(&id).await["state"], "FINISHED");
-
-    let bad = submit(
-        json!([{"outfile_options": [["c:v", "no_such_encoder"]]}]),
-        "bad.mp4",
-    );
-    assert_eq!(bad.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        stderr.contains("ERROR") && stderr.contains("no_such_encoder"),
-        "{stderr}"
-    );
 }

@@ -266,15 +266,29 @@ impl Api {
         job
     }
 
-    pub async fn job(&self, id: &str) -> Value {
+    /// Submit and return the new job's id.
+    pub async fn submit_id(&self, body: &Value) -> String {
+        self.submit(body).await["id"].as_str().unwrap().to_string()
+    }
+
+    /// GET a path of the API as JSON.
+    pub async fn get(&self, path: &str) -> Value {
         self.http
-            .get(format!("{}/v1/jobs/{id}", self.url))
+            .get(format!("{}{path}", self.url))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    pub async fn deliveries(&self, id: &str) -> Value {
+        self.get(&format!("/v1/jobs/{id}/deliveries")).await
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        self.get(&format!("/v1/jobs/{id}")).await
     }
 
     /// Poll until the job reaches one of `states`.

@@ -128,6 +128,39 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// A state change by the lease holder, fenced: refused unless `token` is
+    /// still the job's lease token. Four statements.
+    async fn by_holder<'a>(
+        &self,
+        id: &str,
+        token: &str,
+        now: i64,
+        make: impl FnOnce(&LeaseRow) -> Transition<'a>,
+    ) -> StoreResult<JobRecord> {
+        let mut tx = self.writer.begin().await?;
+        let current = self.lease_row(&mut tx, id).await?;
+        if current.token.as_deref() != Some(token) {
+            return Err(StoreError::LeaseLost);
+        }
+        let transition = make(&current);
+        apply(
+            &mut tx,
+            id,
+            current.state,
+            Actor::Worker,
+            transition,
+            current.notify_url.as_deref(),
+            now,
+        )
+        .await?;
+        let record = fetch_job(&mut tx, id).await?;
+        tx.commit().await?;
+        self.count(4);
+        Ok(record)
+    }
+}
+
 async fn fetch_job(conn: &mut Conn, id: &str) -> StoreResult<JobRecord> {
     let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
         .bind(id)
@@ -365,11 +398,6 @@ impl Store for SqlStore {
         warnings: &[String],
         now: i64,
     ) -> StoreResult<JobRecord> {
-        let mut tx = self.writer.begin().await?;
-        let current = self.lease_row(&mut tx, id).await?;
-        if current.token.as_deref() != Some(token) {
-            return Err(StoreError::LeaseLost);
-        }
         let details = details.map(|d| nommer_model::tail_chars(d, nommer_model::DETAILS_MAX_CHARS));
         let progress = Progress {
             phase: to.as_str().to_ascii_lowercase(),
@@ -378,26 +406,15 @@ impl Store for SqlStore {
         };
         let keep_progress = matches!(to, JobState::Error | JobState::Canceled);
         let ends_lease = to.is_terminal() || to == JobState::Pending;
-        let transition = Transition {
-            lease: if ends_lease { Lease::End } else { Lease::Keep },
-            progress: (!keep_progress).then(|| Some(progress_json(&progress))),
-            warnings: merge_warnings(&current.warnings, warnings),
-            ..Transition::to(to, details.as_deref())
-        };
-        apply(
-            &mut tx,
-            id,
-            current.state,
-            Actor::Worker,
-            transition,
-            current.notify_url.as_deref(),
-            now,
-        )
-        .await?;
-        let record = fetch_job(&mut tx, id).await?;
-        tx.commit().await?;
-        self.count(4);
-        if current.notify_url.is_some() {
+        let record = self
+            .by_holder(id, token, now, |current| Transition {
+                lease: if ends_lease { Lease::End } else { Lease::Keep },
+                progress: (!keep_progress).then(|| Some(progress_json(&progress))),
+                warnings: merge_warnings(&current.warnings, warnings),
+                ..Transition::to(to, details.as_deref())
+            })
+            .await?;
+        if record.notify_url.is_some() {
             self.events_signal.notify_waiters();
         }
         Ok(record)
@@ -410,32 +427,16 @@ impl Store for SqlStore {
         reason: &str,
         now: i64,
     ) -> StoreResult<JobRecord> {
-        let mut tx = self.writer.begin().await?;
-        let current = self.lease_row(&mut tx, id).await?;
-        if current.token.as_deref() != Some(token) {
-            return Err(StoreError::LeaseLost);
-        }
         let details = format!("handed back by its worker: {reason}");
-        let transition = Transition {
-            lease: Lease::Free,
-            run_after: Some(now),
-            progress: Some(None),
-            attempts_delta: -1,
-            ..Transition::to(JobState::Pending, Some(&details))
-        };
-        apply(
-            &mut tx,
-            id,
-            current.state,
-            Actor::Worker,
-            transition,
-            current.notify_url.as_deref(),
-            now,
-        )
-        .await?;
-        let record = fetch_job(&mut tx, id).await?;
-        tx.commit().await?;
-        self.count(4);
+        let record = self
+            .by_holder(id, token, now, |_| Transition {
+                lease: Lease::Free,
+                run_after: Some(now),
+                progress: Some(None),
+                attempts_delta: -1,
+                ..Transition::to(JobState::Pending, Some(&details))
+            })
+            .await?;
         self.jobs_signal.notify_waiters();
         self.events_signal.notify_waiters();
         Ok(record)
