@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what media-nommer needs at run time: ffmpeg and ffprobe (Debian's
 # FFmpeg 5.1). With --test, also what the tests need: PostgreSQL's server
-# binaries (the tests start private servers from /usr/lib/postgresql/*/bin)
-# and python3. Safe to run again; does nothing when all is present.
+# binaries (the tests start private servers from /usr/lib/postgresql/*/bin),
+# python3, and the s3s-fs S3 server (built from crates.io into
+# /var/tmp/nommer-tools, once). Safe to run again; does nothing when all is
+# present.
 set -euo pipefail
 
 need=()
@@ -20,4 +22,9 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "--test" ] && [ ! -x /var/tmp/nommer-tools/bin/s3s-fs ]; then
+  echo "installing: s3s-fs (a loopback S3 server for the tests)" >&2
+  cargo install --quiet --locked s3s-fs@0.14.1 --features binary --root /var/tmp/nommer-tools
 fi

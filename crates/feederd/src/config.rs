@@ -13,6 +13,8 @@ pub struct FeederdConfig {
     /// Standard Webhooks secret (`whsec_...` base64, or raw text).
     pub webhook_secret: Option<String>,
     pub file_roots: FileRoots,
+    /// Object storage settings, for submit-time checks of s3/gs/az sources.
+    pub objects: nommer_storage::ObjectConfig,
     pub net_policy: NetPolicy,
     pub max_body_bytes: usize,
     pub max_attempts: u32,
@@ -35,6 +37,7 @@ impl Default for FeederdConfig {
             worker_token: None,
             webhook_secret: None,
             file_roots: FileRoots::Any,
+            objects: Default::default(),
             net_policy: NetPolicy::default(),
             max_body_bytes: 1024 * 1024,
             max_attempts: 3,

@@ -26,15 +26,23 @@ pub struct AppState {
     pub config: Arc<FeederdConfig>,
     pub leadership: Leadership,
     pub metrics: Arc<metrics::Metrics>,
+    /// For submit-time checks of object storage sources.
+    pub storage: nommer_storage::Storage,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: FeederdConfig, leadership: Leadership) -> AppState {
+        let storage = nommer_storage::Storage::new(
+            config.file_roots.clone(),
+            config.net_policy,
+            config.objects.clone(),
+        );
         AppState {
             store,
             config: Arc::new(config),
             leadership,
             metrics: Arc::default(),
+            storage,
         }
     }
 

@@ -31,10 +31,40 @@ async fn check_location(state: &AppState, field: &str, uri: &MediaUri) -> Result
     }
 }
 
+/// A source in object storage that feederd can look at (credentials in the
+/// URI or in its own config) must exist. Failures to look are not the job's
+/// fault: the worker will find out and say so.
+async fn check_source_exists(state: &AppState, uri: &MediaUri) -> Result<(), CodedError> {
+    let Location::Object { bucket, .. } = uri.location() else {
+        return Ok(());
+    };
+    let objects = state.storage.objects();
+    let can_look =
+        uri.has_credentials() || objects.has_static_credentials(uri.scheme().as_str(), bucket);
+    if !objects.s3.check_sources_at_submit || !can_look {
+        return Ok(());
+    }
+    match state.storage.object_exists(uri).await {
+        Ok(Some(false)) => Err(CodedError::new(
+            ErrorCode::SourceNotFound,
+            format!(
+                "The specified input file cannot be found: {}",
+                uri.redacted()
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(source = %uri.redacted(), error = %e, "cannot check the source at submit; the worker will");
+            Ok(())
+        }
+    }
+}
+
 pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, CodedError> {
     let submission = submit::parse_body(body)?;
     check_location(state, "source_path", &submission.source).await?;
     check_location(state, "dest_path", &submission.dest).await?;
+    check_source_exists(state, &submission.source).await?;
     if let Some(url) = &submission.notify_url {
         nommer_storage::net::check_host(url, &state.config.net_policy)
             .await

@@ -8,6 +8,7 @@ use nommer_model::netpolicy::NetPolicy;
 use nommer_nommerd::{NommerdConfig, ShutdownMode};
 use nommer_storage::FileRoots;
 use nommer_store::leader::Leadership;
+use nommer_store::sealer::Sealer;
 use nommer_store::sql::{Dialect, PoolSettings, SqlStore};
 use nommer_store::{LeasePolicy, Store};
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub fn feederd_config(s: &Settings, loopback: bool) -> FeederdConfig {
         worker_token: s.worker_token.clone(),
         webhook_secret: s.webhook_secret.clone(),
         file_roots: file_roots(s, loopback),
+        objects: s.objects(),
         net_policy: net_policy(s),
         max_body_bytes: s.max_body_bytes,
         max_attempts: s.max_attempts,
@@ -69,6 +71,7 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     config.ffmpeg = s.ffmpeg_path.clone();
     config.ffprobe = s.ffprobe_path.clone();
     config.net_policy = net_policy(s);
+    config.objects = s.objects();
     config.file_roots = if s.file_roots.is_empty() {
         FileRoots::Any
     } else {
@@ -93,9 +96,21 @@ pub async fn open_store(s: &Settings) -> anyhow::Result<SqlStore> {
         acquire_timeout: Duration::from_secs(s.store_acquire_timeout.max(1)),
         statement_timeout: Duration::from_secs(s.store_statement_timeout.max(1)),
     };
-    SqlStore::open(&s.store, policy, &pool)
+    let store = SqlStore::open(&s.store, policy, &pool)
         .await
-        .with_context(|| format!("opening store {}", nommer_model::uri::redact_str(&s.store)))
+        .with_context(|| format!("opening store {}", nommer_model::uri::redact_str(&s.store)))?;
+    match &s.secrets_key {
+        Some(key) => {
+            let sealer = Sealer::from_base64(key).map_err(|e| anyhow::anyhow!(e))?;
+            Ok(store.with_sealer(sealer))
+        }
+        None => {
+            tracing::warn!(
+                "secrets_key is not set: credentials in job URIs are stored unencrypted"
+            );
+            Ok(store)
+        }
+    }
 }
 
 /// A feederd (and its in-process workers) running in this process.

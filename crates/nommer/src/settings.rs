@@ -62,6 +62,9 @@ pub struct Settings {
     pub api_tokens: Vec<String>,
     pub worker_token: Option<String>,
     pub webhook_secret: Option<String>,
+    /// 32 bytes, base64: encrypts job URIs (which may hold storage
+    /// credentials) in the store. Unset: stored as given, with a warning.
+    pub secrets_key: Option<String>,
     /// Directories `file://` URIs may name; empty: any path while on loopback, none otherwise.
     #[serde(deserialize_with = "list_or_csv")]
     pub file_roots: Vec<String>,
@@ -84,6 +87,12 @@ pub struct Settings {
     pub webhook_timeout: u64,
     /// Seconds a webhook is retried before its delivery is marked failed.
     pub webhook_retry_period: u64,
+
+    // ---- object storage (feederd and nommerd) ----
+    /// `[s3]`, with `[s3.buckets.NAME]` overrides for S3-compatible servers.
+    pub s3: nommer_storage::object::config::S3Config,
+    pub gcs: nommer_storage::object::config::GcsConfig,
+    pub azure: nommer_storage::object::config::AzureConfig,
 
     // ---- nommerd ----
     pub feederd_url: String,
@@ -120,6 +129,7 @@ impl Default for Settings {
             api_tokens: Vec::new(),
             worker_token: None,
             webhook_secret: None,
+            secrets_key: None,
             file_roots: Vec::new(),
             allow_link_local_addresses: false,
             forbid_private_addresses: false,
@@ -132,6 +142,9 @@ impl Default for Settings {
             feederd_prune_jobs_interval: 300,
             webhook_timeout: 10,
             webhook_retry_period: 86_400,
+            s3: Default::default(),
+            gcs: Default::default(),
+            azure: Default::default(),
             feederd_url: "http://127.0.0.1:8001".into(),
             max_encoding_jobs_per_ec2_instance: 2,
             nommerd_heartbeat_interval: 5,
@@ -178,7 +191,11 @@ impl Settings {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment
-            .merge(Env::prefixed("NOMMER_").ignore(&["config", "log"]))
+            .merge(
+                Env::prefixed("NOMMER_")
+                    .ignore(&["config", "log"])
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides));
         let settings: Settings = figment
             .extract()
@@ -192,6 +209,14 @@ impl Settings {
         Ok(settings)
     }
 
+    pub fn objects(&self) -> nommer_storage::ObjectConfig {
+        nommer_storage::ObjectConfig {
+            s3: self.s3.clone(),
+            gcs: self.gcs.clone(),
+            azure: self.azure.clone(),
+        }
+    }
+
     /// The effective configuration as TOML, secrets replaced.
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
@@ -202,8 +227,11 @@ impl Settings {
         };
         hide(&mut shown.worker_token);
         hide(&mut shown.webhook_secret);
+        hide(&mut shown.secrets_key);
         hide(&mut shown.api_token);
         shown.store = nommer_model::uri::redact_str(&shown.store);
+        let objects = self.objects().redacted();
+        (shown.s3, shown.gcs, shown.azure) = (objects.s3, objects.gcs, objects.azure);
         shown.api_tokens = shown
             .api_tokens
             .iter()

@@ -14,7 +14,7 @@ async fn every_job_completes_across_a_database_restart() {
     let server = PgServer::shared();
     let store = server.fresh_database().await;
     let replicas = [Feederd::start_on(&store, ""), Feederd::start_on(&store, "")];
-    let _workers = [replicas[0].worker(2, ""), replicas[1].worker(2, "")];
+    let workers = [replicas[0].worker(2, ""), replicas[1].worker(2, "")];
     let api = Api::new(&replicas[0].url);
     let source = clip("small.mp4", 2, "320x240");
     let out = tempfile::tempdir().unwrap();
@@ -65,7 +65,21 @@ async fn every_job_completes_across_a_database_restart() {
             assert!(Instant::now() < deadline, "job {id} never ended");
             tokio::time::sleep(Duration::from_millis(300)).await;
         };
-        assert_eq!(job["state"], "FINISHED", "{job}");
+        if job["state"] != "FINISHED" {
+            let mentions = |log: String| -> String {
+                log.lines()
+                    .filter(|l| l.contains(id.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            panic!(
+                "{job}\nworker 0:\n{}\nworker 1:\n{}\nreplica 0:\n{}\nreplica 1:\n{}",
+                mentions(workers[0].log()),
+                mentions(workers[1].log()),
+                mentions(replicas[0].log()),
+                mentions(replicas[1].log())
+            );
+        }
         assert_eq!(stream(&probe(dest), "video")["codec_name"], "h264");
     }
     for replica in &replicas {

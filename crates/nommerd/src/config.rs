@@ -33,6 +33,8 @@ pub struct NommerdConfig {
     pub file_roots: FileRoots,
     pub net_policy: NetPolicy,
     pub shutdown_mode: ShutdownMode,
+    /// Object storage settings (endpoints, regions, credentials).
+    pub objects: nommer_storage::ObjectConfig,
 }
 
 impl NommerdConfig {
@@ -53,6 +55,7 @@ impl NommerdConfig {
             file_roots: FileRoots::Any,
             net_policy: NetPolicy::default(),
             shutdown_mode: ShutdownMode::Handback,
+            objects: Default::default(),
         }
     }
 }

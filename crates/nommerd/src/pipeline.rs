@@ -13,10 +13,21 @@ use nommer_model::api::{
 use nommer_model::options::{self, Nommer};
 use nommer_model::uri::MediaUri;
 use nommer_model::JobState;
-use nommer_storage::{ProgressFn, Storage, StorageError};
+use nommer_storage::{ProgressFn, Staged, Storage, StorageError, Transferred};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A job warning when a transfer had to be resumed, so the retries show.
+fn retried(what: &str, done: Transferred) -> Vec<String> {
+    if done.retries == 0 {
+        return Vec::new();
+    }
+    vec![format!(
+        "the {what} was interrupted and resumed {} time(s)",
+        done.retries
+    )]
+}
 
 /// How long a finished step waits for an unreachable feederd before the
 /// worker gives the job up (its lease then expires and the job is retried).
@@ -56,7 +67,14 @@ impl Pipeline {
         let scratch = self
             .config
             .work_dir
-            .join(format!("job-{}-{}", grant.job_id, grant.attempt));
+            // The token makes it unique per lease: a store that lost a write
+            // can hand the same job and attempt out twice.
+            .join(format!(
+                "job-{}-{}-{}",
+                grant.job_id,
+                grant.attempt,
+                &grant.token[..grant.token.len().min(8)]
+            ));
         let end = match tokio::fs::create_dir_all(&scratch).await {
             Ok(()) => self.nom(&grant, &job, &scratch).await,
             Err(e) => End::Error(format!(
@@ -117,6 +135,9 @@ impl Pipeline {
         let Some(nommer) = nommer else {
             return End::Error("unknown nommer".into());
         };
+        if nommer == Nommer::Copy && Storage::streams_to(&dest) {
+            return self.copy(grant, job, &source, &dest).await;
+        }
 
         let input = scratch.join(match source.extension() {
             Some(ext) => format!("source.{ext}"),
@@ -129,25 +150,33 @@ impl Pipeline {
 
         tracing::info!(job_id = %grant.job_id, source = %source, "downloading");
         let download_progress = self.transfer_progress(job, "downloading", 0.0, ENCODE_START);
-        let bytes = match self
+        let downloaded = match self
             .stoppable(
                 job,
                 self.storage.download(&source, &input, download_progress),
             )
             .await
         {
-            Ok(Ok(bytes)) => bytes,
+            Ok(Ok(done)) => done,
             Ok(Err(e)) => return e.into(),
             Err(stop) => return End::Stopped(stop),
         };
-        tracing::info!(job_id = %grant.job_id, bytes, "downloaded");
+        tracing::info!(job_id = %grant.job_id, bytes = downloaded.bytes, retries = downloaded.retries, "downloaded");
+        if let Err(end) = self
+            .report(
+                job,
+                JobState::Encoding,
+                None,
+                retried("download", downloaded),
+            )
+            .await
+        {
+            return end;
+        }
 
         let result_path = match nommer {
             Nommer::Copy => input.clone(),
             Nommer::Ffmpeg => {
-                if let Err(end) = self.report(job, JobState::Encoding, None, Vec::new()).await {
-                    return end;
-                }
                 let mut passes = match options::parse_passes(&grant.job_options["options"]) {
                     Ok(passes) => passes,
                     Err(e) => return End::Error(e.message),
@@ -206,8 +235,46 @@ impl Pipeline {
             Ok(Err(e)) => return e.into(),
             Err(stop) => return End::Stopped(stop),
         };
-        // Fencing: commit only under a lease just renewed, so a worker that lost
-        // its lease never overwrites a result another worker now owns.
+        self.commit(job, staged).await
+    }
+
+    /// The `copy` nommer: the source streams straight to the destination
+    /// during DOWNLOADING; ENCODING has nothing to do; UPLOADING is the commit.
+    async fn copy(
+        &self,
+        grant: &LeaseGrant,
+        job: &Arc<RunningJob>,
+        source: &MediaUri,
+        dest: &MediaUri,
+    ) -> End {
+        tracing::info!(job_id = %grant.job_id, source = %source, dest = %dest, "copying");
+        let progress = self.transfer_progress(job, "copying", 0.0, 95.0);
+        let (staged, copied) = match self
+            .stoppable(job, self.storage.stage_copy(source, dest, progress))
+            .await
+        {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return e.into(),
+            Err(stop) => return End::Stopped(stop),
+        };
+        tracing::info!(job_id = %grant.job_id, bytes = copied.bytes, retries = copied.retries, "copied");
+        for state in [JobState::Encoding, JobState::Uploading] {
+            let warnings = if state == JobState::Encoding {
+                retried("copy", copied)
+            } else {
+                Vec::new()
+            };
+            if let Err(end) = self.report(job, state, None, warnings).await {
+                staged.abort().await;
+                return end;
+            }
+        }
+        self.commit(job, staged).await
+    }
+
+    /// Fencing: commit only under a lease just renewed, so a worker that lost
+    /// its lease never overwrites a result another worker now owns.
+    async fn commit(&self, job: &Arc<RunningJob>, staged: Staged) -> End {
         if let Err(end) = self.confirm_lease(job).await {
             staged.abort().await;
             return end;
@@ -217,7 +284,7 @@ impl Pipeline {
         }
         match self.report(job, JobState::Finished, None, Vec::new()).await {
             Ok(()) => {
-                tracing::info!(job_id = %grant.job_id, "job finished");
+                tracing::info!(job_id = %job.job_id, "job finished");
                 End::Finished
             }
             Err(end) => end,

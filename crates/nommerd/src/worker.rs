@@ -61,7 +61,11 @@ pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> 
     let pipeline = Arc::new(Pipeline {
         config: config.clone(),
         client: client.clone(),
-        storage: Storage::new(config.file_roots.clone(), config.net_policy),
+        storage: Storage::new(
+            config.file_roots.clone(),
+            config.net_policy,
+            config.objects.clone(),
+        ),
         node: Arc::new(move || node_shared.node_report()),
     });
     let (heartbeat_stop, heartbeat_rx) = watch::channel(false);
@@ -119,8 +123,15 @@ pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> 
             let shared = shared.clone();
             tokio::spawn(async move {
                 let job_id = grant.job_id.clone();
+                let token = grant.token.clone();
                 pipeline.run(grant, job).await;
-                shared.jobs.lock().unwrap().remove(&job_id);
+                // Only this lease's entry: the same job may have been leased
+                // to this node again meanwhile.
+                let mut jobs = shared.jobs.lock().unwrap();
+                if jobs.get(&job_id).is_some_and(|j| j.token == token) {
+                    jobs.remove(&job_id);
+                }
+                drop(jobs);
                 shared.slot_freed.notify_waiters();
             });
         }

@@ -1,43 +1,17 @@
-//! `file://` storage: streamed copies, and uploads written to a temporary name
+//! `file://` storage: streamed reads, and uploads written to a temporary name
 //! beside the destination and renamed into place on commit.
 
-use crate::{ProgressFn, StorageError, StorageErrorKind};
+use crate::transfer::Opened;
+use crate::{StorageError, StorageErrorKind};
+use futures::StreamExt;
 use nommer_model::uri::MediaUri;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 
 const CHUNK: usize = 1024 * 1024;
 
-async fn copy_with_progress(
-    src: &Path,
-    dest: &Path,
-    progress: &ProgressFn,
-) -> std::io::Result<u64> {
-    let mut input = tokio::fs::File::open(src).await?;
-    let total = input.metadata().await?.len();
-    let mut output = tokio::fs::File::create(dest).await?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    loop {
-        let n = input.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        output.write_all(&buf[..n]).await?;
-        done += n as u64;
-        progress(done, Some(total));
-    }
-    output.flush().await?;
-    output.sync_all().await?;
-    Ok(done)
-}
-
-pub async fn download(
-    uri: &MediaUri,
-    path: &Path,
-    dest: &Path,
-    progress: ProgressFn,
-) -> Result<u64, StorageError> {
+/// The file's bytes from `offset` on.
+pub async fn open(uri: &MediaUri, path: &Path, offset: u64) -> Result<Opened, StorageError> {
     match tokio::fs::metadata(path).await {
         Ok(meta) if meta.is_file() => {}
         Ok(_) => {
@@ -51,64 +25,78 @@ pub async fn download(
         }
         Err(_) => return Err(StorageError::not_found(uri)),
     }
-    copy_with_progress(path, dest, &progress)
+    let read_error = |e: std::io::Error| {
+        StorageError::new(
+            StorageErrorKind::Failed,
+            format!("reading {}: {e}", path.display()),
+        )
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
+    let total = file.metadata().await.map_err(read_error)?.len();
+    file.seek(std::io::SeekFrom::Start(offset))
         .await
-        .map_err(|e| {
-            StorageError::new(
-                StorageErrorKind::Failed,
-                format!("reading {}: {e}", path.display()),
-            )
+        .map_err(read_error)?;
+    let shown = path.display().to_string();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, CHUNK)
+        .map(move |chunk| {
+            chunk.map_err(|e| {
+                StorageError::new(StorageErrorKind::Failed, format!("reading {shown}: {e}"))
+            })
         })
+        .boxed();
+    Ok(Opened {
+        total: Some(total),
+        stream,
+    })
 }
 
+/// An output written under a temporary name beside its destination.
 pub struct StagedFile {
     temp: PathBuf,
     target: PathBuf,
 }
 
-pub async fn stage(
-    src: &Path,
-    target: &Path,
-    progress: ProgressFn,
-) -> Result<StagedFile, StorageError> {
-    let parent = target.parent().unwrap_or(Path::new("/"));
-    if !tokio::fs::metadata(parent)
-        .await
-        .map(|m| m.is_dir())
-        .unwrap_or(false)
-    {
-        return Err(StorageError::new(
-            StorageErrorKind::Failed,
-            format!(
-                "the destination directory {} does not exist",
-                parent.display()
-            ),
-        ));
-    }
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let temp = parent.join(format!(
-        ".{name}.nommer-{}.part",
-        std::process::id() as u64 ^ rand::random::<u32>() as u64
-    ));
-    if let Err(e) = copy_with_progress(src, &temp, &progress).await {
-        let _ = tokio::fs::remove_file(&temp).await;
-        return Err(StorageError::new(
-            StorageErrorKind::Failed,
-            format!("writing {}: {e}", target.display()),
-        ));
-    }
-    Ok(StagedFile {
-        temp,
-        target: target.to_path_buf(),
-    })
-}
-
 impl StagedFile {
+    /// A temporary name beside `target`, whose directory must exist.
+    pub async fn beside(target: &Path) -> Result<StagedFile, StorageError> {
+        let parent = target.parent().unwrap_or(Path::new("/"));
+        let is_dir = tokio::fs::metadata(parent)
+            .await
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+        if !is_dir {
+            return Err(StorageError::new(
+                StorageErrorKind::Failed,
+                format!(
+                    "the destination directory {} does not exist",
+                    parent.display()
+                ),
+            ));
+        }
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let temp = parent.join(format!(".{name}.nommer-{:08x}.part", rand::random::<u32>()));
+        Ok(StagedFile {
+            temp,
+            target: target.to_path_buf(),
+        })
+    }
+
+    pub fn temp(&self) -> &Path {
+        &self.temp
+    }
+
     pub async fn commit(self) -> Result<(), StorageError> {
-        let result = tokio::fs::rename(&self.temp, &self.target).await;
+        let synced = match tokio::fs::File::open(&self.temp).await {
+            Ok(file) => file.sync_all().await,
+            Err(e) => Err(e),
+        };
+        let result = match synced {
+            Ok(()) => tokio::fs::rename(&self.temp, &self.target).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
             let _ = tokio::fs::remove_file(&self.temp).await;
             return Err(StorageError::new(

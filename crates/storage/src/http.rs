@@ -1,17 +1,43 @@
-//! `http(s)://` storage: streamed GET downloads and streamed PUT uploads
-//! (typically to presigned URLs), with timeouts and retries.
+//! `http(s)://` storage: streamed GETs (resumed with Range requests) and
+//! streamed PUT uploads (typically to presigned URLs), with timeouts and
+//! retries.
 
+use crate::transfer::Opened;
 use crate::{net, ProgressFn, StorageError, StorageErrorKind};
+use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use nommer_model::netpolicy::NetPolicy;
 use nommer_model::uri::MediaUri;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 const ATTEMPTS: u32 = 3;
-/// A transfer stalls out when no byte arrives for this long.
-const READ_IDLE: Duration = Duration::from_secs(60);
+
+/// Drop the first `skip` bytes of a stream.
+fn skip_bytes(
+    stream: BoxStream<'static, Result<Bytes, StorageError>>,
+    skip: u64,
+) -> BoxStream<'static, Result<Bytes, StorageError>> {
+    let mut left = skip;
+    stream
+        .filter_map(move |chunk| {
+            let out = match chunk {
+                Ok(bytes) if left >= bytes.len() as u64 => {
+                    left -= bytes.len() as u64;
+                    None
+                }
+                Ok(bytes) => {
+                    let rest = bytes.slice(left as usize..);
+                    left = 0;
+                    Some(Ok(rest))
+                }
+                Err(e) => Some(Err(e)),
+            };
+            std::future::ready(out)
+        })
+        .boxed()
+}
 
 #[derive(Clone)]
 pub struct HttpStorage {
@@ -42,44 +68,20 @@ impl HttpStorage {
         }
     }
 
-    pub async fn download(
+    /// The resource's bytes from `offset` on (a Range request when resuming).
+    pub async fn open(
         &self,
         uri: &MediaUri,
         url: &url::Url,
-        dest: &Path,
-        progress: ProgressFn,
-    ) -> Result<u64, StorageError> {
+        offset: u64,
+    ) -> Result<Opened, StorageError> {
         net::check_literal(url, &self.policy)
             .map_err(|e| StorageError::new(StorageErrorKind::Denied, e))?;
-        let mut last = None;
-        for attempt in 1..=ATTEMPTS {
-            match self.try_download(uri, url, dest, &progress).await {
-                Ok(bytes) => return Ok(bytes),
-                Err(e) if e.kind == StorageErrorKind::Transient => {
-                    tracing::warn!(attempt, error = %e.message, "download failed, retrying");
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
-                }
-                Err(e) => return Err(e),
-            }
+        let mut request = self.client.get(url.clone());
+        if offset > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }
-        let e = last.unwrap_or_else(|| transient("download failed"));
-        Err(StorageError::new(
-            StorageErrorKind::Failed,
-            format!("{} (after {ATTEMPTS} attempts)", e.message),
-        ))
-    }
-
-    async fn try_download(
-        &self,
-        uri: &MediaUri,
-        url: &url::Url,
-        dest: &Path,
-        progress: &ProgressFn,
-    ) -> Result<u64, StorageError> {
-        let response = self
-            .client
-            .get(url.clone())
+        let response = request
             .send()
             .await
             .map_err(|e| transient(describe(&e, uri)))?;
@@ -102,48 +104,20 @@ impl HttpStorage {
                 format!("HTTP {status} from {}", uri.redacted()),
             ));
         }
-        let total = response.content_length();
-        let mut file = tokio::fs::File::create(dest).await.map_err(|e| {
-            StorageError::new(
-                StorageErrorKind::Failed,
-                format!("creating {}: {e}", dest.display()),
-            )
-        })?;
-        let mut stream = response.bytes_stream();
-        let mut done = 0u64;
-        loop {
-            let next = tokio::time::timeout(READ_IDLE, stream.next())
-                .await
-                .map_err(|_| {
-                    transient(format!(
-                        "no data for {} s from {}",
-                        READ_IDLE.as_secs(),
-                        uri.redacted()
-                    ))
-                })?;
-            let Some(chunk) = next else { break };
-            let chunk = chunk.map_err(|e| transient(describe(&e, uri)))?;
-            file.write_all(&chunk).await.map_err(|e| {
-                StorageError::new(
-                    StorageErrorKind::Failed,
-                    format!("writing {}: {e}", dest.display()),
-                )
-            })?;
-            done += chunk.len() as u64;
-            progress(done, total);
+        let partial = status.as_u16() == 206;
+        let total = response
+            .content_length()
+            .map(|len| if partial { len + offset } else { len });
+        let shown = uri.clone();
+        let mut stream = response
+            .bytes_stream()
+            .map(move |chunk| chunk.map_err(|e| transient(describe(&e, &shown))))
+            .boxed();
+        if offset > 0 && !partial {
+            // The server ignored the range: skip what we already have.
+            stream = skip_bytes(stream, offset);
         }
-        if let Some(total) = total {
-            if done != total {
-                return Err(transient(format!(
-                    "connection closed after {done} of {total} bytes from {}",
-                    uri.redacted()
-                )));
-            }
-        }
-        file.sync_all()
-            .await
-            .map_err(|e| StorageError::new(StorageErrorKind::Failed, e.to_string()))?;
-        Ok(done)
+        Ok(Opened { total, stream })
     }
 
     pub fn stage(

@@ -1,15 +1,22 @@
-//! Where media lives: a resolver keyed by URI scheme. Downloads stream into
-//! the job's scratch file; uploads are staged and committed only once complete,
-//! so a failed job never leaves a half-written output at its destination.
+//! Where media lives: a resolver keyed by URI scheme (`file`, `http(s)`,
+//! `s3`, `gs`, `az`). Every source opens as a byte stream from an offset, so
+//! transfers stream and resume after a dropped connection (`transfer.rs`).
+//! Uploads are staged and committed only once complete, so a failed job never
+//! leaves a half-written output at its destination.
 
 pub mod file;
 pub mod http;
 pub mod net;
+pub mod object;
+pub mod transfer;
 
 use nommer_model::uri::{Location, MediaUri, Scheme};
 use nommer_model::{CodedError, ErrorCode};
+pub use object::ObjectConfig;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+pub use transfer::Transferred;
+use transfer::{Opened, Sink};
 
 /// Reports bytes done and, when known, the total.
 pub type ProgressFn = Arc<dyn Fn(u64, Option<u64>) + Send + Sync>;
@@ -88,7 +95,10 @@ impl FileRoots {
 
 /// The schemes this build can read and write.
 pub fn supports(scheme: Scheme) -> bool {
-    matches!(scheme, Scheme::File | Scheme::Http | Scheme::Https)
+    matches!(
+        scheme,
+        Scheme::File | Scheme::Http | Scheme::Https | Scheme::S3 | Scheme::Gs | Scheme::Az
+    )
 }
 
 pub fn unsupported(uri: &MediaUri) -> StorageError {
@@ -106,20 +116,31 @@ pub fn unsupported(uri: &MediaUri) -> StorageError {
 pub struct Storage {
     pub file_roots: FileRoots,
     http: http::HttpStorage,
+    object: object::ObjectStorage,
 }
 
 /// An upload written but not yet visible at its destination.
 pub enum Staged {
     File(file::StagedFile),
     Http(Box<http::StagedPut>),
+    Object(Box<object::StagedObject>),
 }
 
 impl Storage {
-    pub fn new(file_roots: FileRoots, policy: nommer_model::netpolicy::NetPolicy) -> Storage {
+    pub fn new(
+        file_roots: FileRoots,
+        policy: nommer_model::netpolicy::NetPolicy,
+        objects: ObjectConfig,
+    ) -> Storage {
         Storage {
             file_roots,
             http: http::HttpStorage::new(policy),
+            object: object::ObjectStorage::new(objects),
         }
+    }
+
+    pub fn objects(&self) -> &ObjectConfig {
+        self.object.config()
     }
 
     fn file_path<'a>(&self, uri: &'a MediaUri) -> Result<Option<&'a Path>, StorageError> {
@@ -132,37 +153,128 @@ impl Storage {
         Ok(Some(path))
     }
 
-    /// Stream the source into `dest`; returns the bytes written.
+    /// The source's bytes from `offset` on.
+    async fn open(&self, uri: &MediaUri, offset: u64) -> Result<Opened, StorageError> {
+        if let Some(path) = self.file_path(uri)? {
+            return file::open(uri, path, offset).await;
+        }
+        match uri.location() {
+            Location::Http { url } => self.http.open(uri, url, offset).await,
+            Location::Object { .. } => self.object.open(uri, offset).await,
+            Location::File { .. } => Err(unsupported(uri)),
+        }
+    }
+
+    /// Whether the source exists, for the object stores (None: cannot tell).
+    pub async fn object_exists(&self, uri: &MediaUri) -> Result<Option<bool>, StorageError> {
+        if !matches!(uri.location(), Location::Object { .. }) {
+            return Ok(None);
+        }
+        Ok(Some(self.object.head(uri).await?.is_some()))
+    }
+
+    /// Stream the source into the local file `dest`.
     pub async fn download(
         &self,
         uri: &MediaUri,
         dest: &Path,
         progress: ProgressFn,
-    ) -> Result<u64, StorageError> {
-        if let Some(path) = self.file_path(uri)? {
-            return file::download(uri, path, dest, progress).await;
+    ) -> Result<Transferred, StorageError> {
+        let mut sink = Sink::file(dest.to_path_buf()).await?;
+        let done =
+            transfer::pump(uri, |offset| self.open(uri, offset), &mut sink, &progress).await?;
+        if let Sink::File { file, path } = sink {
+            file.sync_all().await.map_err(|e| {
+                StorageError::new(
+                    StorageErrorKind::Failed,
+                    format!("writing {}: {e}", path.display()),
+                )
+            })?;
         }
-        match uri.location() {
-            Location::Http { url } => self.http.download(uri, url, dest, progress).await,
-            _ => Err(unsupported(uri)),
-        }
+        Ok(done)
     }
 
-    /// Write `src` towards the destination without making it visible yet.
+    /// Whether [`stage_copy`](Self::stage_copy) can stream straight to `dest`
+    /// (an HTTP PUT needs a file it can send again on retry).
+    pub fn streams_to(dest: &MediaUri) -> bool {
+        !matches!(dest.location(), Location::Http { .. })
+    }
+
+    /// Write the local file `src` towards `uri` without making it visible yet.
     pub async fn stage_upload(
         &self,
         src: &Path,
         uri: &MediaUri,
         progress: ProgressFn,
     ) -> Result<Staged, StorageError> {
-        if let Some(path) = self.file_path(uri)? {
-            return file::stage(src, path, progress).await.map(Staged::File);
-        }
-        match uri.location() {
-            Location::Http { url } => Ok(Staged::Http(Box::new(
+        if let Location::Http { url } = uri.location() {
+            return Ok(Staged::Http(Box::new(
                 self.http.stage(uri, url, src, progress),
-            ))),
-            _ => Err(unsupported(uri)),
+            )));
+        }
+        let local = MediaUri::parse(&format!("file://{}", src.display()))
+            .map_err(|e| StorageError::new(StorageErrorKind::Failed, e.message))?;
+        let size = tokio::fs::metadata(src).await.ok().map(|m| m.len());
+        let open = |offset| file::open(&local, src, offset);
+        self.stage_stream(&local, open, uri, size, progress)
+            .await
+            .map(|(staged, _)| staged)
+    }
+
+    /// Stream the source `src` straight towards `dest` (the `copy` nommer):
+    /// no scratch file, no process.
+    pub async fn stage_copy(
+        &self,
+        src: &MediaUri,
+        dest: &MediaUri,
+        progress: ProgressFn,
+    ) -> Result<(Staged, Transferred), StorageError> {
+        let size = match src.location() {
+            Location::Object { .. } => self.object.head(src).await.ok().flatten(),
+            _ => None,
+        };
+        let open = |offset| self.open(src, offset);
+        self.stage_stream(src, open, dest, size, progress).await
+    }
+
+    async fn stage_stream<O, Fut>(
+        &self,
+        src: &MediaUri,
+        open: O,
+        dest: &MediaUri,
+        size_hint: Option<u64>,
+        progress: ProgressFn,
+    ) -> Result<(Staged, Transferred), StorageError>
+    where
+        O: Fn(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<Opened, StorageError>>,
+    {
+        if let Some(path) = self.file_path(dest)? {
+            let staged = file::StagedFile::beside(path).await?;
+            let mut sink = Sink::file(staged.temp().to_path_buf()).await?;
+            return match transfer::pump(src, open, &mut sink, &progress).await {
+                Ok(done) => Ok((Staged::File(staged), done)),
+                Err(e) => {
+                    drop(sink);
+                    staged.abort().await;
+                    Err(e)
+                }
+            };
+        }
+        if !matches!(dest.location(), Location::Object { .. }) {
+            return Err(unsupported(dest));
+        }
+        let mut sink = Sink::Object(self.object.sink(dest, size_hint).await?);
+        let result = transfer::pump(src, open, &mut sink, &progress).await;
+        let Sink::Object(sink) = sink else {
+            unreachable!("made as an object sink above")
+        };
+        match result {
+            Ok(done) => Ok((Staged::Object(Box::new(sink.finish().await?)), done)),
+            Err(e) => {
+                sink.abort().await;
+                Err(e)
+            }
         }
     }
 }
@@ -173,6 +285,7 @@ impl Staged {
         match self {
             Staged::File(staged) => staged.commit().await,
             Staged::Http(put) => put.commit().await,
+            Staged::Object(object) => object.commit().await,
         }
     }
 
@@ -181,6 +294,7 @@ impl Staged {
         match self {
             Staged::File(staged) => staged.abort().await,
             Staged::Http(_) => {}
+            Staged::Object(object) => object.abort().await,
         }
     }
 }

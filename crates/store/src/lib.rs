@@ -8,6 +8,7 @@
 pub mod conformance;
 pub mod leader;
 mod records;
+pub mod sealer;
 pub mod sql;
 
 use async_trait::async_trait;

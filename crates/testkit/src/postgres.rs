@@ -8,7 +8,6 @@
 //! need it: they are never skipped.
 
 use sqlx::{Connection, Executor, PgConnection};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -48,14 +47,6 @@ fn as_postgres(program: &Path) -> Command {
     } else {
         Command::new(program)
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn run(mut command: Command, what: &str) {
@@ -104,7 +95,7 @@ impl PgServer {
             "--no-sync",
         ]);
         run(initdb, "initdb");
-        let port = free_port();
+        let port = crate::free_port();
         let server = PgServer {
             port,
             _watchdog: Mutex::new(Self::watchdog(&bin, &dir)),
@@ -149,7 +140,7 @@ impl PgServer {
 
     fn start_server(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c full_page_writes=off",
             self.port,
             self.dir.display()
         );

@@ -127,7 +127,12 @@ impl Feederd {
     }
 
     pub fn worker(&self, max_jobs: u32, extra: &str) -> Worker {
-        Worker::start(&self.url, max_jobs, extra)
+        Worker::start(&self.url, max_jobs, extra, &[])
+    }
+
+    /// A worker with extra environment variables (ambient credentials).
+    pub fn worker_with_env(&self, max_jobs: u32, extra: &str, env: &[(&str, &str)]) -> Worker {
+        Worker::start(&self.url, max_jobs, extra, env)
     }
 }
 
@@ -154,7 +159,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn start(feederd_url: &str, max_jobs: u32, extra: &str) -> Worker {
+    pub fn start(feederd_url: &str, max_jobs: u32, extra: &str, env: &[(&str, &str)]) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nommerd.toml");
         std::fs::write(&path, format!("{FAST}{extra}")).unwrap();
@@ -172,6 +177,7 @@ impl Worker {
             .arg("--work-dir")
             .arg(dir.path().join("work"))
             .env("NOMMER_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -29,6 +29,7 @@ pub struct SqlStore {
     dialect: Dialect,
     url: String,
     policy: LeasePolicy,
+    sealer: Option<crate::sealer::Sealer>,
     jobs_signal: Arc<Notify>,
     events_signal: Arc<Notify>,
     statements: AtomicU64,
@@ -55,6 +56,7 @@ impl SqlStore {
             dialect,
             url: url.to_string(),
             policy,
+            sealer: None,
             jobs_signal: Arc::new(Notify::new()),
             events_signal: Arc::new(Notify::new()),
             statements: AtomicU64::new(0),
@@ -63,6 +65,12 @@ impl SqlStore {
             listen::spawn(url, store.jobs_signal.clone(), store.events_signal.clone());
         }
         Ok(store)
+    }
+
+    /// Encrypt job URIs (they may hold credentials) at rest with this key.
+    pub fn with_sealer(mut self, sealer: crate::sealer::Sealer) -> SqlStore {
+        self.sealer = Some(sealer);
+        self
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -190,8 +198,10 @@ fn merge_warnings(existing: &str, added: &[String]) -> Option<String> {
 impl Store for SqlStore {
     async fn insert_job(&self, job: &NewJob) -> StoreResult<JobRecord> {
         let mut tx = self.writer.begin().await?;
-        let secret_uris =
-            serde_json::json!({"source": job.source_uri, "dest": job.dest_uri}).to_string();
+        let secret_uris = crate::sealer::seal(
+            self.sealer.as_ref(),
+            &serde_json::json!({"source": job.source_uri, "dest": job.dest_uri}).to_string(),
+        );
         let row = sqlx::query(&format!(
             "INSERT INTO jobs (id, state, warnings, max_attempts, source_path, dest_path, secret_uris, notify_url, nommer, job_options, run_after, created_at, updated_at, state_changed_at)
              VALUES ($1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $10) RETURNING {JOB_COLUMNS}"
@@ -318,6 +328,28 @@ impl Store for SqlStore {
             .await?;
             let job = rows::job(&row)?;
             let secret: String = row.try_get("secret_uris")?;
+            let secret = match crate::sealer::unseal(self.sealer.as_ref(), &secret) {
+                Ok(secret) => secret,
+                Err(e) => {
+                    // This job can never run here; it must not block the others.
+                    let details = e.to_string();
+                    let transition = Transition {
+                        lease: Lease::End,
+                        ..Transition::to(JobState::Error, Some(&details))
+                    };
+                    apply(
+                        &mut tx,
+                        &id,
+                        JobState::Pending,
+                        Actor::Feederd,
+                        transition,
+                        job.notify_url.as_deref(),
+                        now,
+                    )
+                    .await?;
+                    continue;
+                }
+            };
             let secret: serde_json::Value = serde_json::from_str(&secret).unwrap_or_default();
             insert_event(
                 &mut tx,

@@ -1,0 +1,342 @@
+//! Object storage against a real S3-compatible server (s3s-fs, with
+//! signature checking) on loopback: whole jobs s3 -> encode -> s3, the copy
+//! nommer on a 1 GiB object, and every failure a user will meet.
+
+mod common;
+
+use common::*;
+use nommer_testkit::proxy::FaultProxy;
+use nommer_testkit::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const MINUTE: Duration = Duration::from_secs(90);
+
+fn job(source: &str, dest: &str, nommer: &str, options: Value) -> Value {
+    json!({"source_path": source, "dest_path": dest, "notify_url": null,
+           "job_options": {"nommer": nommer, "options": options}})
+}
+
+fn encode() -> Value {
+    json!([{"outfile_options": [["c:v", "libx264"], ["preset", "ultrafast"], ["c:a", "aac"]]}])
+}
+
+fn seed_uri(bucket: &str, key: &str) -> String {
+    format!("s3://{ACCESS_KEY}:{SECRET_KEY}@{bucket}/{key}")
+}
+
+fn ambient() -> [(&'static str, &'static str); 2] {
+    [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ]
+}
+
+/// Peak resident memory of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test]
+async fn s3_in_encode_s3_out_with_seed_and_ambient_credentials() {
+    let s3 = S3Server::shared();
+    let bucket = s3.bucket("media");
+    std::fs::create_dir_all(s3.object_path(&bucket, "in")).unwrap();
+    std::fs::copy(
+        clip("small.mp4", 2, "320x240"),
+        s3.object_path(&bucket, "in/clip one.mp4"),
+    )
+    .unwrap();
+    let (receiver, hook) = Receiver::start().await;
+    let feederd = Feederd::start(&s3.config());
+    let worker = feederd.worker_with_env(2, &s3.config(), &ambient());
+    let api = Api::new(&feederd.url);
+
+    // The seed's form: the job carries its own keys (the secret holds a '/').
+    let mut seed_job = job(
+        &seed_uri(&bucket, "in/clip%20one.mp4"),
+        &seed_uri(&bucket, "out/seed.mp4"),
+        "ffmpeg",
+        encode(),
+    );
+    seed_job["notify_url"] = json!(hook);
+    let seed_id = api.submit_id(&seed_job).await;
+    // No keys in the URI: the worker's standard AWS chain (its environment).
+    let ambient_id = api
+        .submit_id(&job(
+            &format!("s3://{bucket}/in/clip%20one.mp4"),
+            &format!("s3://{bucket}/out/ambient.mp4"),
+            "ffmpeg",
+            encode(),
+        ))
+        .await;
+    for (id, key) in [(&seed_id, "out/seed.mp4"), (&ambient_id, "out/ambient.mp4")] {
+        let done = api.wait_for(id, &["FINISHED", "ERROR"], MINUTE).await;
+        assert_eq!(done["state"], "FINISHED", "{done}");
+        let probe = probe(&s3.object_path(&bucket, key));
+        assert_eq!(stream(&probe, "video")["codec_name"], "h264");
+        assert_eq!(stream(&probe, "audio")["codec_name"], "aac");
+    }
+
+    // The job's secret shows nowhere: API, listings, logs, webhooks.
+    let shown = api.job(&seed_id).await;
+    assert_eq!(
+        shown["source_path"],
+        format!("s3://REDACTED@{bucket}/in/clip%20one.mp4")
+    );
+    let listing = api.get("/v1/jobs").await.to_string();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let hooks: Vec<String> = receiver
+        .hits
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(h, b)| format!("{h:?}{b}"))
+        .collect();
+    assert!(!hooks.is_empty());
+    let status = std::process::Command::new(BIN)
+        .args(["--feederd", &feederd.url, "status", &seed_id])
+        .output()
+        .unwrap();
+    for (what, text) in [
+        ("job", shown.to_string()),
+        ("listing", listing),
+        ("deliveries", api.deliveries(&seed_id).await.to_string()),
+        ("feederd log", feederd.log()),
+        ("nommerd log", worker.log()),
+        ("webhooks", hooks.join("\n")),
+        (
+            "nommer status",
+            String::from_utf8_lossy(&status.stdout).to_string(),
+        ),
+    ] {
+        assert!(
+            !text.contains("Secret/Key"),
+            "the secret shows in the {what}"
+        );
+        assert!(
+            !text.contains("test%2BSecret"),
+            "the secret shows in the {what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn copy_moves_a_gib_multipart_both_ways_in_bounded_memory() {
+    let s3 = S3Server::shared();
+    let bucket = s3.bucket("big");
+    let source = s3.object_path(&bucket, "master.bin");
+    {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&source).unwrap());
+        let block: Vec<u8> = (0..1024 * 1024).map(|i| (i * 7 + i / 4096) as u8).collect();
+        for i in 0..1024u32 {
+            file.write_all(&i.to_le_bytes()).unwrap();
+            file.write_all(&block[4..]).unwrap();
+        }
+    }
+    // A debug build computes checksums slowly; this test is about memory.
+    let config = format!("{}checksum = false\n", s3.config());
+    let feederd = Feederd::start(&config);
+    let worker = feederd.worker_with_env(1, &config, &ambient());
+    let api = Api::new(&feederd.url);
+    let id = api
+        .submit_id(&job(
+            &format!("s3://{bucket}/master.bin"),
+            &format!("s3://{bucket}/copy.bin"),
+            "copy",
+            json!([{}]),
+        ))
+        .await;
+    let done = api
+        .wait_for(&id, &["FINISHED", "ERROR"], Duration::from_secs(600))
+        .await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
+    let copy = s3.object_path(&bucket, "copy.bin");
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), 1 << 30);
+    assert!(
+        same_bytes(&source, &copy),
+        "the copy differs from the source"
+    );
+    let peak = peak_rss(worker.proc.pid());
+    eprintln!("nommerd peak RSS over a 1 GiB copy: {} MiB", peak >> 20);
+    assert!(
+        peak < 512 << 20,
+        "nommerd peaked at {} MiB for a 1 GiB copy",
+        peak >> 20
+    );
+    assert!(worker.log().contains("copied"), "{}", worker.log());
+}
+
+fn same_bytes(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::io::Read;
+    let (mut a, mut b) = (
+        std::fs::File::open(a).unwrap(),
+        std::fs::File::open(b).unwrap(),
+    );
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = a.read(&mut x).unwrap();
+        let mut filled = 0;
+        while filled < n {
+            let m = b.read(&mut y[filled..n]).unwrap();
+            if m == 0 {
+                return false;
+            }
+            filled += m;
+        }
+        if n == 0 {
+            return b.read(&mut y).unwrap() == 0;
+        }
+        if x[..n] != y[..n] {
+            return false;
+        }
+    }
+}
+
+#[tokio::test]
+async fn missing_sources_buckets_and_bad_keys_end_in_clear_errors() {
+    let s3 = S3Server::shared();
+    let bucket = s3.bucket("errors");
+    std::fs::copy(
+        clip("small.mp4", 2, "320x240"),
+        s3.object_path(&bucket, "there.mp4"),
+    )
+    .unwrap();
+    let feederd = Feederd::start(&s3.config());
+    let _worker = feederd.worker_with_env(2, &s3.config(), &ambient());
+    let api = Api::new(&feederd.url);
+
+    // feederd holds keys for a job that carries them: a missing source is
+    // refused at submit, on both APIs.
+    let missing = job(
+        &seed_uri(&bucket, "nothing.mp4"),
+        &seed_uri(&bucket, "out.mp4"),
+        "ffmpeg",
+        encode(),
+    );
+    let answer = api
+        .http
+        .post(format!("{}/v1/jobs", api.url))
+        .json(&missing)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 422);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error_code"], "source_not_found", "{body}");
+    assert!(!body.to_string().contains("Secret"));
+    let legacy: Value = api
+        .http
+        .post(format!("{}/job/submit/", api.url))
+        .body(missing.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(legacy["success"], false);
+    assert_eq!(legacy["error_code"], "source_not_found");
+
+    // Without keys in the URI, feederd cannot look: the worker finds out.
+    let cases = [
+        (
+            format!("s3://{bucket}/nothing.mp4"),
+            format!("s3://{bucket}/never1.mp4"),
+            "The specified input file cannot be found: s3://errors/nothing.mp4",
+        ),
+        (
+            format!("s3://{bucket}/there.mp4"),
+            "s3://no-such-bucket/out.mp4".to_string(),
+            "the bucket no-such-bucket does not exist",
+        ),
+        (
+            format!("s3://{bucket}/there.mp4"),
+            format!("s3://WRONGKEY:wrong/secret@{bucket}/never2.mp4"),
+            "was refused: check the credentials",
+        ),
+    ];
+    for (source, dest, expected) in cases {
+        let id = api
+            .submit_id(&job(&source, &dest, "ffmpeg", encode()))
+            .await;
+        let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+        assert_eq!(done["state"], "ERROR", "{done}");
+        let details = done["state_details"].as_str().unwrap();
+        assert!(details.contains(expected), "{details}");
+        assert!(!details.contains("wrong/secret"), "{details}");
+    }
+    assert!(!s3.object_path(&bucket, "never1.mp4").exists());
+    assert!(!s3.object_path(&bucket, "never2.mp4").exists());
+    assert!(
+        !s3.root.join("no-such-bucket").exists(),
+        "a bucket was created"
+    );
+}
+
+#[tokio::test]
+async fn dropped_connections_are_resumed_or_fail_cleanly() {
+    let s3 = S3Server::shared();
+    let bucket = s3.bucket("flaky");
+    let source = s3.object_path(&bucket, "in.bin");
+    std::fs::write(
+        &source,
+        (0..8u32 << 20).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let upstream = s3.endpoint.trim_start_matches("http://").to_string();
+
+    // Two connections cut mid-download: the copy resumes and says so.
+    let proxy = FaultProxy::start(&upstream, 1 << 20, 2).await;
+    let config = format!(
+        "[s3]\nendpoint = \"http://{}\"\nregion = \"us-east-1\"\npath_style = true\nallow_http = true\n",
+        proxy.addr
+    );
+    let feederd = Feederd::start(&config);
+    let _worker = feederd.worker_with_env(1, &config, &ambient());
+    let api = Api::new(&feederd.url);
+    let id = api
+        .submit_id(&job(
+            &format!("s3://{bucket}/in.bin"),
+            &format!("s3://{bucket}/resumed.bin"),
+            "copy",
+            json!([{}]),
+        ))
+        .await;
+    let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
+    assert_eq!(proxy.cuts(), 2);
+    assert!(
+        done["warnings"].to_string().contains("resumed 2 time(s)"),
+        "{done}"
+    );
+    assert!(same_bytes(&source, &s3.object_path(&bucket, "resumed.bin")));
+
+    // Every connection cut: the job fails after its retries, and nothing is
+    // left at the destination.
+    let always = FaultProxy::start(&upstream, 1 << 20, u32::MAX).await;
+    let config = format!(
+        "[s3]\nendpoint = \"http://{}\"\nregion = \"us-east-1\"\npath_style = true\nallow_http = true\n",
+        always.addr
+    );
+    let feederd = Feederd::start(&config);
+    let _worker = feederd.worker_with_env(1, &config, &ambient());
+    let api = Api::new(&feederd.url);
+    let id = api
+        .submit_id(&job(
+            &format!("s3://{bucket}/in.bin"),
+            &format!("s3://{bucket}/never.bin"),
+            "copy",
+            json!([{}]),
+        ))
+        .await;
+    let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    assert_eq!(done["state"], "ERROR", "{done}");
+    let details = done["state_details"].as_str().unwrap();
+    assert!(details.contains("gave up after 3 retries"), "{details}");
+    assert!(!s3.object_path(&bucket, "never.bin").exists());
+}

@@ -1,0 +1,224 @@
+//! Object storage settings: `[s3]` (with per-bucket `[s3.buckets.NAME]`
+//! overrides, for S3-compatible servers), `[gcs]` and `[azure]`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ObjectConfig {
+    pub s3: S3Config,
+    pub gcs: GcsConfig,
+    pub azure: AzureConfig,
+}
+
+/// Settings for S3 and S3-compatible servers (MinIO, Ceph, R2, Backblaze).
+/// Unset fields fall back to the standard AWS chains (environment, profile,
+/// instance role, web identity).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct S3Config {
+    pub region: Option<String>,
+    /// e.g. `http://minio.internal:9000`; unset means AWS.
+    pub endpoint: Option<String>,
+    /// `bucket` in the path rather than the host name (most S3-compatibles).
+    pub path_style: bool,
+    /// Allow `http://` endpoints.
+    pub allow_http: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Create a missing destination bucket instead of failing the job.
+    pub create_missing_buckets: bool,
+    /// Send a SHA-256 checksum with every upload request; the server rejects
+    /// a body that does not match.
+    pub checksum: bool,
+    /// Multipart part size in MiB (at least 5); grows for very large objects
+    /// to stay under 10,000 parts.
+    pub part_size_mib: u64,
+    /// Parts uploaded at once per transfer.
+    pub upload_concurrency: usize,
+    /// Submit-time HEAD of s3/gs/az sources when credentials are at hand.
+    pub check_sources_at_submit: bool,
+    pub buckets: BTreeMap<String, S3Bucket>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            region: None,
+            endpoint: None,
+            path_style: false,
+            allow_http: false,
+            access_key_id: None,
+            secret_access_key: None,
+            create_missing_buckets: false,
+            checksum: true,
+            part_size_mib: 8,
+            upload_concurrency: 4,
+            check_sources_at_submit: true,
+            buckets: BTreeMap::new(),
+        }
+    }
+}
+
+/// Per-bucket overrides of [`S3Config`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct S3Bucket {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: Option<bool>,
+    pub allow_http: Option<bool>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+/// The effective settings for one bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Resolved {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    pub allow_http: bool,
+    pub static_keys: Option<(String, String)>,
+}
+
+impl S3Config {
+    pub fn for_bucket(&self, bucket: &str) -> S3Resolved {
+        let over = self.buckets.get(bucket).cloned().unwrap_or_default();
+        let key = over.access_key_id.or_else(|| self.access_key_id.clone());
+        let secret = over
+            .secret_access_key
+            .or_else(|| self.secret_access_key.clone());
+        S3Resolved {
+            region: over.region.or_else(|| self.region.clone()),
+            endpoint: over.endpoint.or_else(|| self.endpoint.clone()),
+            path_style: over.path_style.unwrap_or(self.path_style),
+            allow_http: over.allow_http.unwrap_or(self.allow_http),
+            static_keys: key.zip(secret),
+        }
+    }
+
+    pub fn part_size(&self, size_hint: Option<u64>) -> usize {
+        const MIB: u64 = 1024 * 1024;
+        let floor = self.part_size_mib.max(5) * MIB;
+        // S3 allows 10,000 parts; leave room for a size hint that was low.
+        let needed = size_hint.map_or(0, |size| size.div_ceil(9_000).div_ceil(MIB) * MIB);
+        floor.max(needed) as usize
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GcsConfig {
+    /// A service account key file; unset means the standard chain
+    /// (GOOGLE_APPLICATION_CREDENTIALS, workload identity, metadata server).
+    pub service_account_path: Option<String>,
+    /// Another base URL, e.g. an emulator's `http://127.0.0.1:4443`.
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
+    /// Send unsigned requests (public buckets, emulators).
+    pub anonymous: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AzureConfig {
+    /// The storage account `az://container/blob` URIs live in.
+    pub account: Option<String>,
+    pub access_key: Option<String>,
+    /// e.g. Azurite's `http://127.0.0.1:10000`.
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
+    /// Send unsigned requests (public containers, emulators).
+    pub anonymous: bool,
+}
+
+impl ObjectConfig {
+    /// Whether feederd holds credentials for `scheme` itself, so it may look
+    /// at sources at submit time.
+    pub fn has_static_credentials(&self, scheme: &str, bucket: &str) -> bool {
+        match scheme {
+            "s3" => self.s3.for_bucket(bucket).static_keys.is_some(),
+            "gs" => self.gcs.service_account_path.is_some(),
+            "az" => self.azure.access_key.is_some(),
+            _ => false,
+        }
+    }
+
+    /// The same settings with every secret replaced, for display.
+    pub fn redacted(&self) -> ObjectConfig {
+        let hide = |v: &mut Option<String>| {
+            if v.is_some() {
+                *v = Some("REDACTED".into());
+            }
+        };
+        let mut shown = self.clone();
+        hide(&mut shown.s3.secret_access_key);
+        for bucket in shown.s3.buckets.values_mut() {
+            hide(&mut bucket.secret_access_key);
+        }
+        hide(&mut shown.azure.access_key);
+        shown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_settings_override_the_defaults() {
+        let mut config = S3Config {
+            region: Some("eu-west-1".into()),
+            access_key_id: Some("AK".into()),
+            secret_access_key: Some("SK".into()),
+            ..Default::default()
+        };
+        config.buckets.insert(
+            "minio".into(),
+            S3Bucket {
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                path_style: Some(true),
+                allow_http: Some(true),
+                ..Default::default()
+            },
+        );
+        let minio = config.for_bucket("minio");
+        assert_eq!(minio.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(minio.path_style && minio.allow_http);
+        assert_eq!(minio.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(minio.static_keys, Some(("AK".into(), "SK".into())));
+        let aws = config.for_bucket("other");
+        assert_eq!(aws.endpoint, None);
+        assert!(!aws.path_style);
+    }
+
+    #[test]
+    fn parts_grow_to_stay_under_the_part_limit() {
+        let config = S3Config::default();
+        assert_eq!(config.part_size(None), 8 << 20);
+        assert_eq!(config.part_size(Some(1 << 30)), 8 << 20);
+        let five_tb = 5u64 << 40;
+        let part = config.part_size(Some(five_tb)) as u64;
+        assert!(five_tb.div_ceil(part) <= 10_000, "{part}");
+    }
+
+    #[test]
+    fn redaction_hides_every_secret() {
+        let mut config = ObjectConfig::default();
+        config.s3.secret_access_key = Some("s3cret".into());
+        config.azure.access_key = Some("azk3y".into());
+        config.s3.buckets.insert(
+            "b".into(),
+            S3Bucket {
+                secret_access_key: Some("b-s3cret".into()),
+                ..Default::default()
+            },
+        );
+        let shown = format!("{:?}", config.redacted());
+        for secret in ["s3cret", "azk3y", "b-s3cret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Moving bytes from any source to any sink, resumably: when a connection
+//! drops mid-transfer, the source is reopened at the byte reached and the
+//! transfer goes on, up to `RETRIES` times with backoff. Chunks pass straight
+//! through, so memory does not grow with the file.
+
+use crate::object::ObjectSink;
+use crate::{ProgressFn, StorageError, StorageErrorKind};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use nommer_model::uri::MediaUri;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Retries after the first attempt, per transfer.
+pub const RETRIES: u32 = 3;
+/// A transfer stalls out when no byte arrives for this long.
+const READ_IDLE: Duration = Duration::from_secs(60);
+
+/// A source opened at some offset.
+pub struct Opened {
+    /// The whole source's size, when the store says.
+    pub total: Option<u64>,
+    pub stream: BoxStream<'static, Result<Bytes, StorageError>>,
+}
+
+/// What a transfer did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transferred {
+    pub bytes: u64,
+    /// Times the source was reopened after a transient failure.
+    pub retries: u32,
+}
+
+/// Where a transfer writes.
+pub enum Sink {
+    File {
+        file: tokio::fs::File,
+        path: PathBuf,
+    },
+    Object(ObjectSink),
+}
+
+impl Sink {
+    pub async fn file(path: PathBuf) -> Result<Sink, StorageError> {
+        let file = tokio::fs::File::create(&path).await.map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Failed,
+                format!("creating {}: {e}", path.display()),
+            )
+        })?;
+        Ok(Sink::File { file, path })
+    }
+
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        match self {
+            Sink::File { file, path } => file.write_all(&chunk).await.map_err(|e| {
+                StorageError::new(
+                    StorageErrorKind::Failed,
+                    format!("writing {}: {e}", path.display()),
+                )
+            }),
+            Sink::Object(sink) => sink.write(chunk).await,
+        }
+    }
+}
+
+fn transient(message: String) -> StorageError {
+    StorageError::new(StorageErrorKind::Transient, message)
+}
+
+/// One pass over an opened source; returns the offset reached.
+async fn drain(
+    opened: Opened,
+    mut offset: u64,
+    sink: &mut Sink,
+    progress: &ProgressFn,
+    uri: &MediaUri,
+) -> (u64, Result<(), StorageError>) {
+    let mut stream = opened.stream;
+    loop {
+        let next = match tokio::time::timeout(READ_IDLE, stream.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                let e = transient(format!(
+                    "no data for {} s from {}",
+                    READ_IDLE.as_secs(),
+                    uri.redacted()
+                ));
+                return (offset, Err(e));
+            }
+        };
+        let Some(chunk) = next else {
+            break;
+        };
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return (offset, Err(e)),
+        };
+        let len = chunk.len() as u64;
+        if let Err(e) = sink.write(chunk).await {
+            return (offset, Err(e));
+        }
+        offset += len;
+        progress(offset, opened.total);
+    }
+    if let Some(total) = opened.total {
+        if offset < total {
+            let e = transient(format!(
+                "the connection closed after {offset} of {total} bytes from {}",
+                uri.redacted()
+            ));
+            return (offset, Err(e));
+        }
+    }
+    (offset, Ok(()))
+}
+
+/// Copy everything `open(offset)` yields into `sink`.
+pub async fn pump<O, Fut>(
+    uri: &MediaUri,
+    open: O,
+    sink: &mut Sink,
+    progress: &ProgressFn,
+) -> Result<Transferred, StorageError>
+where
+    O: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<Opened, StorageError>>,
+{
+    let mut offset = 0u64;
+    let mut retries = 0u32;
+    loop {
+        let result = match open(offset).await {
+            Ok(opened) => {
+                let (reached, result) = drain(opened, offset, sink, progress, uri).await;
+                offset = reached;
+                result
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                if retries > 0 {
+                    tracing::warn!(source = %uri.redacted(), retries, bytes = offset, "transfer completed after retries");
+                }
+                return Ok(Transferred {
+                    bytes: offset,
+                    retries,
+                });
+            }
+            Err(e) if e.kind == StorageErrorKind::Transient && retries < RETRIES => {
+                retries += 1;
+                let wait = Duration::from_millis(500 << retries);
+                tracing::warn!(source = %uri.redacted(), error = %e.message, at_byte = offset, retry = retries, "transfer interrupted; resuming");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) if e.kind == StorageErrorKind::Transient => {
+                return Err(StorageError::new(
+                    StorageErrorKind::Failed,
+                    format!("{} (gave up after {retries} retries)", e.message),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
