@@ -340,3 +340,49 @@ async fn dropped_connections_are_resumed_or_fail_cleanly() {
     assert!(details.contains("gave up after 3 retries"), "{details}");
     assert!(!s3.object_path(&bucket, "never.bin").exists());
 }
+
+#[tokio::test]
+async fn missing_buckets_are_created_when_allowed_and_job_keys_are_sealed_at_rest() {
+    let s3 = S3Server::shared();
+    let bucket = s3.bucket("sealed");
+    std::fs::copy(
+        clip("small.mp4", 2, "320x240"),
+        s3.object_path(&bucket, "in.mp4"),
+    )
+    .unwrap();
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let feederd = Feederd::start(&format!("secrets_key = \"{key}\"\n{}", s3.config()));
+    let worker_config = format!("{}create_missing_buckets = true\n", s3.config());
+    let _worker = feederd.worker(1, &worker_config);
+    let api = Api::new(&feederd.url);
+    let id = api
+        .submit_id(&job(
+            &seed_uri(&bucket, "in.mp4"),
+            &seed_uri("fresh-bucket", "out.mp4"),
+            "copy",
+            json!([{}]),
+        ))
+        .await;
+    let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
+    assert!(same_bytes(
+        &s3.object_path(&bucket, "in.mp4"),
+        &s3.object_path("fresh-bucket", "out.mp4")
+    ));
+    // Every file of the store: the job's keys are nowhere in clear.
+    for entry in std::fs::read_dir(feederd.dir.path()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with("jobs.db") {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("Secret/Key"),
+            "the secret is in clear in {name}"
+        );
+    }
+    assert!(!feederd.log().contains("stored unencrypted"));
+    let unsealed = Feederd::start("");
+    assert!(unsealed.log().contains("secrets_key is not set"));
+}
