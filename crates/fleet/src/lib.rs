@@ -1,0 +1,5 @@
+//! The fleet of workers: the autoscaling policy, the local fleet (nommerd
+//! child processes of feederd), and EC2 (a signed Query API client, IMDSv2,
+//! and cloud-init user-data).
+
+pub mod policy;
