@@ -2,8 +2,9 @@
 # Installs what media-nommer needs at run time: ffmpeg and ffprobe (Debian's
 # FFmpeg 5.1). With --test, also what the tests need: PostgreSQL's server
 # binaries (the tests start private servers from /usr/lib/postgresql/*/bin),
-# python3, and the s3s-fs S3 server (built from crates.io into
-# /var/tmp/nommer-tools, once). Safe to run again; does nothing when all is
+# python3, the s3s-fs S3 server (built from crates.io into
+# /var/tmp/nommer-tools, once) and moto's EC2 stand-in (from PyPI, into a
+# virtualenv there). Safe to run again; does nothing when all is
 # present.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
   command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+  python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -27,4 +29,10 @@ fi
 if [ "${1:-}" = "--test" ] && [ ! -x /var/tmp/nommer-tools/bin/s3s-fs ]; then
   echo "installing: s3s-fs (a loopback S3 server for the tests)" >&2
   cargo install --quiet --locked s3s-fs@0.14.1 --features binary --root /var/tmp/nommer-tools
+fi
+
+if [ "${1:-}" = "--test" ] && [ ! -x /var/tmp/nommer-tools/venv/bin/moto_server ]; then
+  echo "installing: moto (an EC2 API stand-in for the tests)" >&2
+  python3 -m venv /var/tmp/nommer-tools/venv
+  /var/tmp/nommer-tools/venv/bin/pip install --quiet 'moto[server]'
 fi

@@ -2,4 +2,5 @@
 //! child processes of feederd), and EC2 (a signed Query API client, IMDSv2,
 //! and cloud-init user-data).
 
+pub mod ec2;
 pub mod policy;

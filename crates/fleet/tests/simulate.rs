@@ -129,7 +129,10 @@ fn check(name: &str, arrivals: &[u32]) {
     let last = rows.last().unwrap();
     assert_eq!(last.backlog, 0, "{name}: work left");
     assert_eq!(last.running + last.booting, 0, "{name}: did not reach zero");
-    assert!(rows.iter().any(|r| r.launched > 0), "{name}: never scaled up");
+    assert!(
+        rows.iter().any(|r| r.launched > 0),
+        "{name}: never scaled up"
+    );
 }
 
 #[test]

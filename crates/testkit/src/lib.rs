@@ -1,6 +1,7 @@
 //! What the test suites share: private PostgreSQL and S3 servers per test
 //! binary, and a fault-injecting TCP proxy.
 
+pub mod moto;
 pub mod postgres;
 pub mod proxy;
 pub mod s3;
