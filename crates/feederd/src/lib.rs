@@ -3,6 +3,7 @@
 //! loops run only while this replica is the [`Leadership`] leader.
 
 pub mod auth;
+pub mod autoscaler;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// For submit-time checks of object storage sources.
     pub storage: nommer_storage::Storage,
+    /// The fleet this feederd scales (none for a static fleet).
+    pub fleet: Option<Arc<autoscaler::FleetState>>,
 }
 
 impl AppState {
@@ -43,6 +46,7 @@ impl AppState {
             leadership,
             metrics: Arc::default(),
             storage,
+            fleet: None,
         }
     }
 
@@ -69,6 +73,7 @@ pub async fn run(
     let loops = vec![
         tokio::spawn(reaper::run(state.clone(), shutdown.clone())),
         tokio::spawn(notifier::run(state.clone(), shutdown.clone())),
+        tokio::spawn(autoscaler::run(state.clone(), shutdown.clone())),
     ];
     let app = routes::router(state);
     let result = axum::serve(listener, app)

@@ -275,9 +275,11 @@ impl Ec2Client {
                 "UserData".into(),
                 base64::engine::general_purpose::STANDARD.encode(&spec.user_data),
             ),
-            ("TagSpecification.1.ResourceType".into(), "instance".into()),
         ];
-        params.extend(tag_params("TagSpecification.1.Tag", &spec.tags));
+        if !spec.tags.is_empty() {
+            params.push(("TagSpecification.1.ResourceType".into(), "instance".into()));
+            params.extend(tag_params("TagSpecification.1.Tag", &spec.tags));
+        }
         for (i, group) in spec.security_group_ids.iter().enumerate() {
             params.push((format!("SecurityGroupId.{}", i + 1), group.clone()));
         }

@@ -2,8 +2,12 @@
 
 use crate::settings::Settings;
 use anyhow::Context;
+use nommer_feederd::autoscaler::{FleetSettings, FleetState};
 use nommer_feederd::config::FeederdConfig;
 use nommer_feederd::AppState;
+use nommer_fleet::ec2::Ec2Client;
+use nommer_fleet::members::{Ec2Fleet, Fleet, LocalFleet};
+use nommer_fleet::userdata;
 use nommer_model::netpolicy::NetPolicy;
 use nommer_nommerd::{NommerdConfig, ShutdownMode};
 use nommer_storage::FileRoots;
@@ -72,6 +76,10 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     config.ffprobe = s.ffprobe_path.clone();
     config.net_policy = net_policy(s);
     config.objects = s.objects();
+    config.fleet = s.fleet.clone();
+    config.ec2 = s.ec2.clone();
+    config.max_inactivity = Duration::from_secs(s.nommerd_max_inactivity);
+    config.terminate_when_idle = s.nommerd_terminate_when_idle;
     config.file_roots = if s.file_roots.is_empty() {
         FileRoots::Any
     } else {
@@ -119,6 +127,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<anyhow::Result<()>>>,
+    fleet: Option<Arc<FleetState>>,
 }
 
 impl Running {
@@ -128,6 +137,17 @@ impl Running {
 
     /// Stop workers first (they hand their jobs back), then feederd.
     pub async fn stop(self) {
+        if let Some(fleet) = &self.fleet {
+            if let Fleet::Local(local) = &fleet.fleet {
+                local.stop_all();
+                for _ in 0..100 {
+                    if local.members().is_empty() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
         let _ = self.shutdown.send(true);
         for worker in self.workers {
             let _ = worker.await;
@@ -156,7 +176,9 @@ pub async fn start(
         Dialect::Postgres => Leadership::postgres(store.url(), &addr.to_string(), rx.clone()),
     };
     let store: Arc<dyn Store> = Arc::new(store);
-    let state = AppState::new(store, feederd_config(settings, loopback), leadership);
+    let mut state = AppState::new(store, feederd_config(settings, loopback), leadership);
+    state.fleet = fleet(settings, addr).await?.map(Arc::new);
+    let fleet_state = state.fleet.clone();
     let server = tokio::spawn(nommer_feederd::run(listener, state, rx.clone()));
     let url = format!("http://{addr}");
     let mut workers = Vec::new();
@@ -172,7 +194,77 @@ pub async fn start(
         shutdown,
         server,
         workers,
+        fleet: fleet_state,
     })
+}
+
+/// The fleet feederd scales, from `fleet`.
+async fn fleet(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Option<FleetState>> {
+    let scaling = FleetSettings {
+        max_nodes: settings.max_num_ec2_instances,
+        per_node: settings.max_encoding_jobs_per_ec2_instance.max(1),
+        overflow_thresh: settings.job_overflow_thresh,
+        interval: Duration::from_secs(settings.feederd_auto_scale_interval.max(1)),
+        max_launches_per_hour: settings.max_launches_per_hour,
+        max_inactivity: Duration::from_secs(settings.nommerd_max_inactivity),
+        boot_grace: Duration::from_secs(settings.ec2.boot_grace),
+        zombie_after: Duration::from_secs(settings.ec2.zombie_after),
+    };
+    let fleet = match settings.fleet.as_str() {
+        "static" => return Ok(None),
+        "local" => Fleet::Local(LocalFleet::new(
+            std::env::current_exe()?,
+            vec![
+                "--feederd".into(),
+                format!("http://{addr}"),
+                "nommerd".into(),
+                "--max-jobs".into(),
+                scaling.per_node.to_string(),
+            ],
+            Vec::new(),
+            &format!("feederd-{}", addr.port()),
+        )),
+        "ec2" => {
+            let ec2 = &settings.ec2;
+            let Some(feederd_url) = ec2.feederd_url.as_deref() else {
+                anyhow::bail!(
+                    "fleet = \"ec2\" needs ec2.feederd_url: the URL instances reach feederd at"
+                );
+            };
+            if ec2.ami.is_empty() {
+                anyhow::bail!("fleet = \"ec2\" needs ec2.ami");
+            }
+            let template = match &ec2.user_data_template {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the user-data template {path}"))?,
+                None => userdata::BUILT_IN.to_string(),
+            };
+            let user_data = userdata::render(
+                &template,
+                &userdata::UserData {
+                    feederd_url,
+                    worker_token: settings.worker_token.as_deref().unwrap_or_default(),
+                    max_jobs: scaling.per_node,
+                    max_inactivity_s: settings.nommerd_max_inactivity,
+                    region: &ec2.region,
+                },
+            );
+            let client = Ec2Client::new(&ec2.region, ec2.endpoint.as_deref()).await;
+            Fleet::Ec2(Box::new(Ec2Fleet {
+                client,
+                config: ec2.clone(),
+                user_data,
+            }))
+        }
+        other => anyhow::bail!("fleet must be static, local or ec2, not {other}"),
+    };
+    tracing::info!(
+        fleet = fleet.kind(),
+        max_nodes = scaling.max_nodes,
+        per_node = scaling.per_node,
+        "autoscaling fleet"
+    );
+    Ok(Some(FleetState::new(fleet, scaling)))
 }
 
 /// Resolves on SIGTERM or SIGINT.

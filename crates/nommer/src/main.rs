@@ -52,6 +52,9 @@ enum Command {
         /// Where jobs get their scratch directories.
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// This node's id (default: hostname and a random suffix).
+        #[arg(long)]
+        node_id: Option<String>,
     },
     /// Submit a job file; prints the job id.
     Submit {
@@ -117,11 +120,23 @@ fn main() -> std::process::ExitCode {
             overrides.local_workers = *local_workers;
             overrides.insecure = insecure.then_some(true);
         }
-        Command::Nommerd { max_jobs, work_dir } => {
+        Command::Nommerd {
+            max_jobs,
+            work_dir,
+            node_id,
+        } => {
             overrides.max_encoding_jobs_per_ec2_instance = *max_jobs;
             overrides.work_dir = work_dir.clone();
+            overrides.node_id = node_id.clone();
         }
         _ => {}
+    }
+    if let Some(path) = &cli.config {
+        // Workers that feederd starts (the local fleet) read the same file.
+        // Set while this process is still single-threaded.
+        if let Ok(path) = std::path::absolute(path) {
+            std::env::set_var("NOMMER_CONFIG", path);
+        }
     }
     let settings = match Settings::load(cli.config.as_deref(), &overrides) {
         Ok(settings) => settings,

@@ -94,6 +94,23 @@ pub struct Settings {
     pub gcs: nommer_storage::object::config::GcsConfig,
     pub azure: nommer_storage::object::config::AzureConfig,
 
+    // ---- the fleet ----
+    /// `static` (you start workers), `local` (feederd starts nommerd
+    /// processes) or `ec2` (feederd launches instances; on a worker: EC2 mode).
+    pub fleet: String,
+    /// Seed: MAX_NUM_EC2_INSTANCES, the most nodes the autoscaler runs (any fleet).
+    pub max_num_ec2_instances: u32,
+    /// Seed: JOB_OVERFLOW_THRESH, backlog beyond capacity tolerated before launching.
+    pub job_overflow_thresh: u32,
+    /// Seed: FEEDERD_AUTO_SCALE_INTERVAL, seconds.
+    pub feederd_auto_scale_interval: u64,
+    pub max_launches_per_hour: u32,
+    /// Seed: NOMMERD_MAX_INACTIVITY, seconds idle before a node stops.
+    pub nommerd_max_inactivity: u64,
+    /// EC2 mode: terminate the instance when idle that long.
+    pub nommerd_terminate_when_idle: bool,
+    pub ec2: nommer_fleet::config::Ec2Config,
+
     // ---- nommerd ----
     pub feederd_url: String,
     /// Seed: MAX_ENCODING_JOBS_PER_EC2_INSTANCE, jobs one node runs at once.
@@ -145,6 +162,14 @@ impl Default for Settings {
             s3: Default::default(),
             gcs: Default::default(),
             azure: Default::default(),
+            fleet: "static".into(),
+            max_num_ec2_instances: 3,
+            job_overflow_thresh: 2,
+            feederd_auto_scale_interval: 60,
+            max_launches_per_hour: 20,
+            nommerd_max_inactivity: 600,
+            nommerd_terminate_when_idle: true,
+            ec2: Default::default(),
             feederd_url: "http://127.0.0.1:8001".into(),
             max_encoding_jobs_per_ec2_instance: 2,
             nommerd_heartbeat_interval: 5,
@@ -176,6 +201,8 @@ pub struct Overrides {
     pub max_encoding_jobs_per_ec2_instance: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 impl Settings {

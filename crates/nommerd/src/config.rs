@@ -35,6 +35,11 @@ pub struct NommerdConfig {
     pub shutdown_mode: ShutdownMode,
     /// Object storage settings (endpoints, regions, credentials).
     pub objects: nommer_storage::ObjectConfig,
+    /// EC2 mode (`fleet = "ec2"`): IMDS and EC2 endpoints, shutdown fallback.
+    pub ec2: nommer_fleet::config::Ec2Config,
+    /// The seed's NOMMERD_MAX_INACTIVITY.
+    pub max_inactivity: Duration,
+    pub terminate_when_idle: bool,
 }
 
 impl NommerdConfig {
@@ -56,6 +61,9 @@ impl NommerdConfig {
             net_policy: NetPolicy::default(),
             shutdown_mode: ShutdownMode::Handback,
             objects: Default::default(),
+            ec2: Default::default(),
+            max_inactivity: Duration::from_secs(600),
+            terminate_when_idle: true,
         }
     }
 }

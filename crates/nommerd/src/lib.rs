@@ -3,6 +3,7 @@
 //! every state and its progress under the lease's token.
 
 pub mod config;
+mod ec2;
 mod heartbeat;
 mod job;
 mod nommers;

@@ -2,15 +2,17 @@
 //! when idle), run each job in its own task, and drain on shutdown.
 
 use crate::config::{NommerdConfig, ShutdownMode};
+use crate::ec2::Leaving;
 use crate::job::{RunningJob, Stop};
 use crate::pipeline::Pipeline;
 use nommer_client::Client;
+use nommer_fleet::imds::Imds;
 use nommer_model::api::{HeartbeatRequest, LeaseRequest, NodeReport};
 use nommer_storage::Storage;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 pub struct Shared {
@@ -19,9 +21,21 @@ pub struct Shared {
     jobs: Mutex<HashMap<String, Arc<RunningJob>>>,
     draining: AtomicBool,
     slot_freed: Notify,
+    /// When the last job ended (or the worker started).
+    last_active: Mutex<Instant>,
+    /// The node state reported while leaving (`terminating`).
+    leaving_state: Mutex<Option<&'static str>>,
 }
 
 impl Shared {
+    /// How long the node has had no job; None while jobs run.
+    pub fn idle_for(&self) -> Option<Duration> {
+        if !self.jobs.lock().unwrap().is_empty() {
+            return None;
+        }
+        Some(self.last_active.lock().unwrap().elapsed())
+    }
+
     pub fn running(&self) -> Vec<Arc<RunningJob>> {
         self.jobs.lock().unwrap().values().cloned().collect()
     }
@@ -36,18 +50,25 @@ impl Shared {
             version: env!("CARGO_PKG_VERSION").into(),
             max_jobs: config.max_jobs,
             running_jobs: self.jobs.lock().unwrap().len() as u32,
-            state: if self.draining.load(Ordering::Relaxed) {
-                "draining".into()
-            } else {
-                "active".into()
+            state: match *self.leaving_state.lock().unwrap() {
+                Some(state) => state.into(),
+                None if self.draining.load(Ordering::Relaxed) => "draining".into(),
+                None => "active".into(),
             },
         }
     }
 }
 
 /// Run a worker until `shutdown` turns true, then drain per `shutdown_mode`.
-pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(mut config: NommerdConfig, external: watch::Receiver<bool>) -> anyhow::Result<()> {
     tokio::fs::create_dir_all(&config.work_dir).await?;
+    let imds = if config.fleet == "ec2" {
+        let imds = Arc::new(Imds::new(&config.ec2.imds_endpoint));
+        config.instance_id = Some(crate::ec2::instance_id(&imds).await?);
+        Some(imds)
+    } else {
+        None
+    };
     let config = Arc::new(config);
     let client = Client::new(&config.feederd_url, config.worker_token.clone());
     let shared = Arc::new(Shared {
@@ -56,6 +77,29 @@ pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> 
         jobs: Mutex::new(HashMap::new()),
         draining: AtomicBool::new(false),
         slot_freed: Notify::new(),
+        last_active: Mutex::new(Instant::now()),
+        leaving_state: Mutex::new(None),
+    });
+    // Stop on the caller's signal, or when the EC2 watcher decides to leave.
+    let (leave_tx, mut leave_rx) = watch::channel(None);
+    let (stop_tx, mut shutdown) = watch::channel(false);
+    {
+        let mut external = external.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = external.wait_for(|s| *s) => {}
+                _ = leave_rx.wait_for(|l| l.is_some()) => {}
+            }
+            let _ = stop_tx.send(true);
+        });
+    }
+    let watcher = imds.as_ref().map(|imds| {
+        tokio::spawn(crate::ec2::watch(
+            shared.clone(),
+            imds.clone(),
+            leave_tx.clone(),
+            shutdown.clone(),
+        ))
     });
     let node_shared = shared.clone();
     let pipeline = Arc::new(Pipeline {
@@ -125,6 +169,7 @@ pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> 
                 let job_id = grant.job_id.clone();
                 let token = grant.token.clone();
                 pipeline.run(grant, job).await;
+                *shared.last_active.lock().unwrap() = Instant::now();
                 // Only this lease's entry: the same job may have been leased
                 // to this node again meanwhile.
                 let mut jobs = shared.jobs.lock().unwrap();
@@ -138,9 +183,16 @@ pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> 
     }
 
     shared.draining.store(true, Ordering::Relaxed);
+    let leaving = *leave_tx.borrow();
+    if leaving == Some(Leaving::IdleTermination) {
+        *shared.leaving_state.lock().unwrap() = Some("terminating");
+    }
     let running = shared.running();
     tracing::info!(node_id = %config.node_id, running = running.len(), mode = ?config.shutdown_mode, "nommerd shutting down");
-    if config.shutdown_mode == ShutdownMode::Handback {
+    // A spot interruption leaves two minutes: hand everything back at once.
+    let handback = config.shutdown_mode == ShutdownMode::Handback
+        || leaving == Some(Leaving::SpotInterruption);
+    if handback {
         for job in &running {
             job.stop(Stop::Handback);
         }
@@ -154,14 +206,26 @@ pub async fn run(config: NommerdConfig, mut shutdown: watch::Receiver<bool>) -> 
     }
     let _ = heartbeat_stop.send(true);
     let _ = heartbeat.await;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     let mut goodbye = shared.node_report();
-    goodbye.state = "gone".into();
+    goodbye.state = match leaving {
+        Some(Leaving::IdleTermination) => "terminated",
+        Some(Leaving::SpotInterruption) => "interrupted",
+        None => "gone",
+    }
+    .into();
+    // Tell feederd first, so it leases nothing more here, then go.
     let _ = client
         .heartbeat(&HeartbeatRequest {
             node: goodbye,
             leases: Vec::new(),
         })
         .await;
+    if let (Some(Leaving::IdleTermination), Some(imds)) = (leaving, &imds) {
+        crate::ec2::terminate_self(&shared, imds).await;
+    }
     tracing::info!(node_id = %config.node_id, "nommerd stopped");
     Ok(())
 }

@@ -72,6 +72,10 @@ pub fn router(state: AppState) -> Router {
             get(nodes::list_nodes).fallback(method_not_allowed),
         )
         .route(
+            "/v1/fleet",
+            get(crate::autoscaler::fleet_view).fallback(method_not_allowed),
+        )
+        .route(
             "/v1/workers/lease",
             post(workers::lease).fallback(method_not_allowed),
         )
