@@ -210,8 +210,12 @@ async fn instance_state(ec2: &nommer_fleet::ec2::Ec2Client, id: &str) -> String 
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn an_idle_ec2_worker_reports_its_instance_and_terminates_itself() {
+/// An instance in moto and the worker settings of EC2 mode on it: the
+/// client, the instance id, and the worker's config with `top` settings first.
+async fn instance(
+    spot: std::sync::Arc<std::sync::Mutex<bool>>,
+    top: &str,
+) -> (nommer_fleet::ec2::Ec2Client, String, String) {
     moto_env();
     let moto = MotoServer::shared();
     let ec2 = nommer_fleet::ec2::Ec2Client::new("us-east-1", Some(&moto.endpoint)).await;
@@ -221,12 +225,19 @@ async fn an_idle_ec2_worker_reports_its_instance_and_terminates_itself() {
         ..Default::default()
     };
     let id = ec2.run_instances(&spec, 1).await.unwrap().remove(0);
-    let imds = metadata(id.clone(), Default::default()).await;
-    let feederd = Feederd::start("");
-    let worker_config = format!(
-        "fleet = \"ec2\"\nnommerd_max_inactivity = 2\n[ec2]\nendpoint = \"{}\"\nimds_endpoint = \"{imds}\"\n",
+    let imds = metadata(id.clone(), spot).await;
+    let config = format!(
+        "fleet = \"ec2\"\n{top}[ec2]\nendpoint = \"{}\"\nimds_endpoint = \"{imds}\"\n",
         moto.endpoint
     );
+    (ec2, id, config)
+}
+
+#[tokio::test]
+async fn an_idle_ec2_worker_reports_its_instance_and_terminates_itself() {
+    let (ec2, id, worker_config) =
+        instance(Default::default(), "nommerd_max_inactivity = 2\n").await;
+    let feederd = Feederd::start("");
     let worker = feederd.worker_with_env(
         1,
         &worker_config,
@@ -283,22 +294,9 @@ async fn an_idle_ec2_worker_reports_its_instance_and_terminates_itself() {
 
 #[tokio::test]
 async fn a_spot_notice_hands_the_running_job_back_at_once() {
-    moto_env();
-    let moto = MotoServer::shared();
-    let ec2 = nommer_fleet::ec2::Ec2Client::new("us-east-1", Some(&moto.endpoint)).await;
-    let spec = nommer_fleet::ec2::LaunchSpec {
-        image_id: "ami-12c6146b".into(),
-        instance_type: "t3.micro".into(),
-        ..Default::default()
-    };
-    let id = ec2.run_instances(&spec, 1).await.unwrap().remove(0);
     let spot = std::sync::Arc::new(std::sync::Mutex::new(false));
-    let imds = metadata(id.clone(), spot.clone()).await;
+    let (ec2, id, worker_config) = instance(spot.clone(), "").await;
     let feederd = Feederd::start("");
-    let worker_config = format!(
-        "fleet = \"ec2\"\n[ec2]\nendpoint = \"{}\"\nimds_endpoint = \"{imds}\"\n",
-        moto.endpoint
-    );
     let mut worker = feederd.worker(1, &worker_config);
     let api = Api::new(&feederd.url);
     let job = api
