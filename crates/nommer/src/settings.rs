@@ -113,7 +113,8 @@ pub struct Settings {
 
     // ---- nommerd ----
     pub feederd_url: String,
-    /// Seed: MAX_ENCODING_JOBS_PER_EC2_INSTANCE, jobs one node runs at once.
+    /// Seed: MAX_ENCODING_JOBS_PER_EC2_INSTANCE, jobs one node runs at once
+    /// (in any fleet, despite the name).
     pub max_encoding_jobs_per_ec2_instance: u32,
     /// Seed: NOMMERD_HEARTBEAT_INTERVAL, in seconds (seed default 60).
     pub nommerd_heartbeat_interval: u64,
