@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counters since this replica started.
 #[derive(Default)]
 pub struct Metrics {
+    pub http_requests: AtomicU64,
     pub jobs_submitted: AtomicU64,
     pub leases_granted: AtomicU64,
     pub webhooks_delivered: AtomicU64,
@@ -87,6 +88,11 @@ pub async fn metrics(
 
     let counters = [
         (
+            "nommer_http_requests_total",
+            "HTTP requests this replica answered.",
+            &m.http_requests,
+        ),
+        (
             "nommer_jobs_submitted_total",
             "Jobs accepted by this replica.",
             &m.jobs_submitted,
@@ -147,4 +153,14 @@ pub async fn metrics(
         )],
         out,
     ))
+}
+
+/// Counts every request (for requests-per-job figures).
+pub async fn count_requests(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    Metrics::add(&state.metrics.http_requests, 1);
+    next.run(request).await
 }

@@ -69,7 +69,25 @@ cases!(
     nodes_are_tracked_and_lost,
     an_expired_lease_not_yet_reaped_can_be_renewed,
     jobs_are_counted_by_state,
+    statements_per_job_lifecycle,
 );
+
+/// The regression guard on the hot path: SQL statements a job costs from
+/// submit to FINISHED. Raising it needs a reason (and BENCHMARKS.md updated).
+pub const STATEMENTS_PER_JOB: u64 = 16;
+
+async fn statements_per_job_lifecycle(store: &dyn Store) {
+    let before = store.statements();
+    let job = store.insert_job(&new_job(T0, true)).await.unwrap();
+    let lease = store.claim(&node("n1"), 1, T0).await.unwrap();
+    for state in [JobState::Encoding, JobState::Uploading, JobState::Finished] {
+        store
+            .report_state(&job.id, &lease[0].token, state, None, &[], T0 + 1)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.statements() - before, STATEMENTS_PER_JOB);
+}
 
 /// The restart grace relies on this: until the reaper takes a lease, its
 /// holder's heartbeat renews it, however late.

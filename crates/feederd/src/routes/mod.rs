@@ -96,5 +96,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::metrics))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::count_requests,
+        ))
         .with_state(state)
 }

@@ -138,7 +138,7 @@ impl SqlStore {
 
 impl SqlStore {
     /// A state change by the lease holder, fenced: refused unless `token` is
-    /// still the job's lease token. Four statements.
+    /// still the job's lease token. Three statements.
     async fn by_holder<'a>(
         &self,
         id: &str,
@@ -152,7 +152,7 @@ impl SqlStore {
             return Err(StoreError::LeaseLost);
         }
         let transition = make(&current);
-        apply(
+        let record = apply(
             &mut tx,
             id,
             current.state,
@@ -162,9 +162,8 @@ impl SqlStore {
             now,
         )
         .await?;
-        let record = fetch_job(&mut tx, id).await?;
         tx.commit().await?;
-        self.count(4);
+        self.count(3);
         Ok(record)
     }
 }
@@ -289,6 +288,20 @@ impl Store for SqlStore {
     }
 
     async fn claim(&self, node: &NodeReport, max: u32, now: i64) -> StoreResult<Vec<Claimed>> {
+        if max > 0 && node.state == "active" {
+            // Every idle worker's long-poll wakes on each new job; only the
+            // ones that can get something pay for a write transaction.
+            let claimable: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE state = 'PENDING' AND run_after <= $1 LIMIT 1",
+            )
+            .bind(now)
+            .fetch_optional(&self.reader)
+            .await?;
+            self.count(1);
+            if claimable.is_none() {
+                return Ok(Vec::new());
+            }
+        }
         let mut tx = self.writer.begin().await?;
         upsert_node(&mut tx, node, now).await?;
         self.count(1);

@@ -1,6 +1,7 @@
 //! The one way a job changes state: check the move against the transition
 //! table, update the row, and append the event in the same transaction.
 
+use super::rows::JOB_COLUMNS;
 use super::Conn;
 use crate::*;
 use nommer_model::state::Actor;
@@ -57,7 +58,8 @@ pub fn check(from: JobState, to: JobState, actor: Actor) -> StoreResult<()> {
     Ok(())
 }
 
-/// Apply `t` to job `id`, currently `from`. Two statements.
+/// Apply `t` to job `id`, currently `from`; the job as it now is. Two
+/// statements.
 pub async fn apply(
     conn: &mut Conn,
     id: &str,
@@ -66,9 +68,9 @@ pub async fn apply(
     t: Transition<'_>,
     notify_url: Option<&str>,
     now: i64,
-) -> StoreResult<()> {
+) -> StoreResult<JobRecord> {
     check(from, t.to, actor)?;
-    sqlx::query(
+    let row = sqlx::query(&format!(
         "UPDATE jobs SET state = $1,
            state_details = CASE WHEN $2 THEN $3 ELSE state_details END,
            lease_token = CASE WHEN $4 THEN NULL ELSE lease_token END,
@@ -79,8 +81,8 @@ pub async fn apply(
            warnings = COALESCE($9, warnings),
            attempts = CASE WHEN attempts + $10 < 0 THEN 0 ELSE attempts + $10 END,
            updated_at = $11, state_changed_at = $11
-         WHERE id = $12",
-    )
+         WHERE id = $12 RETURNING {JOB_COLUMNS}"
+    ))
     .bind(t.to.as_str())
     .bind(t.details.is_some())
     .bind(t.details.flatten())
@@ -93,9 +95,10 @@ pub async fn apply(
     .bind(t.attempts_delta)
     .bind(now)
     .bind(id)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    insert_event(conn, id, t.to, t.event_details, notify_url, true, now).await
+    insert_event(conn, id, t.to, t.event_details, notify_url, true, now).await?;
+    super::rows::job(&row)
 }
 
 /// Append the event of a state change. PENDING at submission notifies no one.
