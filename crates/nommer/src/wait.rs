@@ -47,6 +47,6 @@ pub async fn follow(client: &Client, id: &str) -> anyhow::Result<Job> {
             bar.finish_and_clear();
             return Ok(job);
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

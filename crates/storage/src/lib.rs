@@ -180,6 +180,9 @@ impl Storage {
         dest: &Path,
         progress: ProgressFn,
     ) -> Result<Transferred, StorageError> {
+        if let Some(src) = self.file_path(uri)? {
+            return file::copy_local(uri, src, dest, progress).await;
+        }
         let mut sink = Sink::file(dest.to_path_buf()).await?;
         let done =
             transfer::pump(uri, |offset| self.open(uri, offset), &mut sink, &progress).await?;
@@ -214,6 +217,17 @@ impl Storage {
         }
         let local = MediaUri::parse(&format!("file://{}", src.display()))
             .map_err(|e| StorageError::new(StorageErrorKind::Failed, e.message))?;
+        if let Some(path) = self.file_path(uri)? {
+            let staged = file::StagedFile::beside(path).await?;
+            let copied = file::copy_local(&local, src, staged.temp(), progress).await;
+            return match copied {
+                Ok(_) => Ok(Staged::File(staged)),
+                Err(e) => {
+                    staged.abort().await;
+                    Err(e)
+                }
+            };
+        }
         let size = tokio::fs::metadata(src).await.ok().map(|m| m.len());
         let open = |offset| file::open(&local, src, offset);
         self.stage_stream(&local, open, uri, size, progress)
@@ -229,6 +243,16 @@ impl Storage {
         dest: &MediaUri,
         progress: ProgressFn,
     ) -> Result<(Staged, Transferred), StorageError> {
+        if let (Some(from), Some(to)) = (self.file_path(src)?, self.file_path(dest)?) {
+            let staged = file::StagedFile::beside(to).await?;
+            return match file::copy_local(src, from, staged.temp(), progress).await {
+                Ok(done) => Ok((Staged::File(staged), done)),
+                Err(e) => {
+                    staged.abort().await;
+                    Err(e)
+                }
+            };
+        }
         let size = match src.location() {
             Location::Object { .. } => self.object.head(src).await.ok().flatten(),
             _ => None,
