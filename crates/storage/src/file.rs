@@ -163,3 +163,21 @@ pub async fn copy_local(
     .await
     .map_err(|e| StorageError::new(StorageErrorKind::Failed, format!("copy task: {e}")))?
 }
+
+/// Copy the local file `src` beside `target`, to be renamed into place on
+/// commit; nothing is left behind on failure.
+pub async fn stage_local(
+    uri: &MediaUri,
+    src: &Path,
+    target: &Path,
+    progress: crate::ProgressFn,
+) -> Result<(StagedFile, crate::Transferred), StorageError> {
+    let staged = StagedFile::beside(target).await?;
+    match copy_local(uri, src, staged.temp(), progress).await {
+        Ok(done) => Ok((staged, done)),
+        Err(e) => {
+            staged.abort().await;
+            Err(e)
+        }
+    }
+}

@@ -218,15 +218,9 @@ impl Storage {
         let local = MediaUri::parse(&format!("file://{}", src.display()))
             .map_err(|e| StorageError::new(StorageErrorKind::Failed, e.message))?;
         if let Some(path) = self.file_path(uri)? {
-            let staged = file::StagedFile::beside(path).await?;
-            let copied = file::copy_local(&local, src, staged.temp(), progress).await;
-            return match copied {
-                Ok(_) => Ok(Staged::File(staged)),
-                Err(e) => {
-                    staged.abort().await;
-                    Err(e)
-                }
-            };
+            return file::stage_local(&local, src, path, progress)
+                .await
+                .map(|(staged, _)| Staged::File(staged));
         }
         let size = tokio::fs::metadata(src).await.ok().map(|m| m.len());
         let open = |offset| file::open(&local, src, offset);
@@ -244,14 +238,9 @@ impl Storage {
         progress: ProgressFn,
     ) -> Result<(Staged, Transferred), StorageError> {
         if let (Some(from), Some(to)) = (self.file_path(src)?, self.file_path(dest)?) {
-            let staged = file::StagedFile::beside(to).await?;
-            return match file::copy_local(src, from, staged.temp(), progress).await {
-                Ok(done) => Ok((Staged::File(staged), done)),
-                Err(e) => {
-                    staged.abort().await;
-                    Err(e)
-                }
-            };
+            return file::stage_local(src, from, to, progress)
+                .await
+                .map(|(staged, done)| (Staged::File(staged), done));
         }
         let size = match src.location() {
             Location::Object { .. } => self.object.head(src).await.ok().flatten(),
