@@ -279,6 +279,9 @@ pub async fn signal() {
 }
 
 pub async fn feederd(settings: Settings) -> anyhow::Result<()> {
+    if settings.secrets_key.is_none() {
+        tracing::warn!("secrets_key is not set: credentials in job URIs are stored unencrypted");
+    }
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
