@@ -10,28 +10,7 @@ use std::time::{Duration, Instant};
 const ROUNDS: usize = 5;
 
 fn ffmpeg_clip(path: &Path, seconds: u32, size: &str) -> anyhow::Result<()> {
-    let status = Command::new("ffmpeg")
-        .args(["-y", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={size}:rate=25:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={seconds}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-        ])
-        .arg(path)
-        .status()?;
-    anyhow::ensure!(status.success(), "ffmpeg could not make the test clip");
-    Ok(())
+    Ok(nommer_testkit::make_clip(path, seconds, size)?)
 }
 
 fn job(source: &str, dest: &str, nommer: &str, options: Value, notify: Option<&str>) -> Value {

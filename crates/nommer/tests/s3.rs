@@ -292,22 +292,7 @@ async fn dropped_connections_are_resumed_or_fail_cleanly() {
 
     // Two connections cut mid-download: the copy resumes and says so.
     let proxy = FaultProxy::start(&upstream, 1 << 20, 2).await;
-    let config = format!(
-        "[s3]\nendpoint = \"http://{}\"\nregion = \"us-east-1\"\npath_style = true\nallow_http = true\n",
-        proxy.addr
-    );
-    let feederd = Feederd::start(&config);
-    let _worker = feederd.worker_with_env(1, &config, &ambient());
-    let api = Api::new(&feederd.url);
-    let id = api
-        .submit_id(&job(
-            &format!("s3://{bucket}/in.bin"),
-            &format!("s3://{bucket}/resumed.bin"),
-            "copy",
-            json!([{}]),
-        ))
-        .await;
-    let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    let done = copy_through(&proxy, &bucket, "resumed.bin").await;
     assert_eq!(done["state"], "FINISHED", "{done}");
     assert_eq!(proxy.cuts(), 2);
     assert!(
@@ -319,22 +304,7 @@ async fn dropped_connections_are_resumed_or_fail_cleanly() {
     // Every connection cut: the job fails after its retries, and nothing is
     // left at the destination.
     let always = FaultProxy::start(&upstream, 1 << 20, u32::MAX).await;
-    let config = format!(
-        "[s3]\nendpoint = \"http://{}\"\nregion = \"us-east-1\"\npath_style = true\nallow_http = true\n",
-        always.addr
-    );
-    let feederd = Feederd::start(&config);
-    let _worker = feederd.worker_with_env(1, &config, &ambient());
-    let api = Api::new(&feederd.url);
-    let id = api
-        .submit_id(&job(
-            &format!("s3://{bucket}/in.bin"),
-            &format!("s3://{bucket}/never.bin"),
-            "copy",
-            json!([{}]),
-        ))
-        .await;
-    let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    let done = copy_through(&always, &bucket, "never.bin").await;
     assert_eq!(done["state"], "ERROR", "{done}");
     let details = done["state_details"].as_str().unwrap();
     assert!(details.contains("gave up after 3 retries"), "{details}");
@@ -385,4 +355,22 @@ async fn missing_buckets_are_created_when_allowed_and_job_keys_are_sealed_at_res
     assert!(!feederd.log().contains("stored unencrypted"));
     let unsealed = Feederd::start("");
     assert!(unsealed.log().contains("secrets_key is not set"));
+}
+
+/// A copy job of `in.bin` to `dest` with feederd and a worker that reach the
+/// S3 server through `proxy`; the job as it ended.
+async fn copy_through(proxy: &FaultProxy, bucket: &str, dest: &str) -> Value {
+    let config = nommer_testkit::s3::config_for(&format!("http://{}", proxy.addr));
+    let feederd = Feederd::start(&config);
+    let _worker = feederd.worker_with_env(1, &config, &ambient());
+    let api = Api::new(&feederd.url);
+    let id = api
+        .submit_id(&job(
+            &format!("s3://{bucket}/in.bin"),
+            &format!("s3://{bucket}/{dest}"),
+            "copy",
+            json!([{}]),
+        ))
+        .await;
+    api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await
 }

@@ -2,10 +2,9 @@
 //! into a virtualenv under /var/tmp/nommer-tools) on a loopback port: an EC2
 //! API stand-in. Stopped when the test binary exits.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = "/var/tmp/nommer-tools/venv/bin/moto_server";
 
@@ -28,18 +27,7 @@ impl MotoServer {
         let port = crate::free_port();
         let script =
             format!("'{BIN}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid");
-        let child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let child = crate::start_watched(&script, port, "moto", Duration::from_secs(60));
         MotoServer {
             endpoint: format!("http://127.0.0.1:{port}"),
             _process: Mutex::new(child),

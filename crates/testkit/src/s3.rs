@@ -4,11 +4,10 @@
 //! Buckets are directories under [`S3Server::root`]. It stops when the test
 //! binary exits.
 
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const ACCESS_KEY: &str = "AKIANOMMERTEST";
 /// Contains `/`, as real AWS secrets may, to exercise the seed's URI form.
@@ -51,18 +50,7 @@ impl S3Server {
             root.display(),
             root.display(),
         );
-        let child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start s3s-fs");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = crate::start_watched(&script, port, "s3s-fs", Duration::from_secs(20));
         S3Server {
             endpoint: format!("http://127.0.0.1:{port}"),
             root,
@@ -83,9 +71,14 @@ impl S3Server {
 
     /// Settings that point nommer at this server (no credentials).
     pub fn config(&self) -> String {
-        format!(
-            "[s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\nallow_http = true\n",
-            self.endpoint
-        )
+        config_for(&self.endpoint)
     }
+}
+
+/// Settings that point nommer at an S3 endpoint such as this server, or a
+/// proxy in front of it (no credentials).
+pub fn config_for(endpoint: &str) -> String {
+    format!(
+        "[s3]\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\npath_style = true\nallow_http = true\n"
+    )
 }

@@ -205,28 +205,7 @@ pub fn clip(name: &str, seconds: u32, size: &str) -> PathBuf {
     let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
     let path = dir.path().join(name);
     if !path.exists() {
-        let status = Command::new("ffmpeg")
-            .args(["-y", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
-            .arg(format!("testsrc2=size={size}:rate=25:duration={seconds}"))
-            .args(["-f", "lavfi", "-i"])
-            .arg(format!(
-                "sine=frequency=440:sample_rate=48000:duration={seconds}"
-            ))
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-shortest",
-            ])
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        nommer_testkit::make_clip(&path, seconds, size).unwrap();
     }
     path
 }
