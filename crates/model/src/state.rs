@@ -96,6 +96,16 @@ impl JobState {
     }
 }
 
+impl JobState {
+    /// Every state that may move to `to` by `actor`: what a store puts in the
+    /// WHERE of a one-statement state change.
+    pub fn sources(to: JobState, actor: Actor) -> impl Iterator<Item = JobState> {
+        JobState::ALL
+            .into_iter()
+            .filter(move |from| from.can_transition(to, actor))
+    }
+}
+
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -16,6 +16,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let due = !running.is_empty() || last_sent.elapsed() >= config.heartbeat_interval;
         if due {
             last_sent = tokio::time::Instant::now();
+            let sent_at = std::time::Instant::now();
             let request = HeartbeatRequest {
                 node: shared.node_report(),
                 leases: running
@@ -38,6 +39,8 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                             job.stop(Stop::LeaseLost);
                         } else if status.cancel_requested {
                             job.stop(Stop::Canceled);
+                        } else {
+                            job.renewed(sent_at);
                         }
                     }
                 }

@@ -3,6 +3,7 @@
 
 use nommer_model::api::Progress;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,18 +19,40 @@ pub enum Stop {
 pub struct RunningJob {
     pub job_id: String,
     pub token: String,
+    /// The lease's time to live: every accepted report or heartbeat renews it.
+    pub ttl: Duration,
+    /// Until when the lease surely holds, by this worker's clock: the send
+    /// time of the last write feederd accepted, plus the TTL.
+    held_until: Mutex<Instant>,
     progress: Mutex<Option<Progress>>,
     stop: watch::Sender<Option<Stop>>,
 }
 
 impl RunningJob {
-    pub fn new(job_id: String, token: String) -> RunningJob {
+    /// `asked_at`: when the lease request that granted it was sent.
+    pub fn new(job_id: String, token: String, ttl: Duration, asked_at: Instant) -> RunningJob {
         RunningJob {
             job_id,
             token,
+            ttl,
+            held_until: Mutex::new(asked_at + ttl),
             progress: Mutex::new(None),
             stop: watch::channel(None).0,
         }
+    }
+
+    /// Feederd accepted a write for this lease that was sent at `sent_at`.
+    pub fn renewed(&self, sent_at: Instant) {
+        let mut held = self.held_until.lock().unwrap();
+        *held = (*held).max(sent_at + self.ttl);
+    }
+
+    /// How long the lease is sure to hold yet.
+    pub fn lease_left(&self) -> Duration {
+        self.held_until
+            .lock()
+            .unwrap()
+            .saturating_duration_since(Instant::now())
     }
 
     pub fn set_progress(&self, progress: Progress) {

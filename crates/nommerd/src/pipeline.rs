@@ -14,7 +14,7 @@ use nommer_model::options::{self, Nommer};
 use nommer_model::uri::MediaUri;
 use nommer_model::JobState;
 use nommer_storage::{ProgressFn, Staged, Storage, StorageError, Transferred};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,27 +64,19 @@ impl From<StorageError> for End {
 
 impl Pipeline {
     pub async fn run(&self, grant: LeaseGrant, job: Arc<RunningJob>) {
-        let scratch = self
-            .config
-            .work_dir
+        let mut scratch = Scratch {
             // The token makes it unique per lease: a store that lost a write
             // can hand the same job and attempt out twice.
-            .join(format!(
+            path: self.config.work_dir.join(format!(
                 "job-{}-{}-{}",
                 grant.job_id,
                 grant.attempt,
                 &grant.token[..grant.token.len().min(8)]
-            ));
-        let end = match tokio::fs::create_dir_all(&scratch).await {
-            Ok(()) => self.nom(&grant, &job, &scratch).await,
-            Err(e) => End::Error(format!(
-                "cannot create the scratch directory {}: {e}",
-                scratch.display()
             )),
+            created: false,
         };
-        if let Err(e) = tokio::fs::remove_dir_all(&scratch).await {
-            tracing::warn!(job_id = %grant.job_id, error = %e, "cannot remove the scratch directory");
-        }
+        let end = self.nom(&grant, &job, &mut scratch).await;
+        scratch.remove(&grant.job_id).await;
         match end {
             End::Finished => {}
             End::Error(details) => {
@@ -122,7 +114,7 @@ impl Pipeline {
         }
     }
 
-    async fn nom(&self, grant: &LeaseGrant, job: &Arc<RunningJob>, scratch: &Path) -> End {
+    async fn nom(&self, grant: &LeaseGrant, job: &Arc<RunningJob>, scratch: &mut Scratch) -> End {
         let source = match MediaUri::parse(&grant.source_uri) {
             Ok(uri) => uri,
             Err(e) => return End::Error(e.message),
@@ -138,6 +130,10 @@ impl Pipeline {
         if nommer == Nommer::Copy && Storage::streams_to(&dest) {
             return self.copy(grant, job, &source, &dest).await;
         }
+        if let Err(end) = scratch.create().await {
+            return end;
+        }
+        let scratch = scratch.path.as_path();
 
         let input = scratch.join(match source.extension() {
             Some(ext) => format!("source.{ext}"),
@@ -326,6 +322,12 @@ impl Pipeline {
     }
 
     async fn confirm_lease(&self, job: &Arc<RunningJob>) -> Result<(), End> {
+        // Every accepted report renews the lease: one sent moments ago (the
+        // UPLOADING report before a streamed copy's commit) is confirmation enough.
+        if job.lease_left() >= job.ttl / 2 {
+            return Ok(());
+        }
+        let sent_at = std::time::Instant::now();
         let request = HeartbeatRequest {
             node: (self.node)(),
             leases: vec![LeaseReport {
@@ -338,7 +340,10 @@ impl Pipeline {
             .retrying(job, || self.client.heartbeat(&request))
             .await?;
         match answer.leases.first() {
-            Some(status) if status.valid && status.remaining_ms > 2_000 => Ok(()),
+            Some(status) if status.valid && status.remaining_ms > 2_000 => {
+                job.renewed(sent_at);
+                Ok(())
+            }
             _ => Err(End::Stopped(Stop::LeaseLost)),
         }
     }
@@ -362,9 +367,16 @@ impl Pipeline {
             details,
             warnings,
         };
-        self.retrying(job, || self.client.report_state(&job.job_id, &report))
-            .await
-            .map(|_| ())
+        self.retrying(job, || async {
+            let sent_at = std::time::Instant::now();
+            let answer = self.client.report_state(&job.job_id, &report).await;
+            if answer.is_ok() {
+                job.renewed(sent_at);
+            }
+            answer
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Retry transient failures (feederd restarting, store down) for as long
@@ -400,6 +412,35 @@ impl Pipeline {
                     return Err(End::Stopped(Stop::LeaseLost));
                 }
             }
+        }
+    }
+}
+
+/// A job's scratch directory, made only when a job needs one (a streamed
+/// copy does not) and removed when the job ends.
+struct Scratch {
+    path: PathBuf,
+    created: bool,
+}
+
+impl Scratch {
+    async fn create(&mut self) -> Result<(), End> {
+        tokio::fs::create_dir_all(&self.path).await.map_err(|e| {
+            End::Error(format!(
+                "cannot create the scratch directory {}: {e}",
+                self.path.display()
+            ))
+        })?;
+        self.created = true;
+        Ok(())
+    }
+
+    async fn remove(self, job_id: &str) {
+        if !self.created {
+            return;
+        }
+        if let Err(e) = tokio::fs::remove_dir_all(&self.path).await {
+            tracing::warn!(job_id = %job_id, error = %e, "cannot remove the scratch directory");
         }
     }
 }

@@ -135,6 +135,7 @@ pub async fn run(mut config: NommerdConfig, external: watch::Receiver<bool>) -> 
             max: free,
             wait_ms: config.lease_wait.as_millis() as u64,
         };
+        let asked_at = Instant::now();
         let answer = tokio::select! {
             answer = client.lease(&request) => answer,
             _ = shutdown.wait_for(|s| *s) => break,
@@ -156,7 +157,12 @@ pub async fn run(mut config: NommerdConfig, external: watch::Receiver<bool>) -> 
             }
         };
         for grant in grants {
-            let job = Arc::new(RunningJob::new(grant.job_id.clone(), grant.token.clone()));
+            let job = Arc::new(RunningJob::new(
+                grant.job_id.clone(),
+                grant.token.clone(),
+                Duration::from_millis(grant.ttl_ms),
+                asked_at,
+            ));
             shared
                 .jobs
                 .lock()

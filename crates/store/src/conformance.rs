@@ -74,7 +74,7 @@ cases!(
 
 /// The regression guard on the hot path: SQL statements a job costs from
 /// submit to FINISHED. Raising it needs a reason (and BENCHMARKS.md updated).
-pub const STATEMENTS_PER_JOB: u64 = 16;
+pub const STATEMENTS_PER_JOB: u64 = 7;
 
 async fn statements_per_job_lifecycle(store: &dyn Store) {
     let before = store.statements();

@@ -34,4 +34,13 @@ impl Dialect {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         }
     }
+
+    /// A fresh lease token (32 hex digits of randomness), made by the database
+    /// so one statement can lease many jobs, each with its own.
+    pub fn random_token(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "lower(hex(randomblob(16)))",
+            Dialect::Postgres => "replace(gen_random_uuid()::text, '-', '')",
+        }
+    }
 }

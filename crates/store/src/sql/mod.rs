@@ -19,7 +19,7 @@ use rows::{EVENT_COLUMNS, JOB_COLUMNS};
 use sqlx::AnyPool;
 use sqlx::{AnyConnection, Row};
 use std::sync::atomic::{AtomicU64, Ordering};
-use transition::{apply, check, insert_event, Lease, Transition};
+use transition::{apply, check, Guard, Lease, Transition};
 
 type Conn = AnyConnection;
 
@@ -87,7 +87,10 @@ impl SqlStore {
     }
 }
 
-async fn upsert_node(conn: &mut Conn, node: &NodeReport, now: i64) -> StoreResult<()> {
+async fn upsert_node<'e, E>(conn: E, node: &NodeReport, now: i64) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     sqlx::query(
         "INSERT INTO nodes (id, instance_id, fleet, state, hostname, version, max_jobs, running_jobs, started_at, last_heartbeat_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
@@ -104,7 +107,7 @@ async fn upsert_node(conn: &mut Conn, node: &NodeReport, now: i64) -> StoreResul
     .bind(node.max_jobs as i64)
     .bind(node.running_jobs as i64)
     .bind(now)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -112,7 +115,6 @@ async fn upsert_node(conn: &mut Conn, node: &NodeReport, now: i64) -> StoreResul
 struct LeaseRow {
     state: JobState,
     token: Option<String>,
-    notify_url: Option<String>,
     warnings: String,
 }
 
@@ -120,7 +122,7 @@ impl SqlStore {
     /// The lease columns of a job, locked until the transaction ends.
     async fn lease_row(&self, conn: &mut Conn, id: &str) -> StoreResult<LeaseRow> {
         let row = sqlx::query(&format!(
-            "SELECT state, lease_token, notify_url, warnings FROM jobs WHERE id = $1{}",
+            "SELECT state, lease_token, warnings FROM jobs WHERE id = $1{}",
             self.dialect.for_update()
         ))
         .bind(id)
@@ -130,7 +132,6 @@ impl SqlStore {
         Ok(LeaseRow {
             state: rows::parse_state(row.try_get("state")?)?,
             token: row.try_get("lease_token")?,
-            notify_url: row.try_get("notify_url")?,
             warnings: row.try_get("warnings")?,
         })
     }
@@ -138,33 +139,46 @@ impl SqlStore {
 
 impl SqlStore {
     /// A state change by the lease holder, fenced: refused unless `token` is
-    /// still the job's lease token. Three statements.
+    /// still the job's lease token. One statement; one more to read the
+    /// current warnings when the report adds some, or to say why it was refused.
     async fn by_holder<'a>(
         &self,
         id: &str,
         token: &str,
+        to: JobState,
         now: i64,
-        make: impl FnOnce(&LeaseRow) -> Transition<'a>,
+        added_warnings: &[String],
+        make: impl FnOnce(Option<String>) -> Transition<'a>,
     ) -> StoreResult<JobRecord> {
-        let mut tx = self.writer.begin().await?;
-        let current = self.lease_row(&mut tx, id).await?;
+        let guard = Guard::Holder {
+            token,
+            renew_until: now + self.policy.ttl_ms,
+        };
+        let applied = if added_warnings.is_empty() {
+            self.count(1);
+            apply(&self.writer, id, guard, make(None), now).await?
+        } else {
+            let mut tx = self.writer.begin().await?;
+            let current = self.lease_row(&mut tx, id).await?;
+            let merged = merge_warnings(&current.warnings, added_warnings);
+            let applied = apply(&mut *tx, id, guard, make(merged), now).await?;
+            tx.commit().await?;
+            self.count(2);
+            applied
+        };
+        if let Some(record) = applied {
+            return Ok(record);
+        }
+        // Refused: say why.
+        self.count(1);
+        let current = self
+            .lease_row(&mut *self.writer.acquire().await?, id)
+            .await?;
         if current.token.as_deref() != Some(token) {
             return Err(StoreError::LeaseLost);
         }
-        let transition = make(&current);
-        let record = apply(
-            &mut tx,
-            id,
-            current.state,
-            Actor::Worker,
-            transition,
-            current.notify_url.as_deref(),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.count(3);
-        Ok(record)
+        check(current.state, to, Actor::Worker)?;
+        Err(StoreError::LeaseLost)
     }
 }
 
@@ -196,11 +210,11 @@ fn merge_warnings(existing: &str, added: &[String]) -> Option<String> {
 #[async_trait]
 impl Store for SqlStore {
     async fn insert_job(&self, job: &NewJob) -> StoreResult<JobRecord> {
-        let mut tx = self.writer.begin().await?;
         let secret_uris = crate::sealer::seal(
             self.sealer.as_ref(),
             &serde_json::json!({"source": job.source_uri, "dest": job.dest_uri}).to_string(),
         );
+        // The PENDING event comes from the jobs_event trigger.
         let row = sqlx::query(&format!(
             "INSERT INTO jobs (id, state, warnings, max_attempts, source_path, dest_path, secret_uris, notify_url, nommer, job_options, run_after, created_at, updated_at, state_changed_at)
              VALUES ($1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $10) RETURNING {JOB_COLUMNS}"
@@ -215,21 +229,10 @@ impl Store for SqlStore {
         .bind(&job.nommer)
         .bind(job.job_options.to_string())
         .bind(job.created_at)
-        .fetch_one(&mut *tx)
+        .fetch_one(&self.writer)
         .await?;
+        self.count(1);
         let record = rows::job(&row)?;
-        insert_event(
-            &mut tx,
-            &job.id,
-            JobState::Pending,
-            None,
-            job.notify_url.as_deref(),
-            false,
-            job.created_at,
-        )
-        .await?;
-        tx.commit().await?;
-        self.count(2);
         self.jobs_signal.notify_waiters();
         Ok(record)
     }
@@ -292,7 +295,7 @@ impl Store for SqlStore {
             // Every idle worker's long-poll wakes on each new job; only the
             // ones that can get something pay for a write transaction.
             let claimable: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE state = 'PENDING' AND run_after <= $1 LIMIT 1",
+                "SELECT id FROM jobs WHERE state = 'PENDING' AND run_after <= $1 ORDER BY run_after, id LIMIT 1",
             )
             .bind(now)
             .fetch_optional(&self.reader)
@@ -302,43 +305,39 @@ impl Store for SqlStore {
                 return Ok(Vec::new());
             }
         }
-        let mut tx = self.writer.begin().await?;
-        upsert_node(&mut tx, node, now).await?;
+        upsert_node(&self.writer, node, now).await?;
         self.count(1);
         if max == 0 || node.state != "active" {
-            tx.commit().await?;
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT id FROM jobs WHERE state = 'PENDING' AND run_after <= $1 ORDER BY id LIMIT $2{}",
-            self.dialect.skip_locked()
-        ))
-        .bind(now)
-        .bind(max as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        self.count(1);
-        let mut claimed = Vec::with_capacity(ids.len());
+        check(JobState::Pending, JobState::Downloading, Actor::Feederd)?;
         let progress = progress_json(&Progress {
             phase: "downloading".into(),
             ..Default::default()
         });
-        for id in ids {
-            check(JobState::Pending, JobState::Downloading, Actor::Feederd)?;
-            let token = new_token();
-            let row = sqlx::query(&format!(
-                "UPDATE jobs SET state = 'DOWNLOADING', state_details = NULL, lease_token = $1, node_id = $2, lease_expires_at = $3,
-                   attempts = attempts + 1, progress = $4, updated_at = $5, state_changed_at = $5
-                 WHERE id = $6 AND state = 'PENDING' RETURNING {JOB_COLUMNS}, secret_uris"
-            ))
-            .bind(&token)
-            .bind(&node.node_id)
-            .bind(now + self.policy.ttl_ms)
-            .bind(&progress)
-            .bind(now)
-            .bind(&id)
-            .fetch_one(&mut *tx)
-            .await?;
+        // One statement leases them all; the oldest claimable first, straight
+        // off the (state, run_after, id) index.
+        let leased = sqlx::query(&format!(
+            "WITH picked AS (
+               SELECT id AS picked_id FROM jobs WHERE state = 'PENDING' AND run_after <= $4
+               ORDER BY run_after, id LIMIT $5{skip_locked})
+             UPDATE jobs SET state = 'DOWNLOADING', state_details = NULL, lease_token = {token}, node_id = $1,
+               lease_expires_at = $2, attempts = attempts + 1, progress = $3, updated_at = $4, state_changed_at = $4
+             FROM picked WHERE jobs.id = picked.picked_id AND jobs.state = 'PENDING'
+             RETURNING {JOB_COLUMNS}, lease_token, secret_uris",
+            token = self.dialect.random_token(),
+            skip_locked = self.dialect.skip_locked(),
+        ))
+        .bind(&node.node_id)
+        .bind(now + self.policy.ttl_ms)
+        .bind(&progress)
+        .bind(now)
+        .bind(max as i64)
+        .fetch_all(&self.writer)
+        .await?;
+        self.count(1);
+        let mut claimed = Vec::with_capacity(leased.len());
+        for row in leased {
             let job = rows::job(&row)?;
             let secret: String = row.try_get("secret_uris")?;
             let secret = match crate::sealer::unseal(self.sealer.as_ref(), &secret) {
@@ -350,39 +349,20 @@ impl Store for SqlStore {
                         lease: Lease::End,
                         ..Transition::to(JobState::Error, Some(&details))
                     };
-                    apply(
-                        &mut tx,
-                        &id,
-                        JobState::Pending,
-                        Actor::Feederd,
-                        transition,
-                        job.notify_url.as_deref(),
-                        now,
-                    )
-                    .await?;
+                    apply(&self.writer, &job.id, Guard::Feederd, transition, now).await?;
+                    self.count(1);
                     continue;
                 }
             };
             let secret: serde_json::Value = serde_json::from_str(&secret).unwrap_or_default();
-            insert_event(
-                &mut tx,
-                &id,
-                JobState::Downloading,
-                None,
-                job.notify_url.as_deref(),
-                true,
-                now,
-            )
-            .await?;
-            self.count(2);
             claimed.push(Claimed {
                 source_uri: secret["source"].as_str().unwrap_or_default().to_string(),
                 dest_uri: secret["dest"].as_str().unwrap_or_default().to_string(),
+                token: row.try_get("lease_token")?,
                 job,
-                token,
             });
         }
-        tx.commit().await?;
+        claimed.sort_by(|a, b| a.job.id.cmp(&b.job.id));
         if claimed.iter().any(|c| c.job.notify_url.is_some()) {
             self.events_signal.notify_waiters();
         }
@@ -395,8 +375,8 @@ impl Store for SqlStore {
         leases: &[LeaseReport],
         now: i64,
     ) -> StoreResult<Vec<LeaseStatus>> {
-        let mut tx = self.writer.begin().await?;
-        upsert_node(&mut tx, node, now).await?;
+        // No transaction: each renewal stands on its own.
+        upsert_node(&self.writer, node, now).await?;
         self.count(1 + leases.len() as u64);
         let expires = now + self.policy.ttl_ms;
         let mut statuses = Vec::with_capacity(leases.len());
@@ -412,7 +392,7 @@ impl Store for SqlStore {
             .bind(now)
             .bind(&lease.job_id)
             .bind(&lease.token)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.writer)
             .await?;
             let status = match row {
                 Some(row) => LeaseStatus {
@@ -430,7 +410,6 @@ impl Store for SqlStore {
             };
             statuses.push(status);
         }
-        tx.commit().await?;
         Ok(statuses)
     }
 
@@ -452,10 +431,10 @@ impl Store for SqlStore {
         let keep_progress = matches!(to, JobState::Error | JobState::Canceled);
         let ends_lease = to.is_terminal() || to == JobState::Pending;
         let record = self
-            .by_holder(id, token, now, |current| Transition {
+            .by_holder(id, token, to, now, warnings, |merged| Transition {
                 lease: if ends_lease { Lease::End } else { Lease::Keep },
                 progress: (!keep_progress).then(|| Some(progress_json(&progress))),
-                warnings: merge_warnings(&current.warnings, warnings),
+                warnings: merged,
                 ..Transition::to(to, details.as_deref())
             })
             .await?;
@@ -474,7 +453,7 @@ impl Store for SqlStore {
     ) -> StoreResult<JobRecord> {
         let details = format!("handed back by its worker: {reason}");
         let record = self
-            .by_holder(id, token, now, |_| Transition {
+            .by_holder(id, token, JobState::Pending, now, &[], |_| Transition {
                 lease: Lease::Free,
                 run_after: Some(now),
                 progress: Some(None),
@@ -502,16 +481,9 @@ impl Store for SqlStore {
                 .await?;
         } else {
             let details = "canceled before a worker took it";
-            apply(
-                &mut tx,
-                id,
-                current.state,
-                Actor::Feederd,
-                Transition::to(JobState::Canceled, Some(details)),
-                current.notify_url.as_deref(),
-                now,
-            )
-            .await?;
+            check(current.state, JobState::Canceled, Actor::Feederd)?;
+            let transition = Transition::to(JobState::Canceled, Some(details));
+            apply(&mut *tx, id, Guard::Feederd, transition, now).await?;
             self.events_signal.notify_waiters();
         }
         let record = fetch_job(&mut tx, id).await?;
@@ -523,7 +495,7 @@ impl Store for SqlStore {
     async fn reap_expired(&self, now: i64) -> StoreResult<Vec<(String, JobState)>> {
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(&format!(
-            "SELECT id, state, attempts, max_attempts, cancel_requested, node_id, notify_url FROM jobs
+            "SELECT id, state, attempts, max_attempts, cancel_requested, node_id FROM jobs
              WHERE lease_expires_at IS NOT NULL AND lease_expires_at < $1{}",
             self.dialect.skip_locked()
         ))
@@ -538,7 +510,6 @@ impl Store for SqlStore {
             let attempts = row.try_get::<i64, _>("attempts")? as u32;
             let max_attempts = row.try_get::<i64, _>("max_attempts")? as u32;
             let node: Option<String> = row.try_get("node_id")?;
-            let notify_url: Option<String> = row.try_get("notify_url")?;
             let node = node.unwrap_or_else(|| "?".into());
             let (to, details, run_after) = if row.try_get::<i64, _>("cancel_requested")? != 0 {
                 (
@@ -569,17 +540,9 @@ impl Store for SqlStore {
                 run_after: Some(run_after),
                 ..Transition::to(to, Some(&details))
             };
-            apply(
-                &mut tx,
-                &id,
-                from,
-                Actor::Feederd,
-                transition,
-                notify_url.as_deref(),
-                now,
-            )
-            .await?;
-            self.count(2);
+            check(from, to, Actor::Feederd)?;
+            apply(&mut *tx, &id, Guard::Feederd, transition, now).await?;
+            self.count(1);
             changes.push((id, to));
         }
         tx.commit().await?;
@@ -593,7 +556,7 @@ impl Store for SqlStore {
     async fn abandon_stale(&self, now: i64, threshold_ms: i64) -> StoreResult<Vec<String>> {
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(&format!(
-            "SELECT id, state_details, notify_url FROM jobs WHERE state = 'PENDING' AND state_changed_at <= $1{}",
+            "SELECT id FROM jobs WHERE state = 'PENDING' AND state_changed_at <= $1{}",
             self.dialect.skip_locked()
         ))
         .bind(now - threshold_ms)
@@ -603,25 +566,13 @@ impl Store for SqlStore {
         let mut ids = Vec::new();
         for row in rows {
             let id: String = row.try_get("id")?;
-            let details: Option<String> = row.try_get("state_details")?;
-            let notify_url: Option<String> = row.try_get("notify_url")?;
             // The seed keeps the previous details on ABANDONED.
             let transition = Transition {
                 details: None,
-                event_details: details.as_deref(),
                 ..Transition::to(JobState::Abandoned, None)
             };
-            apply(
-                &mut tx,
-                &id,
-                JobState::Pending,
-                Actor::Feederd,
-                transition,
-                notify_url.as_deref(),
-                now,
-            )
-            .await?;
-            self.count(2);
+            apply(&mut *tx, &id, Guard::Feederd, transition, now).await?;
+            self.count(1);
             ids.push(id);
         }
         tx.commit().await?;

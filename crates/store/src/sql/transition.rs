@@ -1,8 +1,8 @@
-//! The one way a job changes state: check the move against the transition
-//! table, update the row, and append the event in the same transaction.
+//! The one way a job changes state: one UPDATE whose WHERE admits only the
+//! states the transition table allows (and, for a worker, its lease token).
+//! The database appends the event in the same statement (a trigger).
 
 use super::rows::JOB_COLUMNS;
-use super::Conn;
 use crate::*;
 use nommer_model::state::Actor;
 
@@ -21,8 +21,6 @@ pub struct Transition<'a> {
     pub to: JobState,
     /// None keeps the previous details on the row (ABANDONED, as the seed).
     pub details: Option<Option<&'a str>>,
-    /// The details the event (and webhook) carries.
-    pub event_details: Option<&'a str>,
     pub lease: Lease,
     pub run_after: Option<i64>,
     /// None keeps the progress; Some(None) clears it.
@@ -38,7 +36,6 @@ impl<'a> Transition<'a> {
         Transition {
             to,
             details: Some(details),
-            event_details: details,
             lease: Lease::Keep,
             run_after: None,
             progress: None,
@@ -58,75 +55,72 @@ pub fn check(from: JobState, to: JobState, actor: Actor) -> StoreResult<()> {
     Ok(())
 }
 
-/// Apply `t` to job `id`, currently `from`; the job as it now is. Two
-/// statements.
-pub async fn apply(
-    conn: &mut Conn,
+/// Who may make the change: feederd on a row it has already read (and, on
+/// PostgreSQL, locked), or the lease holder, fenced by its token.
+#[derive(Clone, Copy)]
+pub enum Guard<'a> {
+    Feederd,
+    Holder { token: &'a str, renew_until: i64 },
+}
+
+/// Apply `t` to job `id` in one statement; the job as it now is, or None when
+/// the row is not in a state that may move to `t.to` (or, for a holder, the
+/// token no longer matches). The event is written by the `jobs_event` trigger
+/// in the same statement. A holder's change also renews its lease.
+pub async fn apply<'e, E>(
+    conn: E,
     id: &str,
-    from: JobState,
-    actor: Actor,
+    guard: Guard<'_>,
     t: Transition<'_>,
-    notify_url: Option<&str>,
     now: i64,
-) -> StoreResult<JobRecord> {
-    check(from, t.to, actor)?;
-    let row = sqlx::query(&format!(
+) -> StoreResult<Option<JobRecord>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let (actor, fence, renew_until) = match guard {
+        Guard::Feederd => (Actor::Feederd, "", None),
+        Guard::Holder {
+            token: _,
+            renew_until,
+        } => (Actor::Worker, " AND lease_token = $14", Some(renew_until)),
+    };
+    let sources: Vec<String> = JobState::sources(t.to, actor)
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let sql = format!(
         "UPDATE jobs SET state = $1,
            state_details = CASE WHEN $2 THEN $3 ELSE state_details END,
            lease_token = CASE WHEN $4 THEN NULL ELSE lease_token END,
-           lease_expires_at = CASE WHEN $4 THEN NULL ELSE lease_expires_at END,
+           lease_expires_at = CASE WHEN $4 THEN NULL ELSE COALESCE($13, lease_expires_at) END,
            node_id = CASE WHEN $5 THEN NULL ELSE node_id END,
            run_after = COALESCE($6, run_after),
            progress = CASE WHEN $7 THEN $8 ELSE progress END,
            warnings = COALESCE($9, warnings),
            attempts = CASE WHEN attempts + $10 < 0 THEN 0 ELSE attempts + $10 END,
            updated_at = $11, state_changed_at = $11
-         WHERE id = $12 RETURNING {JOB_COLUMNS}"
-    ))
-    .bind(t.to.as_str())
-    .bind(t.details.is_some())
-    .bind(t.details.flatten())
-    .bind(t.lease != Lease::Keep)
-    .bind(t.lease == Lease::Free)
-    .bind(t.run_after)
-    .bind(t.progress.is_some())
-    .bind(t.progress.flatten())
-    .bind(t.warnings)
-    .bind(t.attempts_delta)
-    .bind(now)
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
-    insert_event(conn, id, t.to, t.event_details, notify_url, true, now).await?;
-    super::rows::job(&row)
-}
-
-/// Append the event of a state change. PENDING at submission notifies no one.
-pub async fn insert_event(
-    conn: &mut Conn,
-    job_id: &str,
-    state: JobState,
-    details: Option<&str>,
-    notify_url: Option<&str>,
-    deliver: bool,
-    now: i64,
-) -> StoreResult<()> {
-    let delivery = if deliver && notify_url.is_some() {
-        "pending"
-    } else {
-        "none"
-    };
-    sqlx::query(
-        "INSERT INTO job_events (job_id, state, details, created_at, delivery, notify_url, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(job_id)
-    .bind(state.as_str())
-    .bind(details)
-    .bind(now)
-    .bind(delivery)
-    .bind(notify_url)
-    .bind((delivery == "pending").then_some(now))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+         WHERE id = $12 AND state IN ({}){fence} RETURNING {JOB_COLUMNS}",
+        sources.join(", ")
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(t.to.as_str())
+        .bind(t.details.is_some())
+        .bind(t.details.flatten())
+        .bind(t.lease != Lease::Keep)
+        .bind(t.lease == Lease::Free)
+        .bind(t.run_after)
+        .bind(t.progress.is_some())
+        .bind(t.progress.flatten())
+        .bind(t.warnings)
+        .bind(t.attempts_delta)
+        .bind(now)
+        .bind(id)
+        .bind(renew_until);
+    if let Guard::Holder { token, .. } = guard {
+        query = query.bind(token);
+    }
+    let row = query.fetch_optional(conn).await?;
+    row.map(|row| super::rows::job(&row)).transpose()
 }
