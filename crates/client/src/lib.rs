@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// feederd answered with an error body.
     #[error("{message} ({code}, HTTP {status})")]
@@ -212,6 +212,20 @@ impl Client {
             Method::POST,
             &format!("/v1/workers/jobs/{job_id}/state"),
             Some(report),
+            Self::SHORT,
+        )
+        .await
+    }
+
+    /// Several state reports in one request; one result per report, in order.
+    pub async fn report_states(
+        &self,
+        batch: &StateReportBatch,
+    ) -> Result<StateReportResults, ClientError> {
+        self.call(
+            Method::POST,
+            "/v1/workers/reports",
+            Some(batch),
             Self::SHORT,
         )
         .await

@@ -198,6 +198,40 @@ pub struct StateReport {
     pub warnings: Vec<String>,
 }
 
+/// Most state reports one batch may carry.
+pub const MAX_REPORTS_PER_BATCH: usize = 256;
+
+/// One state report in a batch: for which job, and what.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobStateReport {
+    pub job_id: String,
+    pub token: String,
+    pub state: JobState,
+    pub details: Option<String>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Several state reports from one worker in one request. Each is applied or
+/// refused on its own, in order; the answer has one result per report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StateReportBatch {
+    pub reports: Vec<JobStateReport>,
+}
+
+/// What became of one report in a batch: the job's new state, or why not.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StateReportResult {
+    pub job_id: String,
+    pub state: Option<JobState>,
+    pub error: Option<crate::error::ApiErrorBody>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StateReportResults {
+    pub results: Vec<StateReportResult>,
+}
+
 /// A lease handed back unfinished (worker shutdown).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReleaseRequest {

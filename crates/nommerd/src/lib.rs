@@ -8,6 +8,7 @@ mod heartbeat;
 mod job;
 mod nommers;
 mod pipeline;
+mod reporter;
 pub mod worker;
 
 pub use config::{NommerdConfig, ShutdownMode};

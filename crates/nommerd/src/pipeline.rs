@@ -6,9 +6,10 @@
 use crate::config::NommerdConfig;
 use crate::job::{RunningJob, Stop};
 use crate::nommers::{FfmpegRun, NomError, ENCODE_SPAN, ENCODE_START};
+use crate::reporter::Reporter;
 use nommer_client::{Client, ClientError};
 use nommer_model::api::{
-    HeartbeatRequest, LeaseGrant, LeaseReport, NodeReport, Progress, ReleaseRequest, StateReport,
+    HeartbeatRequest, JobStateReport, LeaseGrant, LeaseReport, NodeReport, Progress, ReleaseRequest,
 };
 use nommer_model::options::{self, Nommer};
 use nommer_model::uri::MediaUri;
@@ -36,6 +37,7 @@ const REPORT_PATIENCE: Duration = Duration::from_secs(600);
 pub struct Pipeline {
     pub config: Arc<NommerdConfig>,
     pub client: Client,
+    pub reporter: Reporter,
     pub storage: Storage,
     pub node: Arc<dyn Fn() -> NodeReport + Send + Sync>,
 }
@@ -361,7 +363,8 @@ impl Pipeline {
                 return Err(End::Stopped(stop));
             }
         }
-        let report = StateReport {
+        let report = JobStateReport {
+            job_id: job.job_id.clone(),
             token: job.token.clone(),
             state,
             details,
@@ -369,7 +372,7 @@ impl Pipeline {
         };
         self.retrying(job, || async {
             let sent_at = std::time::Instant::now();
-            let answer = self.client.report_state(&job.job_id, &report).await;
+            let answer = self.reporter.report(report.clone()).await;
             if answer.is_ok() {
                 job.renewed(sent_at);
             }

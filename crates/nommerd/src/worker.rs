@@ -105,6 +105,7 @@ pub async fn run(mut config: NommerdConfig, external: watch::Receiver<bool>) -> 
     let pipeline = Arc::new(Pipeline {
         config: config.clone(),
         client: client.clone(),
+        reporter: crate::reporter::Reporter::spawn(client.clone()),
         storage: Storage::new(
             config.file_roots.clone(),
             config.net_policy,

@@ -130,7 +130,16 @@ pub trait Store: Send + Sync + 'static {
         leases: &[LeaseReport],
         now: i64,
     ) -> StoreResult<Vec<LeaseStatus>>;
-    /// A state change by the lease holder, fenced by its token.
+    /// State changes by lease holders, each fenced by its token, applied in
+    /// order in one transaction. Each gets its own answer: a refused report
+    /// (lease lost, not allowed) fails alone; an Err fails them all.
+    async fn report_states(
+        &self,
+        reports: &[HolderReport<'_>],
+        now: i64,
+    ) -> StoreResult<Vec<StoreResult<JobRecord>>>;
+
+    /// One state change by the lease holder, fenced by its token.
     async fn report_state(
         &self,
         id: &str,
@@ -139,7 +148,17 @@ pub trait Store: Send + Sync + 'static {
         details: Option<&str>,
         warnings: &[String],
         now: i64,
-    ) -> StoreResult<JobRecord>;
+    ) -> StoreResult<JobRecord> {
+        let report = HolderReport {
+            job_id: id,
+            token,
+            to,
+            details,
+            warnings,
+        };
+        let mut results = self.report_states(&[report], now).await?;
+        results.pop().unwrap_or(Err(StoreError::NotFound))
+    }
     /// The lease holder hands the job back unfinished; it does not count as an attempt.
     async fn release(
         &self,

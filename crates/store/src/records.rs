@@ -144,3 +144,13 @@ impl NodeRecord {
         }
     }
 }
+
+/// A state change reported by a lease holder, fenced by its token.
+#[derive(Debug, Clone, Copy)]
+pub struct HolderReport<'a> {
+    pub job_id: &'a str,
+    pub token: &'a str,
+    pub to: JobState,
+    pub details: Option<&'a str>,
+    pub warnings: &'a [String],
+}

@@ -88,6 +88,10 @@ pub fn router(state: AppState) -> Router {
             post(workers::report_state).fallback(method_not_allowed),
         )
         .route(
+            "/v1/workers/reports",
+            post(workers::report_states).fallback(method_not_allowed),
+        )
+        .route(
             "/v1/workers/jobs/{id}/release",
             post(workers::release).fallback(method_not_allowed),
         )

@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use axum::Json;
 use nommer_model::api::*;
 use nommer_model::now_ms;
+use nommer_store::HolderReport;
 use std::time::Duration;
 
 async fn body<T: serde::de::DeserializeOwned>(state: &AppState, body: Body) -> ApiResult<T> {
@@ -115,6 +116,58 @@ pub async fn report_state(
             Err(ApiError::from(e))
         }
     }
+}
+
+/// Several state reports in one request: a worker with many slots sends
+/// what queued up while its previous request was in flight.
+pub async fn report_states(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Body,
+) -> ApiResult<Json<StateReportResults>> {
+    auth::worker(&state, &headers)?;
+    let batch: StateReportBatch = body(&state, request).await?;
+    if batch.reports.len() > MAX_REPORTS_PER_BATCH {
+        return Err(ApiError::new(
+            nommer_model::ErrorCode::InvalidField,
+            format!("at most {MAX_REPORTS_PER_BATCH} reports per request"),
+        ));
+    }
+    let reports: Vec<HolderReport> = batch
+        .reports
+        .iter()
+        .map(|r| HolderReport {
+            job_id: &r.job_id,
+            token: &r.token,
+            to: r.state,
+            details: r.details.as_deref(),
+            warnings: &r.warnings,
+        })
+        .collect();
+    let outcomes = state.store.report_states(&reports, now_ms()).await?;
+    let results = reports
+        .iter()
+        .zip(outcomes)
+        .map(|(report, outcome)| match outcome {
+            Ok(job) => {
+                tracing::info!(job_id = %report.job_id, state = %job.state, "job state changed");
+                StateReportResult {
+                    job_id: job.id,
+                    state: Some(job.state),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %report.job_id, state = %report.to, error = %e, "worker state report refused");
+                StateReportResult {
+                    job_id: report.job_id.to_string(),
+                    state: None,
+                    error: Some(ApiError::from(e).0.body()),
+                }
+            }
+        })
+        .collect();
+    Ok(Json(StateReportResults { results }))
 }
 
 pub async fn release(

@@ -138,47 +138,69 @@ impl SqlStore {
 }
 
 impl SqlStore {
-    /// A state change by the lease holder, fenced: refused unless `token` is
-    /// still the job's lease token. One statement; one more to read the
-    /// current warnings when the report adds some, or to say why it was refused.
-    async fn by_holder<'a>(
+    /// A state change by the lease holder on `conn`, fenced: refused
+    /// (the inner Err) unless `token` is still the job's lease token. One
+    /// statement; one more to read the current warnings when the report adds
+    /// some (`conn` is then in a transaction), or to say why it was refused.
+    async fn holder_change<'a>(
         &self,
-        id: &str,
-        token: &str,
-        to: JobState,
+        conn: &mut Conn,
+        report: HolderReport<'_>,
         now: i64,
-        added_warnings: &[String],
         make: impl FnOnce(Option<String>) -> Transition<'a>,
-    ) -> StoreResult<JobRecord> {
+    ) -> StoreResult<StoreResult<JobRecord>> {
         let guard = Guard::Holder {
-            token,
+            token: report.token,
             renew_until: now + self.policy.ttl_ms,
         };
-        let applied = if added_warnings.is_empty() {
-            self.count(1);
-            apply(&self.writer, id, guard, make(None), now).await?
+        let merged = if report.warnings.is_empty() {
+            None
         } else {
-            let mut tx = self.writer.begin().await?;
-            let current = self.lease_row(&mut tx, id).await?;
-            let merged = merge_warnings(&current.warnings, added_warnings);
-            let applied = apply(&mut *tx, id, guard, make(merged), now).await?;
-            tx.commit().await?;
-            self.count(2);
-            applied
+            self.count(1);
+            let current = match self.lease_row(conn, report.job_id).await {
+                Ok(current) => current,
+                Err(StoreError::NotFound) => return Ok(Err(StoreError::NotFound)),
+                Err(e) => return Err(e),
+            };
+            merge_warnings(&current.warnings, report.warnings)
         };
-        if let Some(record) = applied {
-            return Ok(record);
+        self.count(1);
+        if let Some(record) = apply(&mut *conn, report.job_id, guard, make(merged), now).await? {
+            return Ok(Ok(record));
         }
         // Refused: say why.
         self.count(1);
-        let current = self
-            .lease_row(&mut *self.writer.acquire().await?, id)
-            .await?;
-        if current.token.as_deref() != Some(token) {
-            return Err(StoreError::LeaseLost);
+        let current = match self.lease_row(conn, report.job_id).await {
+            Ok(current) => current,
+            Err(StoreError::NotFound) => return Ok(Err(StoreError::NotFound)),
+            Err(e) => return Err(e),
+        };
+        if current.token.as_deref() != Some(report.token) {
+            return Ok(Err(StoreError::LeaseLost));
         }
-        check(current.state, to, Actor::Worker)?;
-        Err(StoreError::LeaseLost)
+        Ok(check(current.state, report.to, Actor::Worker).and(Err(StoreError::LeaseLost)))
+    }
+}
+
+/// What a worker's report does to the row besides the state.
+fn reported<'a>(
+    report: &HolderReport<'a>,
+    details: Option<&'a str>,
+    merged: Option<String>,
+) -> Transition<'a> {
+    let to = report.to;
+    let progress = Progress {
+        phase: to.as_str().to_ascii_lowercase(),
+        percent: if to == JobState::Finished { 100.0 } else { 0.0 },
+        ..Default::default()
+    };
+    let keep_progress = matches!(to, JobState::Error | JobState::Canceled);
+    let ends_lease = to.is_terminal() || to == JobState::Pending;
+    Transition {
+        lease: if ends_lease { Lease::End } else { Lease::Keep },
+        progress: (!keep_progress).then(|| Some(progress_json(&progress))),
+        warnings: merged,
+        ..Transition::to(to, details)
     }
 }
 
@@ -413,35 +435,50 @@ impl Store for SqlStore {
         Ok(statuses)
     }
 
-    async fn report_state(
+    async fn report_states(
         &self,
-        id: &str,
-        token: &str,
-        to: JobState,
-        details: Option<&str>,
-        warnings: &[String],
+        reports: &[HolderReport<'_>],
         now: i64,
-    ) -> StoreResult<JobRecord> {
-        let details = details.map(|d| nommer_model::tail_chars(d, nommer_model::DETAILS_MAX_CHARS));
-        let progress = Progress {
-            phase: to.as_str().to_ascii_lowercase(),
-            percent: if to == JobState::Finished { 100.0 } else { 0.0 },
-            ..Default::default()
-        };
-        let keep_progress = matches!(to, JobState::Error | JobState::Canceled);
-        let ends_lease = to.is_terminal() || to == JobState::Pending;
-        let record = self
-            .by_holder(id, token, to, now, warnings, |merged| Transition {
-                lease: if ends_lease { Lease::End } else { Lease::Keep },
-                progress: (!keep_progress).then(|| Some(progress_json(&progress))),
-                warnings: merged,
-                ..Transition::to(to, details.as_deref())
+    ) -> StoreResult<Vec<StoreResult<JobRecord>>> {
+        let details: Vec<Option<String>> = reports
+            .iter()
+            .map(|r| {
+                r.details
+                    .map(|d| nommer_model::tail_chars(d, nommer_model::DETAILS_MAX_CHARS))
             })
-            .await?;
-        if record.notify_url.is_some() {
+            .collect();
+        // One report alone needs no transaction, unless it merges warnings.
+        let alone = reports.len() == 1 && reports[0].warnings.is_empty();
+        let mut results = Vec::with_capacity(reports.len());
+        if alone {
+            let mut conn = self.writer.acquire().await?;
+            let (report, details) = (&reports[0], details[0].as_deref());
+            results.push(
+                self.holder_change(&mut conn, *report, now, |merged| {
+                    reported(report, details, merged)
+                })
+                .await?,
+            );
+        } else {
+            let mut tx = self.writer.begin().await?;
+            for (report, details) in reports.iter().zip(&details) {
+                let details = details.as_deref();
+                results.push(
+                    self.holder_change(&mut tx, *report, now, |merged| {
+                        reported(report, details, merged)
+                    })
+                    .await?,
+                );
+            }
+            tx.commit().await?;
+        }
+        if results
+            .iter()
+            .any(|r| r.as_ref().is_ok_and(|job| job.notify_url.is_some()))
+        {
             self.events_signal.notify_waiters();
         }
-        Ok(record)
+        Ok(results)
     }
 
     async fn release(
@@ -452,15 +489,23 @@ impl Store for SqlStore {
         now: i64,
     ) -> StoreResult<JobRecord> {
         let details = format!("handed back by its worker: {reason}");
+        let report = HolderReport {
+            job_id: id,
+            token,
+            to: JobState::Pending,
+            details: Some(&details),
+            warnings: &[],
+        };
+        let mut conn = self.writer.acquire().await?;
         let record = self
-            .by_holder(id, token, JobState::Pending, now, &[], |_| Transition {
+            .holder_change(&mut conn, report, now, |_| Transition {
                 lease: Lease::Free,
                 run_after: Some(now),
                 progress: Some(None),
                 attempts_delta: -1,
                 ..Transition::to(JobState::Pending, Some(&details))
             })
-            .await?;
+            .await??;
         self.jobs_signal.notify_waiters();
         self.events_signal.notify_waiters();
         Ok(record)
