@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 pub use records::*;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("no such job")]
     NotFound,

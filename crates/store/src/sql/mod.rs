@@ -5,6 +5,7 @@
 
 mod connect;
 mod dialect;
+mod inserts;
 mod listen;
 mod rows;
 mod transition;
@@ -18,6 +19,7 @@ use nommer_model::state::Actor;
 use rows::{EVENT_COLUMNS, JOB_COLUMNS};
 use sqlx::AnyPool;
 use sqlx::{AnyConnection, Row};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use transition::{apply, check, Guard, Lease, Transition};
 
@@ -32,7 +34,11 @@ pub struct SqlStore {
     sealer: Option<crate::sealer::Sealer>,
     jobs_signal: Arc<Notify>,
     events_signal: Arc<Notify>,
-    statements: AtomicU64,
+    statements: Arc<AtomicU64>,
+    inserter: inserts::Inserter,
+    /// When this replica last wrote each node's row, and in what state: a
+    /// lease request within a second of that writes it no more.
+    nodes_written: std::sync::Mutex<HashMap<String, (i64, String)>>,
 }
 
 impl SqlStore {
@@ -50,16 +56,24 @@ impl SqlStore {
             ))
         })?;
         let pools = connect::open(url, dialect, settings).await?;
+        let statements = Arc::new(AtomicU64::new(0));
+        let jobs_signal = Arc::new(Notify::new());
         let store = SqlStore {
+            inserter: inserts::Inserter::spawn(
+                pools.writer.clone(),
+                statements.clone(),
+                jobs_signal.clone(),
+            ),
             writer: pools.writer,
             reader: pools.reader,
             dialect,
             url: url.to_string(),
             policy,
             sealer: None,
-            jobs_signal: Arc::new(Notify::new()),
+            jobs_signal,
             events_signal: Arc::new(Notify::new()),
-            statements: AtomicU64::new(0),
+            statements,
+            nodes_written: Default::default(),
         };
         if dialect == Dialect::Postgres {
             listen::spawn(url, store.jobs_signal.clone(), store.events_signal.clone());
@@ -84,6 +98,32 @@ impl SqlStore {
 
     fn count(&self, n: u64) {
         self.statements.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Record a lease request's node report, unless this replica wrote the
+    /// same node in the same state less than a second ago: a busy worker
+    /// leases many times a second, and its heartbeats keep the row current.
+    async fn note_node(&self, node: &NodeReport, now: i64) -> StoreResult<()> {
+        let fresh = self
+            .nodes_written
+            .lock()
+            .unwrap()
+            .get(&node.node_id)
+            .is_some_and(|(at, state)| now - at < 1_000 && *state == node.state);
+        if fresh {
+            return Ok(());
+        }
+        upsert_node(&self.writer, node, now).await?;
+        self.count(1);
+        self.remember_node(node, now);
+        Ok(())
+    }
+
+    fn remember_node(&self, node: &NodeReport, now: i64) {
+        self.nodes_written
+            .lock()
+            .unwrap()
+            .insert(node.node_id.clone(), (now, node.state.clone()));
     }
 }
 
@@ -236,27 +276,11 @@ impl Store for SqlStore {
             self.sealer.as_ref(),
             &serde_json::json!({"source": job.source_uri, "dest": job.dest_uri}).to_string(),
         );
-        // The PENDING event comes from the jobs_event trigger.
-        let row = sqlx::query(&format!(
-            "INSERT INTO jobs (id, state, warnings, max_attempts, source_path, dest_path, secret_uris, notify_url, nommer, job_options, run_after, created_at, updated_at, state_changed_at)
-             VALUES ($1, 'PENDING', $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $10) RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(&job.id)
-        .bind(serde_json::to_string(&job.warnings).unwrap_or_default())
-        .bind(job.max_attempts as i64)
-        .bind(&job.source_path)
-        .bind(&job.dest_path)
-        .bind(secret_uris)
-        .bind(&job.notify_url)
-        .bind(&job.nommer)
-        .bind(job.job_options.to_string())
-        .bind(job.created_at)
-        .fetch_one(&self.writer)
-        .await?;
-        self.count(1);
-        let record = rows::job(&row)?;
-        self.jobs_signal.notify_waiters();
-        Ok(record)
+        let sealed = inserts::Sealed {
+            job: job.clone(),
+            secret_uris,
+        };
+        self.inserter.insert(sealed).await
     }
 
     async fn get_job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
@@ -313,22 +337,7 @@ impl Store for SqlStore {
     }
 
     async fn claim(&self, node: &NodeReport, max: u32, now: i64) -> StoreResult<Vec<Claimed>> {
-        if max > 0 && node.state == "active" {
-            // Every idle worker's long-poll wakes on each new job; only the
-            // ones that can get something pay for a write transaction.
-            let claimable: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE state = 'PENDING' AND run_after <= $1 ORDER BY run_after, id LIMIT 1",
-            )
-            .bind(now)
-            .fetch_optional(&self.reader)
-            .await?;
-            self.count(1);
-            if claimable.is_none() {
-                return Ok(Vec::new());
-            }
-        }
-        upsert_node(&self.writer, node, now).await?;
-        self.count(1);
+        self.note_node(node, now).await?;
         if max == 0 || node.state != "active" {
             return Ok(Vec::new());
         }
@@ -399,6 +408,7 @@ impl Store for SqlStore {
     ) -> StoreResult<Vec<LeaseStatus>> {
         // No transaction: each renewal stands on its own.
         upsert_node(&self.writer, node, now).await?;
+        self.remember_node(node, now);
         self.count(1 + leases.len() as u64);
         let expires = now + self.policy.ttl_ms;
         let mut statuses = Vec::with_capacity(leases.len());
