@@ -94,16 +94,16 @@ impl StagedFile {
         &self.temp
     }
 
+    /// Sync the bytes, then rename them into place: one blocking task.
     pub async fn commit(self) -> Result<(), StorageError> {
-        let synced = match tokio::fs::File::open(&self.temp).await {
-            Ok(file) => file.sync_all().await,
-            Err(e) => Err(e),
-        };
-        let result = match synced {
-            Ok(()) => tokio::fs::rename(&self.temp, &self.target).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
+        let (temp, target) = (self.temp.clone(), self.target.clone());
+        let moved = tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&temp)?.sync_all()?;
+            std::fs::rename(&temp, &target)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = moved {
             let _ = tokio::fs::remove_file(&self.temp).await;
             return Err(StorageError::new(
                 StorageErrorKind::Failed,
@@ -122,7 +122,8 @@ impl StagedFile {
 }
 
 /// Local file to local file: the kernel copies (copy_file_range), a chunk at
-/// a time so progress shows, and the copy is synced before it counts.
+/// a time so progress shows. A staged copy is synced at commit; a copy into
+/// scratch needs no sync.
 pub async fn copy_local(
     uri: &MediaUri,
     src: &Path,
@@ -154,7 +155,6 @@ pub async fn copy_local(
             done += n;
             progress(done, Some(total));
         }
-        output.sync_all().map_err(|e| failed(&dest, e))?;
         Ok(crate::Transferred {
             bytes: done,
             retries: 0,
