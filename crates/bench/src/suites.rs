@@ -309,7 +309,12 @@ pub async fn dispatch(env: &Env) -> anyhow::Result<()> {
 pub async fn throughput(env: &Env) -> anyhow::Result<()> {
     const JOBS: usize = 10_000;
     const WORKERS: u32 = 4;
-    const SLOTS: u32 = 8;
+    // Slots per worker, BENCH_SLOTS or 16: reports and leases batch better
+    // the more jobs a worker runs at once.
+    let slots: u32 = std::env::var("BENCH_SLOTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
     let backends: Vec<String> = std::env::var("BENCH_BACKENDS")
         .unwrap_or_else(|_| "sqlite,postgres".into())
         .split(',')
@@ -337,7 +342,7 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
         };
         let feederd = env.feederd(&config, &store);
         let workers: Vec<Proc> = (0..WORKERS)
-            .map(|_| env.nommerd(&config, &feederd.url, SLOTS))
+            .map(|_| env.nommerd(&config, &feederd.url, slots))
             .collect();
         let source = files.join("tiny.bin");
         std::fs::write(&source, vec![7u8; 1024])?;
@@ -402,12 +407,12 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
             - polls
             - 2.0;
         let rate = JOBS as f64 / elapsed;
-        let raw = raw_ceiling(backend, &dir, JOBS, (WORKERS * SLOTS) as usize).await?;
+        let raw = raw_ceiling(backend, &dir, JOBS, (WORKERS * slots) as usize).await?;
         print(
             &format!("throughput {backend}: pipeline"),
             format!("{rate:.0} jobs/s"),
             &format!(
-                "{JOBS} copy jobs, {WORKERS} workers x {SLOTS} slots, files in {payload_root}"
+                "{JOBS} copy jobs, {WORKERS} workers x {slots} slots, files in {payload_root}"
             ),
         );
         print(

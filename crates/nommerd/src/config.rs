@@ -68,11 +68,16 @@ impl NommerdConfig {
     }
 }
 
+/// The machine's name, read once: every lease request and heartbeat carries it.
 pub fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+    })
+    .clone()
 }
 
 /// `HOSTNAME-xxxxxxxx`, unique per process.
