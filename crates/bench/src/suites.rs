@@ -683,80 +683,112 @@ pub async fn transfer(env: &Env) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let _s3_worker = Proc(worker_cmd.spawn()?);
-    let (mut cli, mut ours) = (Vec::new(), Vec::new());
-    for round in 0..3 {
-        if aws.exists() && std::env::var_os("BENCH_AWS").is_some() {
-            // Down and up again through this machine, as the worker moves it:
-            // s3s-fs makes a server-side copy (CopyObject) far slower.
-            let local = dir.join("cli.bin");
-            let started = Instant::now();
-            for (from, to) in [
-                (
-                    format!("s3://{bucket}/big.bin"),
-                    local.display().to_string(),
-                ),
-                (
-                    local.display().to_string(),
-                    format!("s3://{bucket}/cli{round}.bin"),
-                ),
-            ] {
-                let status = Command::new(&aws)
-                    .args([
-                        "s3",
-                        "cp",
-                        "--quiet",
-                        "--endpoint-url",
-                        &s3.endpoint,
-                        &from,
-                        &to,
-                    ])
-                    .env("AWS_ACCESS_KEY_ID", nommer_testkit::s3::ACCESS_KEY)
-                    .env("AWS_SECRET_ACCESS_KEY", nommer_testkit::s3::SECRET_KEY)
-                    .env("AWS_DEFAULT_REGION", "us-east-1")
-                    .status()?;
-                anyhow::ensure!(status.success(), "aws s3 cp failed");
-            }
-            cli.push(started.elapsed().as_secs_f64());
-            std::fs::remove_file(&local)?;
-        }
+    // Two ways each, alternated: within one bucket (the store copies by itself:
+    // CopyObject) and into another bucket (the bytes stream down and up
+    // through this machine). The CLI runs with multipart_threshold above the
+    // object's size: its default ranged GETs and UploadPartCopy make s3s-fs
+    // hash the whole object once per range, which measures the server.
+    let run_cli = aws.exists() && std::env::var_os("BENCH_AWS").is_some();
+    let out = s3.bucket("bench-out");
+    let aws_config = dir.join("aws.cfg");
+    std::fs::write(
+        &aws_config,
+        "[default]\ns3 =\n  multipart_threshold = 5GB\n",
+    )?;
+    let cli = |args: &[&str], stdin: Stdio, stdout: Stdio| {
+        let mut command = Command::new(&aws);
+        command
+            .args(["s3", "cp", "--quiet", "--endpoint-url", &s3.endpoint])
+            .args(args)
+            .env("AWS_CONFIG_FILE", &aws_config)
+            .env("AWS_ACCESS_KEY_ID", nommer_testkit::s3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", nommer_testkit::s3::SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .stdin(stdin)
+            .stdout(stdout);
+        command
+    };
+    let source = format!("s3://{bucket}/big.bin");
+    let ours_copy = |dest: String, round: usize| -> anyhow::Result<f64> {
         let job_file = dir.join(format!("s3copy{round}.json"));
         std::fs::write(
             &job_file,
-            job(
-                &format!("s3://{bucket}/big.bin"),
-                &format!("s3://{bucket}/ours{round}.bin"),
-                "copy",
-                json!([{}]),
-                None,
-            )
-            .to_string(),
+            job(&source, &dest, "copy", json!([{}]), None).to_string(),
         )?;
-        ours.push(submit_wait(env, &s3_feederd.url, &job_file)?.as_secs_f64());
+        Ok(submit_wait(env, &s3_feederd.url, &job_file)?.as_secs_f64())
+    };
+    let (mut ours_server, mut ours_streamed) = (Vec::new(), Vec::new());
+    let (mut cli_server, mut cli_streamed) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        ours_server.push(ours_copy(format!("s3://{bucket}/ours{round}.bin"), round)?);
+        ours_streamed.push(ours_copy(format!("s3://{out}/ours{round}.bin"), round)?);
+        if !run_cli {
+            continue;
+        }
+        let started = Instant::now();
+        let status = cli(
+            &[&source, &format!("s3://{bucket}/cli{round}.bin")],
+            Stdio::null(),
+            Stdio::null(),
+        )
+        .status()?;
+        anyhow::ensure!(status.success(), "aws s3 cp failed");
+        cli_server.push(started.elapsed().as_secs_f64());
+
+        let started = Instant::now();
+        let mut down = cli(&[&source, "-"], Stdio::null(), Stdio::piped()).spawn()?;
+        let pipe = down.stdout.take().expect("piped stdout");
+        let up = cli(
+            &["-", &format!("s3://{out}/cli{round}.bin")],
+            Stdio::from(pipe),
+            Stdio::null(),
+        )
+        .status()?;
+        anyhow::ensure!(
+            down.wait()?.success() && up.success(),
+            "aws s3 cp (streamed) failed"
+        );
+        cli_streamed.push(started.elapsed().as_secs_f64());
     }
-    let ours = median(&mut ours);
+    let (ours_server, ours_streamed) = (median(&mut ours_server), median(&mut ours_streamed));
     print(
-        "transfer s3: copy nommer, median",
-        format!("{:.0} MB/s", 1073.7 / ours),
-        "s3 -> s3 through the worker, s3s-fs on loopback",
+        "transfer s3: copy nommer, same bucket",
+        format!("{:.0} MB/s", 1073.7 / ours_server),
+        "median; the store copies it (CopyObject)",
     );
-    if cli.is_empty() {
+    print(
+        "transfer s3: copy nommer, across buckets",
+        format!("{:.0} MB/s", 1073.7 / ours_streamed),
+        "median; streamed through the worker",
+    );
+    if !run_cli {
         print(
             "transfer s3: aws CLI",
             "not run",
             "set BENCH_AWS=1 (awscli in /var/tmp/nommer-tools/venv)",
         );
-    } else {
-        let cli = median(&mut cli);
-        print(
-            "transfer s3: aws s3 cp, median",
-            format!("{:.0} MB/s", 1073.7 / cli),
-            "s3 -> s3 (a server-side copy)",
-        );
-        print(
-            "transfer s3: nommer / aws CLI",
-            format!("{:.0}%", 100.0 * cli / ours),
-            "target >= 100%",
-        );
+        return Ok(());
     }
+    let (cli_server, cli_streamed) = (median(&mut cli_server), median(&mut cli_streamed));
+    print(
+        "transfer s3: aws s3 cp, same bucket",
+        format!("{:.0} MB/s", 1073.7 / cli_server),
+        "median; CopyObject",
+    );
+    print(
+        "transfer s3: aws s3 cp - | aws s3 cp -, across buckets",
+        format!("{:.0} MB/s", 1073.7 / cli_streamed),
+        "median; streamed through this machine",
+    );
+    print(
+        "transfer s3: nommer / aws CLI, same bucket",
+        format!("{:.0}%", 100.0 * cli_server / ours_server),
+        "target >= 100%",
+    );
+    print(
+        "transfer s3: nommer / aws CLI, across buckets",
+        format!("{:.0}%", 100.0 * cli_streamed / ours_streamed),
+        "target >= 100%",
+    );
     Ok(())
 }

@@ -502,3 +502,79 @@ async fn metrics_count_jobs_by_state_and_need_a_token_when_tokens_are_on() {
         assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
     }
 }
+
+/// A batch of state reports: each is applied or refused on its own, in order,
+/// and a batch over the limit is refused whole before anything is written.
+#[tokio::test]
+async fn batched_state_reports_are_answered_one_by_one() {
+    let feederd = Feederd::start("");
+    let api = Api::new(&feederd.url);
+    let body = json!({"source_path": "file:///in.mp4", "dest_path": "file:///out.mp4", "notify_url": null,
+        "job_options": {"nommer": "ffmpeg", "options": [{}]}});
+    let (a, b) = (api.submit_id(&body).await, api.submit_id(&body).await);
+    let node = json!({"node_id": "hand", "fleet": "static", "version": "t", "max_jobs": 2, "running_jobs": 0, "state": "active"});
+    let lease: Value = api
+        .http
+        .post(format!("{}/v1/workers/lease", api.url))
+        .json(&json!({"node": node, "max": 2, "wait_ms": 0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = |id: &str| {
+        lease["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["job_id"] == id)
+            .unwrap()["token"]
+            .clone()
+    };
+    let post = |reports: Value| {
+        api.http
+            .post(format!("{}/v1/workers/reports", api.url))
+            .json(&json!({ "reports": reports }))
+            .send()
+    };
+    let too_many: Vec<Value> = (0..257)
+        .map(|_| json!({"job_id": a, "token": token(&a), "state": "ENCODING"}))
+        .collect();
+    let refused = post(json!(too_many)).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error_code"],
+        "invalid_field"
+    );
+    assert_eq!(
+        api.get(&format!("/v1/jobs/{a}")).await["state"],
+        "DOWNLOADING"
+    );
+
+    let answer = post(json!([
+        {"job_id": a, "token": token(&a), "state": "ENCODING", "warnings": ["resumed once"]},
+        {"job_id": b, "token": "bogus", "state": "ENCODING"},
+        {"job_id": a, "token": token(&a), "state": "UPLOADING"},
+        {"job_id": b, "token": token(&b), "state": "FINISHED"},
+        {"job_id": "nope", "token": "x", "state": "ENCODING"},
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let results: Value = answer.json().await.unwrap();
+    let results = results["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    assert_eq!(results[0]["state"], "ENCODING");
+    assert_eq!(results[1]["error"]["error_code"], "lease_lost");
+    assert_eq!(results[2]["state"], "UPLOADING");
+    assert_eq!(results[3]["error"]["error_code"], "invalid_transition");
+    assert_eq!(results[4]["error"]["error_code"], "not_found");
+    let job_a = api.get(&format!("/v1/jobs/{a}")).await;
+    assert_eq!(job_a["state"], "UPLOADING");
+    assert_eq!(job_a["warnings"], json!(["resumed once"]));
+    assert_eq!(
+        api.get(&format!("/v1/jobs/{b}")).await["state"],
+        "DOWNLOADING"
+    );
+}

@@ -128,6 +128,9 @@ async fn s3_in_encode_s3_out_with_seed_and_ambient_credentials() {
 async fn copy_moves_a_gib_multipart_both_ways_in_bounded_memory() {
     let s3 = S3Server::shared();
     let bucket = s3.bucket("big");
+    // Another bucket, so the bytes stream through the worker (within one
+    // bucket S3 copies by itself).
+    let out = s3.bucket("big-copies");
     let source = s3.object_path(&bucket, "master.bin");
     {
         use std::io::Write;
@@ -146,7 +149,7 @@ async fn copy_moves_a_gib_multipart_both_ways_in_bounded_memory() {
     let id = api
         .submit_id(&job(
             &format!("s3://{bucket}/master.bin"),
-            &format!("s3://{bucket}/copy.bin"),
+            &format!("s3://{out}/copy.bin"),
             "copy",
             json!([{}]),
         ))
@@ -155,7 +158,7 @@ async fn copy_moves_a_gib_multipart_both_ways_in_bounded_memory() {
         .wait_for(&id, &["FINISHED", "ERROR"], Duration::from_secs(600))
         .await;
     assert_eq!(done["state"], "FINISHED", "{done}");
-    let copy = s3.object_path(&bucket, "copy.bin");
+    let copy = s3.object_path(&out, "copy.bin");
     assert_eq!(std::fs::metadata(&copy).unwrap().len(), 1 << 30);
     assert!(
         same_bytes(&source, &copy),
@@ -169,6 +172,38 @@ async fn copy_moves_a_gib_multipart_both_ways_in_bounded_memory() {
         peak >> 20
     );
     assert!(worker.log().contains("copied"), "{}", worker.log());
+    assert!(
+        !worker.log().contains("server-side copy"),
+        "{}",
+        worker.log()
+    );
+
+    // Within one bucket the store copies by itself, at commit.
+    let small = s3.object_path(&bucket, "small.bin");
+    std::fs::write(
+        &small,
+        (0..3u32 << 20).map(|i| (i % 253) as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let id = api
+        .submit_id(&job(
+            &format!("s3://{bucket}/small.bin"),
+            &format!("s3://{bucket}/sub/small-copy.bin"),
+            "copy",
+            json!([{}]),
+        ))
+        .await;
+    let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
+    assert!(same_bytes(
+        &small,
+        &s3.object_path(&bucket, "sub/small-copy.bin")
+    ));
+    assert!(
+        worker.log().contains("server-side copy"),
+        "{}",
+        worker.log()
+    );
 }
 
 fn same_bytes(a: &std::path::Path, b: &std::path::Path) -> bool {
@@ -282,6 +317,7 @@ async fn missing_sources_buckets_and_bad_keys_end_in_clear_errors() {
 async fn dropped_connections_are_resumed_or_fail_cleanly() {
     let s3 = S3Server::shared();
     let bucket = s3.bucket("flaky");
+    s3.bucket("flaky-out");
     let source = s3.object_path(&bucket, "in.bin");
     std::fs::write(
         &source,
@@ -299,7 +335,10 @@ async fn dropped_connections_are_resumed_or_fail_cleanly() {
         done["warnings"].to_string().contains("resumed 2 time(s)"),
         "{done}"
     );
-    assert!(same_bytes(&source, &s3.object_path(&bucket, "resumed.bin")));
+    assert!(same_bytes(
+        &source,
+        &s3.object_path("flaky-out", "resumed.bin")
+    ));
 
     // Every connection cut: the job fails after its retries, and nothing is
     // left at the destination.
@@ -308,7 +347,7 @@ async fn dropped_connections_are_resumed_or_fail_cleanly() {
     assert_eq!(done["state"], "ERROR", "{done}");
     let details = done["state_details"].as_str().unwrap();
     assert!(details.contains("gave up after 3 retries"), "{details}");
-    assert!(!s3.object_path(&bucket, "never.bin").exists());
+    assert!(!s3.object_path("flaky-out", "never.bin").exists());
 }
 
 #[tokio::test]
@@ -357,8 +396,9 @@ async fn missing_buckets_are_created_when_allowed_and_job_keys_are_sealed_at_res
     assert!(unsealed.log().contains("secrets_key is not set"));
 }
 
-/// A copy job of `in.bin` to `dest` with feederd and a worker that reach the
-/// S3 server through `proxy`; the job as it ended.
+/// A copy job of `in.bin` to `dest` in the bucket `flaky-out` (another
+/// bucket, so the bytes stream through the worker) with feederd and a worker
+/// that reach the S3 server through `proxy`; the job as it ended.
 async fn copy_through(proxy: &FaultProxy, bucket: &str, dest: &str) -> Value {
     let config = nommer_testkit::s3::config_for(&format!("http://{}", proxy.addr));
     let feederd = Feederd::start(&config);
@@ -367,7 +407,7 @@ async fn copy_through(proxy: &FaultProxy, bucket: &str, dest: &str) -> Value {
     let id = api
         .submit_id(&job(
             &format!("s3://{bucket}/in.bin"),
-            &format!("s3://{bucket}/{dest}"),
+            &format!("s3://flaky-out/{dest}"),
             "copy",
             json!([{}]),
         ))

@@ -124,6 +124,8 @@ pub enum Staged {
     File(file::StagedFile),
     Http(Box<http::StagedPut>),
     Object(Box<object::StagedObject>),
+    /// Made by the object store itself at commit.
+    ServerCopy(Box<object::ServerCopy>),
 }
 
 impl Storage {
@@ -242,6 +244,11 @@ impl Storage {
                 .await
                 .map(|(staged, done)| (Staged::File(staged), done));
         }
+        if let Some((copy, bytes)) = self.object.stage_server_copy(src, dest).await? {
+            tracing::info!(source = %src, dest = %dest, bytes, "server-side copy: the object store makes it at commit");
+            let done = Transferred { bytes, retries: 0 };
+            return Ok((Staged::ServerCopy(Box::new(copy)), done));
+        }
         let size = match src.location() {
             Location::Object { .. } => self.object.head(src).await.ok().flatten(),
             _ => None,
@@ -299,6 +306,7 @@ impl Staged {
             Staged::File(staged) => staged.commit().await,
             Staged::Http(put) => put.commit().await,
             Staged::Object(object) => object.commit().await,
+            Staged::ServerCopy(copy) => copy.commit().await,
         }
     }
 
@@ -308,6 +316,7 @@ impl Staged {
             Staged::File(staged) => staged.abort().await,
             Staged::Http(_) => {}
             Staged::Object(object) => object.abort().await,
+            Staged::ServerCopy(_) => {}
         }
     }
 }

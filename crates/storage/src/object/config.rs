@@ -29,9 +29,13 @@ pub struct S3Config {
     pub secret_access_key: Option<String>,
     /// Create a missing destination bucket instead of failing the job.
     pub create_missing_buckets: bool,
-    /// Send a SHA-256 checksum with every upload request; the server rejects
-    /// a body that does not match.
+    /// Send a checksum with every upload request; the server rejects a body
+    /// that does not match.
     pub checksum: bool,
+    /// `crc64nvme` (the default; the payload is then sent unsigned, as the
+    /// AWS CLI does, and hashed once with a fast CRC) or `sha256` (for
+    /// servers without CRC64-NVME; the payload is hashed for the signature too).
+    pub checksum_algorithm: ChecksumAlgorithm,
     /// Multipart part size in MiB (at least 5); grows for very large objects
     /// to stay under 10,000 parts.
     pub part_size_mib: u64,
@@ -53,12 +57,20 @@ impl Default for S3Config {
             secret_access_key: None,
             create_missing_buckets: false,
             checksum: true,
+            checksum_algorithm: ChecksumAlgorithm::Crc64nvme,
             part_size_mib: 8,
             upload_concurrency: 4,
             check_sources_at_submit: true,
             buckets: BTreeMap::new(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksumAlgorithm {
+    Crc64nvme,
+    Sha256,
 }
 
 /// Per-bucket overrides of [`S3Config`].

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
-pub use config::ObjectConfig;
+pub use config::{ChecksumAlgorithm, ObjectConfig};
 
 #[derive(Clone)]
 pub struct ObjectStorage {
@@ -156,7 +156,14 @@ impl ObjectStorage {
             builder = builder.with_endpoint(endpoint);
         }
         if self.config.s3.checksum {
-            builder = builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+            builder = match self.config.s3.checksum_algorithm {
+                ChecksumAlgorithm::Crc64nvme => builder
+                    .with_checksum_algorithm(object_store::aws::Checksum::CRC64NVME)
+                    .with_unsigned_payload(true),
+                ChecksumAlgorithm::Sha256 => {
+                    builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+                }
+            };
         }
         // The job's own keys first (the seed's s3://KEY:SECRET@bucket form),
         // then configured keys, then the standard AWS chain.
@@ -340,6 +347,53 @@ impl ObjectStorage {
         })
     }
 
+    /// A copy S3 makes itself (CopyObject), when both ends are in the same
+    /// bucket under the same credentials and the object fits one CopyObject:
+    /// nothing moves through this machine. None when it cannot be one.
+    pub async fn stage_server_copy(
+        &self,
+        src: &MediaUri,
+        dest: &MediaUri,
+    ) -> Result<Option<(ServerCopy, u64)>, StorageError> {
+        /// S3's limit for a single CopyObject.
+        const MAX_COPY_OBJECT: u64 = 5 * 1024 * 1024 * 1024;
+        let same_place = match (src.location(), dest.location()) {
+            (
+                Location::Object {
+                    bucket: from,
+                    credentials: from_keys,
+                    ..
+                },
+                Location::Object {
+                    bucket: to,
+                    credentials: to_keys,
+                    ..
+                },
+            ) => from == to && from_keys == to_keys,
+            _ => false,
+        };
+        if !same_place || src.scheme() != Scheme::S3 || dest.scheme() != Scheme::S3 {
+            return Ok(None);
+        }
+        let from = self.target(src, Purpose::Write).await?;
+        let size = match from.store.head(&from.path).await {
+            Ok(meta) => meta.size,
+            Err(e) => return Err(classify(e, src, &from.bucket)),
+        };
+        if size > MAX_COPY_OBJECT {
+            return Ok(None);
+        }
+        let to = self.target(dest, Purpose::Write).await?;
+        let copy = ServerCopy {
+            store: to.store,
+            from: from.path,
+            to: to.path,
+            bucket: to.bucket,
+            dest: dest.clone(),
+        };
+        Ok(Some((copy, size)))
+    }
+
     /// The object's size, or None when it does not exist.
     pub async fn head(&self, uri: &MediaUri) -> Result<Option<u64>, StorageError> {
         let target = self.target(uri, Purpose::Write).await?;
@@ -519,5 +573,24 @@ impl StagedObject {
                 tracing::warn!(dest = %self.uri.redacted(), error = %e, "cannot abort the multipart upload");
             }
         }
+    }
+}
+
+/// A copy staged for the store to make itself; it happens at commit, so it
+/// is fenced like any other upload.
+pub struct ServerCopy {
+    store: Arc<dyn ObjectStore>,
+    from: ObjectPath,
+    to: ObjectPath,
+    bucket: String,
+    dest: MediaUri,
+}
+
+impl ServerCopy {
+    pub async fn commit(self) -> Result<(), StorageError> {
+        self.store
+            .copy(&self.from, &self.to)
+            .await
+            .map_err(|e| classify(e, &self.dest, &self.bucket))
     }
 }
