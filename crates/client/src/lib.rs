@@ -129,6 +129,22 @@ impl Client {
         .await
     }
 
+    /// The job once it has left `seen`, or after `wait` (a long-poll).
+    pub async fn job_changed(
+        &self,
+        id: &str,
+        seen: nommer_model::JobState,
+        wait: Duration,
+    ) -> Result<Job, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/jobs/{id}?state={seen}&wait_ms={}", wait.as_millis()),
+            None::<&()>,
+            wait + Self::SHORT,
+        )
+        .await
+    }
+
     pub async fn jobs(
         &self,
         state: Option<&str>,

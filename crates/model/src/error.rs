@@ -54,7 +54,7 @@ error_codes! {
     UriNotAllowed = ("uri_not_allowed", 400, "A file:// path lies outside the configured file_roots, or file:// is off."),
     SourceNotFound = ("source_not_found", 422, "The s3/gs/az source does not exist: feederd looked at submit (when it has credentials for it; see check_sources_at_submit)."),
     AddressNotAllowed = ("address_not_allowed", 400, "An http(s) source or notify_url points at a forbidden address (link-local, cloud metadata, or a range the config forbids)."),
-    InvalidQuery = ("invalid_query", 400, "A query parameter is malformed (state, limit or cursor)."),
+    InvalidQuery = ("invalid_query", 400, "A query parameter is malformed (state, limit, cursor or wait_ms)."),
     Unauthorized = ("unauthorized", 401, "No valid bearer token was given."),
     NotFound = ("not_found", 404, "No such job, or no such route."),
     MethodNotAllowed = ("method_not_allowed", 405, "The route exists but not for this method."),

@@ -6,7 +6,10 @@ use nommer_model::api::Job;
 use nommer_model::JobState;
 use std::time::Duration;
 
-/// Poll the job until it is terminal; returns its last view.
+const WAIT: Duration = Duration::from_secs(1);
+
+/// Follow the job until it is terminal; returns its last view. Each request
+/// answers at a state change at once, or after a second with fresh progress.
 pub async fn follow(client: &Client, id: &str) -> anyhow::Result<Job> {
     let bar = ProgressBar::new(100);
     bar.set_style(
@@ -17,7 +20,18 @@ pub async fn follow(client: &Client, id: &str) -> anyhow::Result<Job> {
     bar.enable_steady_tick(Duration::from_millis(120));
     let mut last_state = None;
     loop {
-        let job = client.job(id).await?;
+        let asked = std::time::Instant::now();
+        let job = match last_state {
+            None => client.job(id).await?,
+            Some(seen) => {
+                let job = client.job_changed(id, seen, WAIT).await?;
+                // A feederd without long-polls answers at once: poll then.
+                if job.state == seen && asked.elapsed() < WAIT / 2 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                job
+            }
+        };
         if last_state != Some(job.state) {
             bar.println(format!("{} {}", job.id, job.state));
             last_state = Some(job.state);
@@ -47,6 +61,5 @@ pub async fn follow(client: &Client, id: &str) -> anyhow::Result<Job> {
             bar.finish_and_clear();
             return Ok(job);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// The request the seed's Python 2 client sends: `urllib2.Request(url, json.dumps(data))`.
 async fn python_client_post(url: &str, body: &str) -> (u16, String, Value) {
@@ -576,5 +577,63 @@ async fn batched_state_reports_are_answered_one_by_one() {
     assert_eq!(
         api.get(&format!("/v1/jobs/{b}")).await["state"],
         "DOWNLOADING"
+    );
+}
+
+/// `GET /v1/jobs/{id}?state=S&wait_ms=N` answers when the job leaves S, or
+/// after N ms with the job unchanged.
+#[tokio::test]
+async fn a_job_read_can_wait_for_its_next_state() {
+    let feederd = Feederd::start("");
+    let api = Api::new(&feederd.url);
+    let body = json!({"source_path": "file:///in.mp4", "dest_path": "file:///out.mp4", "notify_url": null,
+        "job_options": {"nommer": "ffmpeg", "options": [{}]}});
+    let id = api.submit_id(&body).await;
+    let bad = api
+        .http
+        .get(format!(
+            "{}/v1/jobs/{id}?state=PENDING&wait_ms=soon",
+            api.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        bad.json::<Value>().await.unwrap()["error_code"],
+        "invalid_query"
+    );
+
+    let started = std::time::Instant::now();
+    let unchanged = api
+        .get(&format!("/v1/jobs/{id}?state=PENDING&wait_ms=300"))
+        .await;
+    assert_eq!(unchanged["state"], "PENDING");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    let waiting = {
+        let api = Api::new(&feederd.url);
+        let id = id.clone();
+        tokio::spawn(async move {
+            api.get(&format!("/v1/jobs/{id}?state=PENDING&wait_ms=20000"))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let node = json!({"node_id": "hand", "fleet": "static", "version": "t", "max_jobs": 1, "running_jobs": 0, "state": "active"});
+    let lease = api
+        .http
+        .post(format!("{}/v1/workers/lease", api.url))
+        .json(&json!({"node": node, "max": 1, "wait_ms": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lease.status(), 200);
+    let changed = waiting.await.unwrap();
+    assert_eq!(changed["state"], "DOWNLOADING");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the wait ended with the change, not at its deadline"
     );
 }

@@ -27,7 +27,9 @@ pub struct FfmpegRun<'a> {
     pub output: &'a Path,
     pub scratch: &'a Path,
     pub inferred_format: Option<&'a str>,
-    pub duration_s: Option<f64>,
+    /// The source's duration, once ffprobe (running beside the first pass)
+    /// has read it; until then progress shows no percentage.
+    pub duration_s: &'a std::sync::OnceLock<f64>,
 }
 
 impl FfmpegRun<'_> {
@@ -59,11 +61,11 @@ impl FfmpegRun<'_> {
                 .map_err(|e| NomError::Failed(e.to_string()))?;
             let mut stop = job.watch_stop();
             let mut reader = ProgressReader::default();
-            let duration = self.duration_s;
             let finished = running.finish(|line| {
                 let Some(sample) = reader.line(line) else {
                     return;
                 };
+                let duration = self.duration_s.get().copied();
                 let done_s = sample
                     .out_time_us
                     .map(|us| us as f64 / 1e6)

@@ -180,14 +180,24 @@ impl Pipeline {
                     Err(e) => return End::Error(e.message),
                 };
                 options::modernize(&mut passes);
-                let duration_s = match nommer_media::probe::probe(&self.config.ffprobe, &input)
-                    .await
-                {
-                    Ok(probe) => probe.duration_seconds(),
-                    Err(e) => {
-                        tracing::warn!(job_id = %grant.job_id, error = %e, "ffprobe cannot read the source; encoding without a duration");
-                        None
-                    }
+                // The duration only scales progress: ffprobe reads it beside
+                // the first pass instead of before it.
+                let duration_s = Arc::new(std::sync::OnceLock::new());
+                let probe = {
+                    let (ffprobe, input) = (self.config.ffprobe.clone(), input.clone());
+                    let (duration_s, job_id) = (duration_s.clone(), grant.job_id.clone());
+                    AbortOnDrop(tokio::spawn(async move {
+                        match nommer_media::probe::probe(&ffprobe, &input).await {
+                            Ok(probe) => {
+                                if let Some(seconds) = probe.duration_seconds() {
+                                    let _ = duration_s.set(seconds);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(job_id = %job_id, error = %e, "ffprobe cannot read the source; encoding without a duration")
+                            }
+                        }
+                    }))
                 };
                 let inferred = dest
                     .extension()
@@ -199,9 +209,11 @@ impl Pipeline {
                     output: &output,
                     scratch,
                     inferred_format: inferred,
-                    duration_s,
+                    duration_s: &duration_s,
                 };
-                if let Err(e) = run.run(job).await {
+                let ran = run.run(job).await;
+                drop(probe);
+                if let Err(e) = ran {
                     return e.into();
                 }
                 output.clone()
@@ -445,5 +457,15 @@ impl Scratch {
         if let Err(e) = tokio::fs::remove_dir_all(&self.path).await {
             tracing::warn!(job_id = %job_id, error = %e, "cannot remove the scratch directory");
         }
+    }
+}
+
+/// A task that ends when its handle is dropped (a job that stops early leaves
+/// nothing running behind it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

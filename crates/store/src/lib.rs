@@ -194,6 +194,8 @@ pub trait Store: Send + Sync + 'static {
     fn jobs_signal(&self) -> Arc<Notify>;
     /// Woken when an event with a webhook to deliver was written.
     fn events_signal(&self) -> Arc<Notify>;
+    /// Woken when this replica changed any job's state (long-polls on a job).
+    fn changes_signal(&self) -> Arc<Notify>;
     /// Counts of SQL statements run, for the regression guard on hot paths.
     fn statements(&self) -> u64;
 }

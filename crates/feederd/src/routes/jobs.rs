@@ -9,6 +9,7 @@ use axum::Json;
 use nommer_model::api::{Delivery, DeliveryList, Job, JobList};
 use nommer_model::{now_ms, rfc3339, ErrorCode, JobId, JobState};
 use serde::Deserialize;
+use std::time::Duration;
 
 fn job_id(id: &str) -> ApiResult<&str> {
     if JobId::looks_valid(id) {
@@ -35,17 +36,67 @@ pub async fn submit_job(
     Ok((StatusCode::CREATED, Json(job.to_api())))
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = Job), (status = 404, body = nommer_model::error::ApiErrorBody)))]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct GetQuery {
+    /// Long-poll: with `state`, answer once the job has left that state, or
+    /// after this many milliseconds (at most 30,000), whichever comes first.
+    wait_ms: Option<String>,
+    /// The state the caller last saw.
+    state: Option<String>,
+}
+
+/// Longest a GET on a job waits for it to change.
+const MAX_JOB_WAIT: Duration = Duration::from_secs(30);
+
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path), GetQuery),
+    responses((status = 200, body = Job), (status = 400, body = nommer_model::error::ApiErrorBody), (status = 404, body = nommer_model::error::ApiErrorBody)))]
 pub async fn get_job(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(query): Query<GetQuery>,
 ) -> ApiResult<Json<Job>> {
     auth::client(&state, &headers)?;
-    let job = state.store.get_job(job_id(&id)?).await?;
-    let job = job.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no job {id}")))?;
-    Ok(Json(job.to_api()))
+    let id = job_id(&id)?;
+    let wait = match query.wait_ms.as_deref().filter(|w| !w.is_empty()) {
+        None => Duration::ZERO,
+        Some(text) => text
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    "wait_ms must be a whole number of milliseconds",
+                )
+            })?,
+    };
+    let seen = match query.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            s.parse::<JobState>()
+                .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?,
+        ),
+    };
+    let deadline = tokio::time::Instant::now() + wait.min(MAX_JOB_WAIT);
+    let changes = state.store.changes_signal();
+    loop {
+        // Register before reading, so a change in between is not missed.
+        let changed = changes.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let job = state.store.get_job(id).await?;
+        let job = job.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no job {id}")))?;
+        let now = tokio::time::Instant::now();
+        if seen != Some(job.state) || now >= deadline {
+            return Ok(Json(job.to_api()));
+        }
+        // Another replica's change raises no signal here: look again soon.
+        let nap = (deadline - now).min(Duration::from_millis(250));
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -34,6 +34,7 @@ pub struct SqlStore {
     sealer: Option<crate::sealer::Sealer>,
     jobs_signal: Arc<Notify>,
     events_signal: Arc<Notify>,
+    changes_signal: Arc<Notify>,
     statements: Arc<AtomicU64>,
     inserter: inserts::Inserter,
     /// When this replica last wrote each node's row, and in what state: a
@@ -72,6 +73,7 @@ impl SqlStore {
             sealer: None,
             jobs_signal,
             events_signal: Arc::new(Notify::new()),
+            changes_signal: Arc::new(Notify::new()),
             statements,
             nodes_written: Default::default(),
         };
@@ -394,6 +396,9 @@ impl Store for SqlStore {
             });
         }
         claimed.sort_by(|a, b| a.job.id.cmp(&b.job.id));
+        if !claimed.is_empty() {
+            self.changes_signal.notify_waiters();
+        }
         if claimed.iter().any(|c| c.job.notify_url.is_some()) {
             self.events_signal.notify_waiters();
         }
@@ -488,6 +493,9 @@ impl Store for SqlStore {
         {
             self.events_signal.notify_waiters();
         }
+        if results.iter().any(Result::is_ok) {
+            self.changes_signal.notify_waiters();
+        }
         Ok(results)
     }
 
@@ -518,6 +526,7 @@ impl Store for SqlStore {
             .await??;
         self.jobs_signal.notify_waiters();
         self.events_signal.notify_waiters();
+        self.changes_signal.notify_waiters();
         Ok(record)
     }
 
@@ -539,11 +548,14 @@ impl Store for SqlStore {
             check(current.state, JobState::Canceled, Actor::Feederd)?;
             let transition = Transition::to(JobState::Canceled, Some(details));
             apply(&mut *tx, id, Guard::Feederd, transition, now).await?;
-            self.events_signal.notify_waiters();
         }
         let record = fetch_job(&mut tx, id).await?;
         tx.commit().await?;
         self.count(4);
+        if record.state == JobState::Canceled {
+            self.events_signal.notify_waiters();
+            self.changes_signal.notify_waiters();
+        }
         Ok(record)
     }
 
@@ -604,6 +616,7 @@ impl Store for SqlStore {
         if !changes.is_empty() {
             self.jobs_signal.notify_waiters();
             self.events_signal.notify_waiters();
+            self.changes_signal.notify_waiters();
         }
         Ok(changes)
     }
@@ -633,6 +646,7 @@ impl Store for SqlStore {
         tx.commit().await?;
         if !ids.is_empty() {
             self.events_signal.notify_waiters();
+            self.changes_signal.notify_waiters();
         }
         Ok(ids)
     }
@@ -738,6 +752,10 @@ impl Store for SqlStore {
 
     fn jobs_signal(&self) -> Arc<Notify> {
         self.jobs_signal.clone()
+    }
+
+    fn changes_signal(&self) -> Arc<Notify> {
+        self.changes_signal.clone()
     }
 
     fn events_signal(&self) -> Arc<Notify> {
