@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 5;
 
+/// One line of a 1 GiB transfer's speed, from its seconds.
+fn rate(label: &str, seconds: f64, note: &str) {
+    print(label, format!("{:.0} MB/s", 1073.7 / seconds), note);
+}
+
 fn ffmpeg_clip(path: &Path, seconds: u32, size: &str) -> anyhow::Result<()> {
     Ok(nommer_testkit::make_clip(path, seconds, size)?)
 }
@@ -648,14 +653,10 @@ pub async fn transfer(env: &Env) -> anyhow::Result<()> {
         std::fs::remove_file(&dest)?;
     }
     let (cp, nommer) = (median(&mut cp), median(&mut nommer));
-    print(
-        "transfer file: cp + sync, median",
-        format!("{:.0} MB/s", 1073.7 / cp),
-        "1 GiB",
-    );
-    print(
+    rate("transfer file: cp + sync, median", cp, "1 GiB");
+    rate(
         "transfer file: copy nommer, median",
-        format!("{:.0} MB/s", 1073.7 / nommer),
+        nommer,
         "submit --wait, file:// to file://",
     );
     print(
@@ -756,14 +757,14 @@ pub async fn transfer(env: &Env) -> anyhow::Result<()> {
         cli_streamed.push(started.elapsed().as_secs_f64());
     }
     let (ours_server, ours_streamed) = (median(&mut ours_server), median(&mut ours_streamed));
-    print(
+    rate(
         "transfer s3: copy nommer, same bucket",
-        format!("{:.0} MB/s", 1073.7 / ours_server),
+        ours_server,
         "median; the store copies it (CopyObject)",
     );
-    print(
+    rate(
         "transfer s3: copy nommer, across buckets",
-        format!("{:.0} MB/s", 1073.7 / ours_streamed),
+        ours_streamed,
         "median; streamed through the worker",
     );
     if !run_cli {
@@ -775,14 +776,14 @@ pub async fn transfer(env: &Env) -> anyhow::Result<()> {
         return Ok(());
     }
     let (cli_server, cli_streamed) = (median(&mut cli_server), median(&mut cli_streamed));
-    print(
+    rate(
         "transfer s3: aws s3 cp, same bucket",
-        format!("{:.0} MB/s", 1073.7 / cli_server),
+        cli_server,
         "median; CopyObject",
     );
-    print(
+    rate(
         "transfer s3: aws s3 cp - | aws s3 cp -, across buckets",
-        format!("{:.0} MB/s", 1073.7 / cli_streamed),
+        cli_streamed,
         "median; streamed through this machine",
     );
     print(

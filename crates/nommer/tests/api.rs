@@ -368,18 +368,7 @@ async fn every_error_code_is_answered() {
     .await;
     let second = p.api.submit(&body).await;
     let id = second["id"].as_str().unwrap();
-    let node = json!({"node_id": "hand", "fleet": "static", "version": "t", "max_jobs": 1, "running_jobs": 0, "state": "active"});
-    let lease: Value = p
-        .api
-        .http
-        .post(format!("{}/v1/workers/lease", p.api.url))
-        .json(&json!({"node": node, "max": 1, "wait_ms": 0}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let lease = p.api.lease_as("hand", 1, 0).await;
     let token = lease["leases"][0]["token"].as_str().unwrap().to_string();
     p.expect(
         post,
@@ -513,17 +502,7 @@ async fn batched_state_reports_are_answered_one_by_one() {
     let body = json!({"source_path": "file:///in.mp4", "dest_path": "file:///out.mp4", "notify_url": null,
         "job_options": {"nommer": "ffmpeg", "options": [{}]}});
     let (a, b) = (api.submit_id(&body).await, api.submit_id(&body).await);
-    let node = json!({"node_id": "hand", "fleet": "static", "version": "t", "max_jobs": 2, "running_jobs": 0, "state": "active"});
-    let lease: Value = api
-        .http
-        .post(format!("{}/v1/workers/lease", api.url))
-        .json(&json!({"node": node, "max": 2, "wait_ms": 0}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let lease = api.lease_as("hand", 2, 0).await;
     let token = |id: &str| {
         lease["leases"]
             .as_array()
@@ -621,15 +600,7 @@ async fn a_job_read_can_wait_for_its_next_state() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
-    let node = json!({"node_id": "hand", "fleet": "static", "version": "t", "max_jobs": 1, "running_jobs": 0, "state": "active"});
-    let lease = api
-        .http
-        .post(format!("{}/v1/workers/lease", api.url))
-        .json(&json!({"node": node, "max": 1, "wait_ms": 0}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(lease.status(), 200);
+    api.lease_as("hand", 1, 0).await;
     let changed = waiting.await.unwrap();
     assert_eq!(changed["state"], "DOWNLOADING");
     assert!(

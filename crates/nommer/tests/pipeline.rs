@@ -237,21 +237,10 @@ async fn a_stale_worker_cannot_finish_a_job_it_lost() {
         json!([{"outfile_options": [["f", "mp4"]]}]),
     );
     let id = api.submit_id(&body).await;
-    let node = |name: &str| json!({"node_id": name, "fleet": "static", "version": "t", "max_jobs": 1, "running_jobs": 0, "state": "active"});
     let lease = |name: &'static str| {
         let api = &api;
-        let node = node(name);
         async move {
-            let answer: Value = api
-                .http
-                .post(format!("{}/v1/workers/lease", api.url))
-                .json(&json!({"node": node, "max": 1, "wait_ms": 8000}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let answer = api.lease_as(name, 1, 8000).await;
             answer["leases"][0]["token"].as_str().unwrap().to_string()
         }
     };

@@ -561,6 +561,7 @@ async fn a_batch_of_reports_is_answered_one_by_one(store: &dyn Store) {
             .clone()
     };
     let (ta, tb) = (token(&a.id), token(&b.id));
+    assert_ne!(ta, tb, "each job leased together gets its own token");
     let warnings = ["resumed once".to_string()];
     let report = |job_id, token, to, warnings| HolderReport {
         job_id,

@@ -268,6 +268,22 @@ impl Api {
             .unwrap()
     }
 
+    /// Lease up to `max` jobs by hand as the worker `node`, waiting up to
+    /// `wait_ms`; the lease answer (`{"leases": [...]}`).
+    pub async fn lease_as(&self, node: &str, max: u32, wait_ms: u64) -> Value {
+        let node = serde_json::json!({"node_id": node, "fleet": "static", "version": "t",
+            "max_jobs": max, "running_jobs": 0, "state": "active"});
+        let answer = self
+            .http
+            .post(format!("{}/v1/workers/lease", self.url))
+            .json(&serde_json::json!({"node": node, "max": max, "wait_ms": wait_ms}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.json().await.unwrap()
+    }
+
     pub async fn deliveries(&self, id: &str) -> Value {
         self.get(&format!("/v1/jobs/{id}/deliveries")).await
     }
