@@ -146,22 +146,18 @@ async fn copy_moves_a_gib_multipart_both_ways_in_bounded_memory() {
     let feederd = Feederd::start(&config);
     let worker = feederd.worker_with_env(1, &config, &ambient());
     let api = Api::new(&feederd.url);
-    let id = api
-        .submit_id(&job(
-            &format!("s3://{bucket}/master.bin"),
-            &format!("s3://{out}/copy.bin"),
-            "copy",
-            json!([{}]),
-        ))
-        .await;
-    let done = api
-        .wait_for(&id, &["FINISHED", "ERROR"], Duration::from_secs(600))
-        .await;
+    let done = copy(
+        &api,
+        &format!("s3://{bucket}/master.bin"),
+        &format!("s3://{out}/copy.bin"),
+        Duration::from_secs(600),
+    )
+    .await;
     assert_eq!(done["state"], "FINISHED", "{done}");
-    let copy = s3.object_path(&out, "copy.bin");
-    assert_eq!(std::fs::metadata(&copy).unwrap().len(), 1 << 30);
+    let copied = s3.object_path(&out, "copy.bin");
+    assert_eq!(std::fs::metadata(&copied).unwrap().len(), 1 << 30);
     assert!(
-        same_bytes(&source, &copy),
+        same_bytes(&source, &copied),
         "the copy differs from the source"
     );
     let peak = peak_rss(worker.proc.pid());
@@ -185,15 +181,13 @@ async fn copy_moves_a_gib_multipart_both_ways_in_bounded_memory() {
         (0..3u32 << 20).map(|i| (i % 253) as u8).collect::<Vec<_>>(),
     )
     .unwrap();
-    let id = api
-        .submit_id(&job(
-            &format!("s3://{bucket}/small.bin"),
-            &format!("s3://{bucket}/sub/small-copy.bin"),
-            "copy",
-            json!([{}]),
-        ))
-        .await;
-    let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    let done = copy(
+        &api,
+        &format!("s3://{bucket}/small.bin"),
+        &format!("s3://{bucket}/sub/small-copy.bin"),
+        MINUTE,
+    )
+    .await;
     assert_eq!(done["state"], "FINISHED", "{done}");
     assert!(same_bytes(
         &small,
@@ -364,15 +358,13 @@ async fn missing_buckets_are_created_when_allowed_and_job_keys_are_sealed_at_res
     let worker_config = format!("{}create_missing_buckets = true\n", s3.config());
     let _worker = feederd.worker(1, &worker_config);
     let api = Api::new(&feederd.url);
-    let id = api
-        .submit_id(&job(
-            &seed_uri(&bucket, "in.mp4"),
-            &seed_uri("fresh-bucket", "out.mp4"),
-            "copy",
-            json!([{}]),
-        ))
-        .await;
-    let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    let done = copy(
+        &api,
+        &seed_uri(&bucket, "in.mp4"),
+        &seed_uri("fresh-bucket", "out.mp4"),
+        MINUTE,
+    )
+    .await;
     assert_eq!(done["state"], "FINISHED", "{done}");
     assert!(same_bytes(
         &s3.object_path(&bucket, "in.mp4"),
@@ -404,13 +396,18 @@ async fn copy_through(proxy: &FaultProxy, bucket: &str, dest: &str) -> Value {
     let feederd = Feederd::start(&config);
     let _worker = feederd.worker_with_env(1, &config, &ambient());
     let api = Api::new(&feederd.url);
-    let id = api
-        .submit_id(&job(
-            &format!("s3://{bucket}/in.bin"),
-            &format!("s3://flaky-out/{dest}"),
-            "copy",
-            json!([{}]),
-        ))
-        .await;
-    api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await
+    copy(
+        &api,
+        &format!("s3://{bucket}/in.bin"),
+        &format!("s3://flaky-out/{dest}"),
+        MINUTE,
+    )
+    .await
+}
+
+/// Submit a `copy` job from `source` to `dest`; the job once it ended, or
+/// as it was after `patience`.
+async fn copy(api: &Api, source: &str, dest: &str, patience: Duration) -> Value {
+    let id = api.submit_id(&job(source, dest, "copy", json!([{}]))).await;
+    api.wait_for(&id, &["FINISHED", "ERROR"], patience).await
 }

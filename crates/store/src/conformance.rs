@@ -42,6 +42,12 @@ pub fn new_job(now: i64, notify: bool) -> NewJob {
     }
 }
 
+/// The states of a job's events, oldest first.
+async fn event_states(store: &dyn Store, id: &str) -> Vec<JobState> {
+    let events = store.job_events(id).await.unwrap();
+    events.iter().map(|e| e.state).collect()
+}
+
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
         /// Every case, by name, for the backends' test files.
@@ -158,13 +164,7 @@ async fn lifecycle_and_events(store: &dyn Store) {
         .unwrap();
     assert_eq!(done.state, JobState::Finished);
     assert_eq!(done.warnings, vec!["w".to_string(), "late".to_string()]);
-    let states: Vec<_> = store
-        .job_events(&job.id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.state)
-        .collect();
+    let states = event_states(store, &job.id).await;
     use JobState::*;
     assert_eq!(
         states,
@@ -602,15 +602,8 @@ async fn a_batch_of_reports_is_answered_one_by_one(store: &dyn Store) {
             to: JobState::Finished
         })
     ));
-    let states: Vec<JobState> = store
-        .job_events(&a.id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.state)
-        .collect();
     assert_eq!(
-        states,
+        event_states(store, &a.id).await,
         vec![
             JobState::Pending,
             JobState::Downloading,
