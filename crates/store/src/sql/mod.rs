@@ -163,19 +163,28 @@ struct LeaseRow {
 impl SqlStore {
     /// The lease columns of a job, locked until the transaction ends.
     async fn lease_row(&self, conn: &mut Conn, id: &str) -> StoreResult<LeaseRow> {
+        self.find_lease_row(conn, id)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// [`lease_row`](Self::lease_row), or None when there is no such job.
+    async fn find_lease_row(&self, conn: &mut Conn, id: &str) -> StoreResult<Option<LeaseRow>> {
         let row = sqlx::query(&format!(
             "SELECT state, lease_token, warnings FROM jobs WHERE id = $1{}",
             self.dialect.for_update()
         ))
         .bind(id)
         .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        Ok(LeaseRow {
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(LeaseRow {
             state: rows::parse_state(row.try_get("state")?)?,
             token: row.try_get("lease_token")?,
             warnings: row.try_get("warnings")?,
-        })
+        }))
     }
 }
 
@@ -199,10 +208,8 @@ impl SqlStore {
             None
         } else {
             self.count(1);
-            let current = match self.lease_row(conn, report.job_id).await {
-                Ok(current) => current,
-                Err(StoreError::NotFound) => return Ok(Err(StoreError::NotFound)),
-                Err(e) => return Err(e),
+            let Some(current) = self.find_lease_row(conn, report.job_id).await? else {
+                return Ok(Err(StoreError::NotFound));
             };
             merge_warnings(&current.warnings, report.warnings)
         };
@@ -212,10 +219,8 @@ impl SqlStore {
         }
         // Refused: say why.
         self.count(1);
-        let current = match self.lease_row(conn, report.job_id).await {
-            Ok(current) => current,
-            Err(StoreError::NotFound) => return Ok(Err(StoreError::NotFound)),
-            Err(e) => return Err(e),
+        let Some(current) = self.find_lease_row(conn, report.job_id).await? else {
+            return Ok(Err(StoreError::NotFound));
         };
         if current.token.as_deref() != Some(report.token) {
             return Ok(Err(StoreError::LeaseLost));
