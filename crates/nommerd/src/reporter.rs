@@ -3,7 +3,9 @@
 //! sends each report at once; a busy one sends one request for many.
 
 use nommer_client::{Client, ClientError};
-use nommer_model::api::{JobStateReport, StateReportBatch, MAX_REPORTS_PER_BATCH};
+use nommer_model::api::{
+    JobStateReport, StateReportBatch, StateReportResult, MAX_REPORTS_PER_BATCH,
+};
 use tokio::sync::{mpsc, oneshot};
 
 type Answer = oneshot::Sender<Result<(), ClientError>>;
@@ -35,45 +37,48 @@ async fn run(client: Client, mut rx: mpsc::UnboundedReceiver<(JobStateReport, An
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_REPORTS_PER_BATCH).await > 0 {
         let (reports, answers): (Vec<_>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
-        if !single {
-            let request = StateReportBatch { reports };
-            match client.report_states(&request).await {
-                Ok(answer) => {
-                    let mut results = answer.results.into_iter();
-                    for answer in answers {
-                        let result = match results.next() {
-                            Some(r) => match r.error {
-                                None => Ok(()),
-                                Some(e) => Err(ClientError::Api {
-                                    status: nommer_model::ErrorCode::parse(&e.error_code)
-                                        .map_or(500, |c| c.http_status()),
-                                    code: e.error_code,
-                                    message: e.message,
-                                }),
-                            },
-                            None => Err(ClientError::Transport(
-                                "feederd answered fewer reports than were sent".into(),
-                            )),
-                        };
-                        let _ = answer.send(result);
-                    }
-                    continue;
-                }
-                Err(ClientError::Api { status: 404, .. })
-                | Err(ClientError::Api { status: 405, .. }) => {
-                    tracing::info!("feederd has no batch report route; reporting one by one");
-                    single = true;
-                    one_by_one(&client, request.reports, answers).await;
-                }
-                Err(e) => {
-                    for answer in answers {
-                        let _ = answer.send(Err(e.clone()));
-                    }
-                }
-            }
+        if single {
+            one_by_one(&client, reports, answers).await;
             continue;
         }
-        one_by_one(&client, reports, answers).await;
+        let request = StateReportBatch { reports };
+        match client.report_states(&request).await {
+            Ok(answer) => {
+                let mut results = answer.results.into_iter();
+                for answer in answers {
+                    let _ = answer.send(outcome(results.next()));
+                }
+            }
+            Err(ClientError::Api {
+                status: 404 | 405, ..
+            }) => {
+                tracing::info!("feederd has no batch report route; reporting one by one");
+                single = true;
+                one_by_one(&client, request.reports, answers).await;
+            }
+            Err(e) => {
+                for answer in answers {
+                    let _ = answer.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One report's answer from its place in the batch's results.
+fn outcome(result: Option<StateReportResult>) -> Result<(), ClientError> {
+    let Some(result) = result else {
+        return Err(ClientError::Transport(
+            "feederd answered fewer reports than were sent".into(),
+        ));
+    };
+    match result.error {
+        None => Ok(()),
+        Some(e) => Err(ClientError::Api {
+            status: nommer_model::ErrorCode::parse(&e.error_code).map_or(500, |c| c.http_status()),
+            code: e.error_code,
+            message: e.message,
+        }),
     }
 }
 

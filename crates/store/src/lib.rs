@@ -199,10 +199,3 @@ pub trait Store: Send + Sync + 'static {
     /// Counts of SQL statements run, for the regression guard on hot paths.
     fn statements(&self) -> u64;
 }
-
-pub fn new_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
