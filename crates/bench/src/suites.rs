@@ -9,6 +9,19 @@ use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 5;
 
+/// A fresh store for `backend`: a SQLite file in `dir`, or a new database
+/// on the shared PostgreSQL server.
+async fn store_url(backend: &str, dir: &Path) -> String {
+    match backend {
+        "sqlite" => format!("sqlite://{}", dir.join("jobs.db").display()),
+        _ => {
+            nommer_testkit::postgres::PgServer::shared()
+                .fresh_database()
+                .await
+        }
+    }
+}
+
 /// One line of a 1 GiB transfer's speed, from its seconds.
 fn rate(label: &str, seconds: f64, note: &str) {
     print(label, format!("{:.0} MB/s", 1073.7 / seconds), note);
@@ -234,14 +247,7 @@ pub async fn dispatch(env: &Env) -> anyhow::Result<()> {
         let dir = env.dir.path().join(format!("dispatch-{backend}"));
         std::fs::create_dir_all(&dir)?;
         let config = write_config(&dir, "bench.toml", "");
-        let store = match backend {
-            "sqlite" => format!("sqlite://{}", dir.join("jobs.db").display()),
-            _ => {
-                nommer_testkit::postgres::PgServer::shared()
-                    .fresh_database()
-                    .await
-            }
-        };
+        let store = store_url(backend, &dir).await;
         let api = env.feederd(&config, &store);
         // On PostgreSQL the workers poll another replica than the API's.
         let second = (backend == "postgres").then(|| env.feederd(&config, &store));
@@ -337,14 +343,7 @@ pub async fn throughput(env: &Env) -> anyhow::Result<()> {
         let files = payload.path();
         std::fs::create_dir_all(files.join("out"))?;
         let config = write_config(&dir, "bench.toml", "");
-        let store = match backend {
-            "sqlite" => format!("sqlite://{}", dir.join("jobs.db").display()),
-            _ => {
-                nommer_testkit::postgres::PgServer::shared()
-                    .fresh_database()
-                    .await
-            }
-        };
+        let store = store_url(backend, &dir).await;
         let feederd = env.feederd(&config, &store);
         let workers: Vec<Proc> = (0..WORKERS)
             .map(|_| env.nommerd(&config, &feederd.url, slots))
