@@ -19,10 +19,13 @@ impl Env {
             "{} is missing: build it with cargo build --release -p nommer",
             nommer.display()
         );
-        Ok(Env {
-            nommer,
-            dir: tempfile::tempdir()?,
-        })
+        let dir = tempfile::tempdir()?;
+        // Workers' scratch directories live inside: the sandbox user must pass through.
+        std::fs::set_permissions(
+            dir.path(),
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o711),
+        )?;
+        Ok(Env { nommer, dir })
     }
 }
 

@@ -131,6 +131,19 @@ pub async fn overhead(env: &Env) -> anyhow::Result<()> {
     };
     // A warm-up job; its log gives the nommer's own argv.
     submit_wait(env, &feederd.url, &write_job("warmup")?)?;
+    // The pipeline's tools run in the worker's sandbox (NOMMER_SANDBOX=off
+    // turns it off); the raw commands below run unconfined.
+    let nodes: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/nodes", feederd.url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    print(
+        "overhead: worker sandbox",
+        nodes["nodes"][0]["sandbox"].as_str().unwrap_or("?"),
+        "what the pipeline's ffmpeg runs under",
+    );
     let text = strip_ansi(&std::fs::read_to_string(&log)?);
     let argvs: Vec<Vec<String>> = text
         .lines()

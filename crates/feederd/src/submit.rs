@@ -92,6 +92,7 @@ pub async fn accept(state: &AppState, body: &[u8]) -> Result<JobRecord, CodedErr
         job_options: submission.job_options.clone(),
         warnings: submission.warnings.clone(),
         max_attempts: submission.max_attempts.unwrap_or(state.config.max_attempts),
+        max_runtime_s: submission.max_runtime_s,
         created_at: now,
     };
     let record = state

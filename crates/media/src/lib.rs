@@ -5,3 +5,4 @@ pub mod argv;
 pub mod probe;
 pub mod process;
 pub mod progress;
+pub mod sandbox;

@@ -1,6 +1,6 @@
 //! ffprobe: the source's duration (for progress) and a summary of outputs.
 
-use crate::process::{ToolCommand, ToolError};
+use crate::process::{Confinement, ToolCommand, ToolError};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -78,7 +78,12 @@ impl Probe {
     }
 }
 
-pub async fn probe(ffprobe: &str, path: &Path) -> Result<Probe, ToolError> {
+/// Probe `path`; confined, when it is a job's file, to the job's sandbox.
+pub async fn probe(
+    ffprobe: &str,
+    path: &Path,
+    confinement: Option<Confinement>,
+) -> Result<Probe, ToolError> {
     let argv = [
         ffprobe.to_string(),
         "-v".into(),
@@ -91,6 +96,7 @@ pub async fn probe(ffprobe: &str, path: &Path) -> Result<Probe, ToolError> {
     ];
     let mut json = String::new();
     ToolCommand::new(&argv)
+        .confined(confinement)
         .run(|line| {
             json.push_str(line);
             json.push('\n');

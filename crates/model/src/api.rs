@@ -25,10 +25,15 @@ pub struct Job {
     pub id: String,
     pub state: JobState,
     pub state_details: Option<String>,
+    /// Why the job ended in ERROR, as a stable code, when it did for a coded
+    /// reason (see docs/API.md, "Job error codes").
+    pub error_code: Option<String>,
     pub warnings: Vec<String>,
     pub progress: Option<Progress>,
     pub attempts: u32,
     pub max_attempts: u32,
+    /// The job's own wall-clock limit per attempt, when it set one.
+    pub max_runtime_s: Option<u64>,
     pub source_path: String,
     pub dest_path: String,
     pub notify_url: Option<String>,
@@ -70,6 +75,9 @@ pub struct Node {
     pub version: Option<String>,
     pub max_jobs: u32,
     pub running_jobs: u32,
+    /// What the node's tool sandbox enforces: `off`, or for example
+    /// `landlock-abi-7+net+scope+seccomp`. Null for a node that never said.
+    pub sandbox: Option<String>,
     pub started_at: String,
     pub last_heartbeat_at: String,
 }
@@ -127,6 +135,9 @@ pub struct NodeReport {
     pub running_jobs: u32,
     /// `active`, `draining` (takes no new leases) or `gone`.
     pub state: String,
+    /// What the node's tool sandbox enforces (`off`, `landlock-abi-7+net+scope+seccomp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -152,6 +163,10 @@ pub struct LeaseGrant {
     pub dest_uri: String,
     #[schema(value_type = Object)]
     pub job_options: Value,
+    /// The job's own wall-clock limit (`max_runtime_s`), when it set one;
+    /// the worker applies the lower of this and its `max_job_runtime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runtime_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -196,6 +211,9 @@ pub struct StateReport {
     pub details: Option<String>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Why an ERROR happened, as a stable code (`tool_failed`, `output_too_large`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
 }
 
 /// Most state reports one batch may carry.
@@ -210,6 +228,8 @@ pub struct JobStateReport {
     pub details: Option<String>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
 }
 
 /// Several state reports from one worker in one request. Each is applied or

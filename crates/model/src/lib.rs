@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod error;
+pub mod failure;
 pub mod filtergraph;
 pub mod id;
 pub mod netpolicy;
@@ -12,6 +13,7 @@ pub mod submit;
 pub mod uri;
 
 pub use error::{CodedError, ErrorCode};
+pub use failure::FailureCode;
 pub use id::JobId;
 pub use state::JobState;
 

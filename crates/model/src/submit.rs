@@ -8,6 +8,10 @@ use crate::options::{self, Nommer, Pass};
 use crate::uri::{self, MediaUri};
 use serde_json::{Map, Value};
 
+/// The longest `max_runtime_s` a job may ask for (a week); a worker's own
+/// `max_job_runtime` may be lower, and the lower one applies.
+pub const MAX_RUNTIME_S: u64 = 7 * 24 * 3600;
+
 /// A job body that passed every check that needs no configuration.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -21,6 +25,8 @@ pub struct Submission {
     pub job_options: Value,
     pub warnings: Vec<String>,
     pub max_attempts: Option<u32>,
+    /// The job's own wall-clock limit per attempt, in seconds.
+    pub max_runtime_s: Option<u64>,
 }
 
 /// Python truthiness of a decoded JSON value.
@@ -158,6 +164,25 @@ pub fn parse_payload(payload: &Map<String, Value>) -> Result<Submission, CodedEr
         }
     };
 
+    let max_runtime_s = match payload.get("max_runtime_s") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v @ 1..=MAX_RUNTIME_S) => Some(v),
+            _ => {
+                return Err(err(
+                    ErrorCode::InvalidField,
+                    format!("max_runtime_s must be an integer from 1 to {MAX_RUNTIME_S}"),
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(err(
+                ErrorCode::InvalidField,
+                format!("max_runtime_s must be an integer from 1 to {MAX_RUNTIME_S}"),
+            ))
+        }
+    };
+
     let (passes, warnings) = match nommer {
         Nommer::Ffmpeg => ffmpeg_passes(&raw_options, &dest)?,
         Nommer::Copy => (copy_passes(&raw_options)?, Vec::new()),
@@ -174,6 +199,7 @@ pub fn parse_payload(payload: &Map<String, Value>) -> Result<Submission, CodedEr
         job_options: Value::Object(normalized),
         warnings,
         max_attempts,
+        max_runtime_s,
     })
 }
 
@@ -310,6 +336,21 @@ mod tests {
         let mut body = example();
         body["notify_url"] = json!("gopher://x/");
         assert_eq!(message(body).0, ErrorCode::UriUnknownScheme);
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("60"),
+            json!(MAX_RUNTIME_S + 1),
+        ] {
+            let mut body = example();
+            body["max_runtime_s"] = bad;
+            assert_eq!(message(body).0, ErrorCode::InvalidField);
+        }
+        let mut body = example();
+        body["max_runtime_s"] = json!(90);
+        let ok = parse_body(body.to_string().as_bytes()).unwrap();
+        assert_eq!(ok.max_runtime_s, Some(90));
     }
 
     #[test]

@@ -109,17 +109,18 @@ pub async fn cancel(settings: &Settings, id: &str) -> anyhow::Result<u8> {
 pub async fn nodes(settings: &Settings) -> anyhow::Result<u8> {
     let list = client(settings).nodes().await?;
     println!(
-        "{:<32}  {:<8}  {:<9}  {:>4}  {:<19}  LAST HEARTBEAT",
-        "NODE", "FLEET", "STATE", "JOBS", "INSTANCE"
+        "{:<32}  {:<8}  {:<9}  {:>4}  {:<19}  {:<33}  LAST HEARTBEAT",
+        "NODE", "FLEET", "STATE", "JOBS", "INSTANCE", "SANDBOX"
     );
     for node in list.nodes {
         println!(
-            "{:<32}  {:<8}  {:<9}  {:>4}  {:<19}  {}",
+            "{:<32}  {:<8}  {:<9}  {:>4}  {:<19}  {:<33}  {}",
             node.id,
             node.fleet,
             node.state,
             format!("{}/{}", node.running_jobs, node.max_jobs),
             node.instance_id.unwrap_or_else(|| "-".into()),
+            node.sandbox.unwrap_or_else(|| "-".into()),
             node.last_heartbeat_at
         );
     }
@@ -129,6 +130,11 @@ pub async fn nodes(settings: &Settings) -> anyhow::Result<u8> {
 /// feederd on a temporary store and a free loopback port, with one worker.
 async fn one_shot(mut settings: Settings, body: serde_json::Value) -> anyhow::Result<Job> {
     let dir = tempfile::tempdir()?;
+    // The sandbox user must reach the work directory inside it.
+    std::fs::set_permissions(
+        dir.path(),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o711),
+    )?;
     settings.store = format!("sqlite://{}", dir.path().join("nommer.db").display());
     settings.work_dir = Some(dir.path().join("work"));
     settings.api_tokens.clear();
@@ -166,7 +172,7 @@ pub async fn demo(settings: Settings) -> anyhow::Result<u8> {
         return Ok(code);
     }
     println!("{}", output.display());
-    let probe = nommer_media::probe::probe(&settings.ffprobe_path, &output).await?;
+    let probe = nommer_media::probe::probe(&settings.ffprobe_path, &output, None).await?;
     println!("{}", probe.summary());
     Ok(0)
 }

@@ -80,6 +80,8 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     config.ec2 = s.ec2.clone();
     config.max_inactivity = Duration::from_secs(s.nommerd_max_inactivity);
     config.terminate_when_idle = s.nommerd_terminate_when_idle;
+    config.sandbox = s.sandbox();
+    config.max_job_runtime = Duration::from_secs(s.max_job_runtime.max(1));
     config.file_roots = if s.file_roots.is_empty() {
         FileRoots::Any
     } else {
@@ -186,7 +188,13 @@ pub async fn start(
         let mut config = nommerd_config(settings, &url)?;
         config.fleet = "local".into();
         config.node_id = format!("{}-local{i}", config.node_id);
-        workers.push(tokio::spawn(nommer_nommerd::run(config, rx.clone())));
+        // A worker that cannot sandbox its tools stops feederd from starting.
+        let sandbox = std::sync::Arc::new(nommer_nommerd::worker::start_sandbox(&config)?);
+        workers.push(tokio::spawn(nommer_nommerd::worker::run_in(
+            config,
+            sandbox,
+            rx.clone(),
+        )));
     }
     tracing::info!(%addr, store = %nommer_model::uri::redact_str(&settings.store), local_workers, "feederd listening");
     Ok(Running {

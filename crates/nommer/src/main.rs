@@ -3,6 +3,7 @@
 
 mod commands;
 mod daemons;
+mod sandbox;
 mod settings;
 mod wait;
 
@@ -86,6 +87,25 @@ enum Command {
     Demo,
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Run a command under exactly the sandbox a job's tool gets.
+    Sandbox {
+        /// The scratch directory (read-write; created if missing, and handed
+        /// to the sandbox user as a job's is).
+        #[arg(long)]
+        dir: PathBuf,
+        /// A read-only input outside DIR (repeatable).
+        #[arg(long = "input")]
+        inputs: Vec<PathBuf>,
+        /// Bytes the command may write (one file, and DIR in all).
+        #[arg(long)]
+        max_output: Option<u64>,
+        /// Seconds the command may run.
+        #[arg(long)]
+        max_runtime: Option<u64>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 fn init_logging(default: &str) {
@@ -165,6 +185,22 @@ fn main() -> std::process::ExitCode {
             Command::Config => {
                 print!("{}", settings.redacted_toml());
                 Ok(0)
+            }
+            Command::Sandbox {
+                dir,
+                inputs,
+                max_output,
+                max_runtime,
+                command,
+            } => {
+                let args = sandbox::SandboxArgs {
+                    dir,
+                    inputs,
+                    max_output,
+                    max_runtime,
+                    command,
+                };
+                sandbox::run(&settings, args).await
             }
         }
     });

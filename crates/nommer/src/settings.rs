@@ -124,6 +124,19 @@ pub struct Settings {
     pub ffprobe_path: String,
     /// `handback` or `finish`: what SIGTERM does to running jobs.
     pub nommerd_shutdown: String,
+    /// `required` (refuse to start without Landlock ABI 3 and seccomp),
+    /// `best_effort` (apply what the kernel offers, and warn) or `off`.
+    pub sandbox: nommer_media::sandbox::SandboxMode,
+    /// Who tools run as when nommerd runs as root: a user name or UID:GID.
+    pub sandbox_user: String,
+    /// The most one file a tool writes, and its scratch directory in all, may hold.
+    pub max_output_bytes: u64,
+    /// Seconds one leased job may take on a worker, download to commit.
+    pub max_job_runtime: u64,
+    /// Address space a tool may map (RLIMIT_AS).
+    pub max_tool_memory_bytes: u64,
+    /// Threads and processes of all tools under the sandbox user (RLIMIT_NPROC).
+    pub max_tool_threads: u64,
 
     // ---- clients ----
     /// Token the CLI's client commands send.
@@ -179,6 +192,12 @@ impl Default for Settings {
             ffmpeg_path: "ffmpeg".into(),
             ffprobe_path: "ffprobe".into(),
             nommerd_shutdown: "handback".into(),
+            sandbox: nommer_media::sandbox::SandboxMode::Required,
+            sandbox_user: "nobody".into(),
+            max_output_bytes: 64 << 30,
+            max_job_runtime: 24 * 3600,
+            max_tool_memory_bytes: 16 << 30,
+            max_tool_threads: 512,
             api_token: None,
             other: Default::default(),
         }
@@ -207,6 +226,19 @@ pub struct Overrides {
 }
 
 impl Settings {
+    /// The tool sandbox these settings ask for.
+    pub fn sandbox(&self) -> nommer_media::sandbox::SandboxSettings {
+        nommer_media::sandbox::SandboxSettings {
+            mode: self.sandbox,
+            user: self.sandbox_user.clone(),
+            limits: nommer_media::sandbox::Limits {
+                max_output_bytes: self.max_output_bytes,
+                max_memory_bytes: self.max_tool_memory_bytes,
+                max_threads: self.max_tool_threads,
+            },
+        }
+    }
+
     pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         let file = file

@@ -143,18 +143,27 @@ async fn ec2_fleet_launches_tagged_instances_and_terminates_zombies() {
     assert!(launched >= 3, "launched up to the maximum: {fleet}");
     // Only this cluster's tagged instances count, never more than the maximum
     // at once (a zombie's replacement comes after it is gone).
+    // Right after zombies go, their replacements may not be launched yet:
+    // look until one is, never seeing more than the maximum.
     let ec2 = nommer_fleet::ec2::Ec2Client::new("us-east-1", Some(&moto.endpoint)).await;
-    let tagged = ec2
-        .describe_instances(&[
-            ("tag:nommer:cluster", vec![cluster.clone()]),
-            (
-                "instance-state-name",
-                vec!["pending".into(), "running".into()],
-            ),
-        ])
-        .await
-        .unwrap();
-    assert!(!tagged.is_empty() && tagged.len() <= 3, "{tagged:?}");
+    loop {
+        let tagged = ec2
+            .describe_instances(&[
+                ("tag:nommer:cluster", vec![cluster.clone()]),
+                (
+                    "instance-state-name",
+                    vec!["pending".into(), "running".into()],
+                ),
+            ])
+            .await
+            .unwrap();
+        assert!(tagged.len() <= 3, "{tagged:?}");
+        if !tagged.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no instance is running");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     assert!(fleet["decisions"]
         .as_array()
         .unwrap()

@@ -40,6 +40,10 @@ pub struct NommerdConfig {
     /// The seed's NOMMERD_MAX_INACTIVITY.
     pub max_inactivity: Duration,
     pub terminate_when_idle: bool,
+    /// The sandbox every tool runs in, and its limits.
+    pub sandbox: nommer_media::sandbox::SandboxSettings,
+    /// Wall-clock limit for one leased job on this worker, download to commit.
+    pub max_job_runtime: Duration,
 }
 
 impl NommerdConfig {
@@ -64,6 +68,8 @@ impl NommerdConfig {
             ec2: Default::default(),
             max_inactivity: Duration::from_secs(600),
             terminate_when_idle: true,
+            sandbox: Default::default(),
+            max_job_runtime: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -2,17 +2,18 @@
 
 use crate::job::{RunningJob, Stop};
 use nommer_media::argv::PassPlan;
-use nommer_media::process::{ToolCommand, ToolError};
+use nommer_media::process::{Confinement, ToolCommand, ToolError};
 use nommer_media::progress::ProgressReader;
 use nommer_model::api::Progress;
 use nommer_model::options::Pass;
+use nommer_model::FailureCode;
 use std::path::Path;
 use std::sync::Arc;
 
 /// Why nomming ended early.
 pub enum NomError {
-    /// The tool failed; the text is the job's error details.
-    Failed(String),
+    /// The tool failed: the job's error code and details.
+    Failed(FailureCode, String),
     Stopped(Stop),
 }
 
@@ -30,6 +31,8 @@ pub struct FfmpegRun<'a> {
     /// The source's duration, once ffprobe (running beside the first pass)
     /// has read it; until then progress shows no percentage.
     pub duration_s: &'a std::sync::OnceLock<f64>,
+    /// The sandbox and jail every pass runs in.
+    pub confinement: &'a Confinement,
 }
 
 impl FfmpegRun<'_> {
@@ -53,12 +56,11 @@ impl FfmpegRun<'_> {
             } else {
                 "encoding".to_string()
             };
-            let mut command = ToolCommand::new(&argv);
-            command.cwd = Some(self.scratch.to_path_buf());
-            let running = command
+            let running = ToolCommand::new(&argv)
+                .confined(Some(self.confinement.clone()))
                 .start()
                 .await
-                .map_err(|e| NomError::Failed(e.to_string()))?;
+                .map_err(|e| NomError::Failed(FailureCode::ToolFailed, e.to_string()))?;
             let mut stop = job.watch_stop();
             let mut reader = ProgressReader::default();
             let finished = running.finish(|line| {
@@ -102,15 +104,23 @@ impl FfmpegRun<'_> {
             match result {
                 Ok(_) => {}
                 Err(ToolError::Failed { stderr_tail, .. }) => {
-                    return Err(NomError::Failed(stderr_tail))
+                    return Err(NomError::Failed(FailureCode::ToolFailed, stderr_tail))
+                }
+                Err(ToolError::Limit { code, message, .. }) => {
+                    return Err(NomError::Failed(code, message))
                 }
                 Err(ToolError::Killed { program }) => {
                     return Err(match job.stopped() {
                         Some(stop) => NomError::Stopped(stop),
-                        None => NomError::Failed(format!("{program} was killed")),
+                        None => NomError::Failed(
+                            FailureCode::ToolFailed,
+                            format!("{program} was killed"),
+                        ),
                     })
                 }
-                Err(other) => return Err(NomError::Failed(other.to_string())),
+                Err(other) => {
+                    return Err(NomError::Failed(FailureCode::ToolFailed, other.to_string()))
+                }
             }
         }
         Ok(())

@@ -8,13 +8,15 @@ use crate::job::{RunningJob, Stop};
 use crate::nommers::{FfmpegRun, NomError, ENCODE_SPAN, ENCODE_START};
 use crate::reporter::Reporter;
 use nommer_client::{Client, ClientError};
+use nommer_media::process::Confinement;
+use nommer_media::sandbox::{Jail, Sandbox};
 use nommer_model::api::{
     HeartbeatRequest, JobStateReport, LeaseGrant, LeaseReport, NodeReport, Progress, ReleaseRequest,
 };
 use nommer_model::options::{self, Nommer};
 use nommer_model::uri::MediaUri;
-use nommer_model::JobState;
-use nommer_storage::{ProgressFn, Staged, Storage, StorageError, Transferred};
+use nommer_model::{FailureCode, JobState};
+use nommer_storage::{ProgressFn, Staged, Storage, StorageError, StorageErrorKind, Transferred};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,7 @@ const REPORT_PATIENCE: Duration = Duration::from_secs(600);
 pub struct Pipeline {
     pub config: Arc<NommerdConfig>,
     pub client: Client,
+    pub sandbox: Arc<Sandbox>,
     pub reporter: Reporter,
     pub storage: Storage,
     pub node: Arc<dyn Fn() -> NodeReport + Send + Sync>,
@@ -45,14 +48,21 @@ pub struct Pipeline {
 /// How a job ended on this worker.
 enum End {
     Finished,
-    Error(String),
+    /// ERROR, with the code the job's `error_code` shows.
+    Error(&'static str, String),
     Stopped(Stop),
+}
+
+impl End {
+    fn failed(code: FailureCode, details: impl Into<String>) -> End {
+        End::Error(code.as_str(), details.into())
+    }
 }
 
 impl From<NomError> for End {
     fn from(e: NomError) -> Self {
         match e {
-            NomError::Failed(details) => End::Error(details),
+            NomError::Failed(code, details) => End::failed(code, details),
             NomError::Stopped(stop) => End::Stopped(stop),
         }
     }
@@ -60,31 +70,53 @@ impl From<NomError> for End {
 
 impl From<StorageError> for End {
     fn from(e: StorageError) -> Self {
-        End::Error(e.message)
+        let code = match e.kind {
+            StorageErrorKind::NotFound => nommer_model::ErrorCode::SourceNotFound.as_str(),
+            StorageErrorKind::Denied => nommer_model::ErrorCode::UriNotAllowed.as_str(),
+            StorageErrorKind::Transient | StorageErrorKind::Failed => {
+                FailureCode::StorageFailed.as_str()
+            }
+        };
+        End::Error(code, e.message)
     }
 }
 
 impl Pipeline {
     pub async fn run(&self, grant: LeaseGrant, job: Arc<RunningJob>) {
         let mut scratch = Scratch {
-            // The token makes it unique per lease: a store that lost a write
-            // can hand the same job and attempt out twice.
+            // A fresh nonce makes it unique per lease (a store that lost a
+            // write can hand the same job and attempt out twice) and carries
+            // nothing of the lease token, which tool output could show.
             path: self.config.work_dir.join(format!(
-                "job-{}-{}-{}",
+                "job-{}-{}-{:08x}",
                 grant.job_id,
                 grant.attempt,
-                &grant.token[..grant.token.len().min(8)]
+                rand::random::<u32>()
             )),
             created: false,
         };
-        let end = self.nom(&grant, &job, &mut scratch).await;
+        let limit = match grant.max_runtime_s {
+            Some(s) => self.config.max_job_runtime.min(Duration::from_secs(s)),
+            None => self.config.max_job_runtime,
+        };
+        // Dropping the work on time-out kills its tools and abandons its transfers.
+        let end = match tokio::time::timeout(limit, self.nom(&grant, &job, &mut scratch)).await {
+            Ok(end) => end,
+            Err(_) => End::failed(
+                FailureCode::RuntimeExceeded,
+                format!(
+                    "the job ran past its limit of {} s on this worker (max_job_runtime, or the job's max_runtime_s) and was stopped",
+                    limit.as_secs()
+                ),
+            ),
+        };
         scratch.remove(&grant.job_id).await;
         match end {
             End::Finished => {}
-            End::Error(details) => {
-                tracing::warn!(job_id = %grant.job_id, details = %nommer_model::tail_chars(&details, 300), "job failed");
+            End::Error(code, details) => {
+                tracing::warn!(job_id = %grant.job_id, error_code = code, details = %nommer_model::tail_chars(&details, 300), "job failed");
                 let _ = self
-                    .report(&job, JobState::Error, Some(details), Vec::new())
+                    .report_coded(&job, JobState::Error, Some(details), Vec::new(), Some(code))
                     .await;
             }
             End::Stopped(Stop::Canceled) => {
@@ -119,15 +151,18 @@ impl Pipeline {
     async fn nom(&self, grant: &LeaseGrant, job: &Arc<RunningJob>, scratch: &mut Scratch) -> End {
         let source = match MediaUri::parse(&grant.source_uri) {
             Ok(uri) => uri,
-            Err(e) => return End::Error(e.message),
+            Err(e) => return End::Error(e.code.as_str(), e.message),
         };
         let dest = match MediaUri::parse(&grant.dest_uri) {
             Ok(uri) => uri,
-            Err(e) => return End::Error(e.message),
+            Err(e) => return End::Error(e.code.as_str(), e.message),
         };
         let nommer = grant.job_options["nommer"].as_str().and_then(Nommer::parse);
         let Some(nommer) = nommer else {
-            return End::Error("unknown nommer".into());
+            return End::Error(
+                nommer_model::ErrorCode::UnknownNommer.as_str(),
+                "unknown nommer".into(),
+            );
         };
         if nommer == Nommer::Copy && Storage::streams_to(&dest) {
             return self.copy(grant, job, &source, &dest).await;
@@ -160,6 +195,21 @@ impl Pipeline {
             Err(stop) => return End::Stopped(stop),
         };
         tracing::info!(job_id = %grant.job_id, bytes = downloaded.bytes, retries = downloaded.retries, "downloaded");
+        // The tools run as the sandbox user: the directory and the source are theirs.
+        if let Err(e) = self.sandbox.hand_over(scratch) {
+            return End::failed(
+                FailureCode::ToolFailed,
+                format!("cannot hand the scratch directory to the sandbox user: {e}"),
+            );
+        }
+        let confinement = Confinement {
+            sandbox: self.sandbox.clone(),
+            jail: Jail {
+                scratch: scratch.to_path_buf(),
+                inputs: Vec::new(),
+            },
+            max_runtime: None,
+        };
         if let Err(end) = self
             .report(
                 job,
@@ -177,7 +227,7 @@ impl Pipeline {
             Nommer::Ffmpeg => {
                 let mut passes = match options::parse_passes(&grant.job_options["options"]) {
                     Ok(passes) => passes,
-                    Err(e) => return End::Error(e.message),
+                    Err(e) => return End::Error(e.code.as_str(), e.message),
                 };
                 options::modernize(&mut passes);
                 // The duration only scales progress: ffprobe reads it beside
@@ -186,8 +236,10 @@ impl Pipeline {
                 let probe = {
                     let (ffprobe, input) = (self.config.ffprobe.clone(), input.clone());
                     let (duration_s, job_id) = (duration_s.clone(), grant.job_id.clone());
+                    let confinement = confinement.clone();
                     AbortOnDrop(tokio::spawn(async move {
-                        match nommer_media::probe::probe(&ffprobe, &input).await {
+                        match nommer_media::probe::probe(&ffprobe, &input, Some(confinement)).await
+                        {
                             Ok(probe) => {
                                 if let Some(seconds) = probe.duration_seconds() {
                                     let _ = duration_s.set(seconds);
@@ -210,6 +262,7 @@ impl Pipeline {
                     scratch,
                     inferred_format: inferred,
                     duration_s: &duration_s,
+                    confinement: &confinement,
                 };
                 let ran = run.run(job).await;
                 drop(probe);
@@ -370,6 +423,18 @@ impl Pipeline {
         details: Option<String>,
         warnings: Vec<String>,
     ) -> Result<(), End> {
+        self.report_coded(job, state, details, warnings, None).await
+    }
+
+    /// Report a state change, with the error code of an ERROR.
+    async fn report_coded(
+        &self,
+        job: &Arc<RunningJob>,
+        state: JobState,
+        details: Option<String>,
+        warnings: Vec<String>,
+        error_code: Option<&str>,
+    ) -> Result<(), End> {
         if let Some(stop) = job.stopped() {
             if stop == Stop::LeaseLost || !state.is_terminal() {
                 return Err(End::Stopped(stop));
@@ -381,6 +446,7 @@ impl Pipeline {
             state,
             details,
             warnings,
+            error_code: error_code.map(str::to_string),
         };
         self.retrying(job, || async {
             let sent_at = std::time::Instant::now();
@@ -440,11 +506,17 @@ struct Scratch {
 
 impl Scratch {
     async fn create(&mut self) -> Result<(), End> {
-        tokio::fs::create_dir_all(&self.path).await.map_err(|e| {
-            End::Error(format!(
-                "cannot create the scratch directory {}: {e}",
-                self.path.display()
-            ))
+        // Private to the worker and its tools: a job's media is nobody else's.
+        let mut builder = tokio::fs::DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        builder.create(&self.path).await.map_err(|e| {
+            End::failed(
+                FailureCode::StorageFailed,
+                format!(
+                    "cannot create the scratch directory {}: {e}",
+                    self.path.display()
+                ),
+            )
         })?;
         self.created = true;
         Ok(())

@@ -89,6 +89,7 @@ async fn one_by_one(client: &Client, reports: Vec<JobStateReport>, answers: Vec<
             state: report.state,
             details: report.details,
             warnings: report.warnings,
+            error_code: report.error_code,
         };
         let result = client
             .report_state(&report.job_id, &single)

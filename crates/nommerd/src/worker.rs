@@ -7,6 +7,7 @@ use crate::job::{RunningJob, Stop};
 use crate::pipeline::Pipeline;
 use nommer_client::Client;
 use nommer_fleet::imds::Imds;
+use nommer_media::sandbox::Sandbox;
 use nommer_model::api::{HeartbeatRequest, LeaseRequest, NodeReport};
 use nommer_storage::Storage;
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use tokio::sync::{watch, Notify};
 pub struct Shared {
     pub config: Arc<NommerdConfig>,
     pub client: Client,
+    pub sandbox: Arc<Sandbox>,
     jobs: Mutex<HashMap<String, Arc<RunningJob>>>,
     draining: AtomicBool,
     slot_freed: Notify,
@@ -55,13 +57,23 @@ impl Shared {
                 None if self.draining.load(Ordering::Relaxed) => "draining".into(),
                 None => "active".into(),
             },
+            sandbox: Some(self.sandbox.describe()),
         }
     }
 }
 
 /// Run a worker until `shutdown` turns true, then drain per `shutdown_mode`.
-pub async fn run(mut config: NommerdConfig, external: watch::Receiver<bool>) -> anyhow::Result<()> {
-    tokio::fs::create_dir_all(&config.work_dir).await?;
+pub async fn run(config: NommerdConfig, external: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let sandbox = Arc::new(start_sandbox(&config)?);
+    run_in(config, sandbox, external).await
+}
+
+/// [`run`] with a sandbox already checked by [`start_sandbox`].
+pub async fn run_in(
+    mut config: NommerdConfig,
+    sandbox: Arc<Sandbox>,
+    external: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let imds = if config.fleet == "ec2" {
         let imds = Arc::new(Imds::new(&config.ec2.imds_endpoint));
         config.instance_id = Some(crate::ec2::instance_id(&imds).await?);
@@ -74,6 +86,7 @@ pub async fn run(mut config: NommerdConfig, external: watch::Receiver<bool>) -> 
     let shared = Arc::new(Shared {
         config: config.clone(),
         client: client.clone(),
+        sandbox: sandbox.clone(),
         jobs: Mutex::new(HashMap::new()),
         draining: AtomicBool::new(false),
         slot_freed: Notify::new(),
@@ -105,6 +118,7 @@ pub async fn run(mut config: NommerdConfig, external: watch::Receiver<bool>) -> 
     let pipeline = Arc::new(Pipeline {
         config: config.clone(),
         client: client.clone(),
+        sandbox: sandbox.clone(),
         reporter: crate::reporter::Reporter::spawn(client.clone()),
         storage: Storage::new(
             config.file_roots.clone(),
@@ -115,7 +129,7 @@ pub async fn run(mut config: NommerdConfig, external: watch::Receiver<bool>) -> 
     });
     let (heartbeat_stop, heartbeat_rx) = watch::channel(false);
     let heartbeat = tokio::spawn(crate::heartbeat::run(shared.clone(), heartbeat_rx));
-    tracing::info!(node_id = %config.node_id, feederd = %config.feederd_url, max_jobs = config.max_jobs, "nommerd started");
+    tracing::info!(node_id = %config.node_id, feederd = %config.feederd_url, max_jobs = config.max_jobs, sandbox = %sandbox.describe(), "nommerd started");
 
     let mut failures = 0u32;
     while !*shutdown.borrow() {
@@ -235,4 +249,18 @@ pub async fn run(mut config: NommerdConfig, external: watch::Receiver<bool>) -> 
     }
     tracing::info!(node_id = %config.node_id, "nommerd stopped");
     Ok(())
+}
+
+/// The sandbox this worker's tools run in, or why the worker cannot start:
+/// a kernel short of what `sandbox` demands, an unknown `sandbox_user`, or a
+/// `work_dir` that user cannot reach and write in.
+pub fn start_sandbox(config: &NommerdConfig) -> anyhow::Result<Sandbox> {
+    let sandbox = Sandbox::new(&config.sandbox).map_err(|e| anyhow::anyhow!("{e}"))?;
+    sandbox
+        .check_work_dir(&config.work_dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(identity) = sandbox.identity() {
+        tracing::info!(user = %identity.name, uid = identity.uid, "tools run as the sandbox user");
+    }
+    Ok(sandbox)
 }

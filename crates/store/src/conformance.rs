@@ -23,6 +23,7 @@ pub fn node(id: &str) -> NodeReport {
         max_jobs: 2,
         running_jobs: 0,
         state: "active".into(),
+        sandbox: Some("landlock-abi-7+net+scope+seccomp".into()),
     }
 }
 
@@ -38,6 +39,7 @@ pub fn new_job(now: i64, notify: bool) -> NewJob {
         job_options: serde_json::json!({"nommer": "ffmpeg", "options": [{}]}),
         warnings: vec!["w".into()],
         max_attempts: 3,
+        max_runtime_s: None,
         created_at: now,
     }
 }
@@ -78,7 +80,56 @@ cases!(
     statements_per_job_lifecycle,
     submissions_together_each_get_their_own,
     a_batch_of_reports_is_answered_one_by_one,
+    error_codes_runtime_limits_and_sandboxes_are_kept,
 );
+
+/// A worker's coded ERROR keeps its code; a job's own runtime limit reaches
+/// its lease; a node's sandbox is what it last reported.
+async fn error_codes_runtime_limits_and_sandboxes_are_kept(store: &dyn Store) {
+    let mut limited = new_job(T0, false);
+    limited.max_runtime_s = Some(90);
+    let job = store.insert_job(&limited).await.unwrap();
+    assert_eq!(job.max_runtime_s, Some(90));
+    assert_eq!(job.error_code, None);
+    let lease = store.claim(&node("n1"), 1, T0).await.unwrap().remove(0);
+    assert_eq!(lease.job.max_runtime_s, Some(90));
+    // A code on a report that is not ERROR is not kept.
+    let encoding = HolderReport {
+        job_id: &job.id,
+        token: &lease.token,
+        to: JobState::Encoding,
+        details: None,
+        warnings: &[],
+        error_code: Some("tool_failed"),
+    };
+    let error = HolderReport {
+        to: JobState::Error,
+        details: Some("ffmpeg wrote too much"),
+        error_code: Some("output_too_large"),
+        ..encoding
+    };
+    let results = store
+        .report_states(&[encoding, error], T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(results[0].as_ref().unwrap().error_code, None);
+    let failed = results[1].as_ref().unwrap();
+    assert_eq!(failed.error_code.as_deref(), Some("output_too_large"));
+    assert_eq!(
+        failed.to_api().error_code.as_deref(),
+        Some("output_too_large")
+    );
+    let stored = store.get_job(&job.id).await.unwrap().unwrap();
+    assert_eq!(stored.error_code.as_deref(), Some("output_too_large"));
+
+    let mut changed = node("sandboxed");
+    store.heartbeat(&changed, &[], T0).await.unwrap();
+    changed.sandbox = Some("off".into());
+    store.heartbeat(&changed, &[], T0 + 1).await.unwrap();
+    let nodes = store.list_nodes().await.unwrap();
+    let listed = nodes.iter().find(|n| n.id == "sandboxed").unwrap();
+    assert_eq!(listed.to_api().sandbox.as_deref(), Some("off"));
+}
 
 /// The regression guard on the hot path: SQL statements a job costs from
 /// submit to FINISHED. Raising it needs a reason (and BENCHMARKS.md updated).
@@ -569,6 +620,7 @@ async fn a_batch_of_reports_is_answered_one_by_one(store: &dyn Store) {
         to,
         details: None,
         warnings,
+        error_code: None,
     };
     let results = store
         .report_states(

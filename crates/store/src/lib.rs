@@ -155,6 +155,7 @@ pub trait Store: Send + Sync + 'static {
             to,
             details,
             warnings,
+            error_code: None,
         };
         let mut results = self.report_states(&[report], now).await?;
         results.pop().unwrap_or(Err(StoreError::NotFound))

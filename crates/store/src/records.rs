@@ -17,6 +17,7 @@ pub struct NewJob {
     pub job_options: Value,
     pub warnings: Vec<String>,
     pub max_attempts: u32,
+    pub max_runtime_s: Option<u64>,
     pub created_at: i64,
 }
 
@@ -25,10 +26,12 @@ pub struct JobRecord {
     pub id: String,
     pub state: JobState,
     pub state_details: Option<String>,
+    pub error_code: Option<String>,
     pub warnings: Vec<String>,
     pub progress: Option<Progress>,
     pub attempts: u32,
     pub max_attempts: u32,
+    pub max_runtime_s: Option<u64>,
     pub source_path: String,
     pub dest_path: String,
     pub notify_url: Option<String>,
@@ -48,10 +51,12 @@ impl JobRecord {
             id: self.id.clone(),
             state: self.state,
             state_details: self.state_details.clone(),
+            error_code: self.error_code.clone(),
             warnings: self.warnings.clone(),
             progress: self.progress.clone(),
             attempts: self.attempts,
             max_attempts: self.max_attempts,
+            max_runtime_s: self.max_runtime_s,
             source_path: self.source_path.clone(),
             dest_path: self.dest_path.clone(),
             notify_url: self.notify_url.clone(),
@@ -124,6 +129,7 @@ pub struct NodeRecord {
     pub version: Option<String>,
     pub max_jobs: u32,
     pub running_jobs: u32,
+    pub sandbox: Option<String>,
     pub started_at: i64,
     pub last_heartbeat_at: i64,
 }
@@ -139,6 +145,7 @@ impl NodeRecord {
             version: self.version.clone(),
             max_jobs: self.max_jobs,
             running_jobs: self.running_jobs,
+            sandbox: self.sandbox.clone(),
             started_at: rfc3339(self.started_at),
             last_heartbeat_at: rfc3339(self.last_heartbeat_at),
         }
@@ -153,4 +160,6 @@ pub struct HolderReport<'a> {
     pub to: JobState,
     pub details: Option<&'a str>,
     pub warnings: &'a [String],
+    /// Why an ERROR happened, as a stable code.
+    pub error_code: Option<&'a str>,
 }

@@ -53,6 +53,7 @@ pub async fn lease(
                         source_uri: c.source_uri,
                         dest_uri: c.dest_uri,
                         job_options: c.job.job_options.clone(),
+                        max_runtime_s: c.job.max_runtime_s,
                     }
                 })
                 .collect();
@@ -95,17 +96,20 @@ pub async fn report_state(
 ) -> ApiResult<Json<Job>> {
     auth::worker(&state, &headers)?;
     let report: StateReport = body(&state, request).await?;
+    let holder = HolderReport {
+        job_id: &id,
+        token: &report.token,
+        to: report.state,
+        details: report.details.as_deref(),
+        warnings: &report.warnings,
+        error_code: report.error_code.as_deref(),
+    };
     let result = state
         .store
-        .report_state(
-            &id,
-            &report.token,
-            report.state,
-            report.details.as_deref(),
-            &report.warnings,
-            now_ms(),
-        )
-        .await;
+        .report_states(&[holder], now_ms())
+        .await?
+        .pop()
+        .unwrap_or(Err(nommer_store::StoreError::NotFound));
     match result {
         Ok(job) => {
             tracing::info!(job_id = %id, state = %job.state, "job state changed");
@@ -142,6 +146,7 @@ pub async fn report_states(
             to: r.state,
             details: r.details.as_deref(),
             warnings: &r.warnings,
+            error_code: r.error_code.as_deref(),
         })
         .collect();
     let outcomes = state.store.report_states(&reports, now_ms()).await?;

@@ -160,7 +160,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(feederd_url: &str, max_jobs: u32, extra: &str, env: &[(&str, &str)]) -> Worker {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = traversable_tempdir();
         let path = dir.path().join("nommerd.toml");
         std::fs::write(&path, format!("{FAST}{extra}")).unwrap();
         let log = std::fs::File::create(dir.path().join("nommerd.log")).unwrap();
@@ -195,6 +195,15 @@ impl Worker {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("nommerd.log")).unwrap_or_default()
     }
+}
+
+/// A temporary directory the sandbox user may pass through (tempfile makes
+/// them 0700), as a worker's work_dir must be.
+pub fn traversable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
 }
 
 /// Test sources made once per test binary with ffmpeg's lavfi sources.

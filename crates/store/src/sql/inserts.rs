@@ -75,9 +75,9 @@ async fn run(
 async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<String, JobRecord>> {
     let values: Vec<String> = (0..batch.len())
         .map(|i| {
-            let p = |n: usize| format!("${}", i * 10 + n);
+            let p = |n: usize| format!("${}", i * 11 + n);
             format!(
-                "({}, 'PENDING', {}, {}, {}, {}, {}, {}, {}, {}, {t}, {t}, {t}, {t})",
+                "({}, 'PENDING', {}, {}, {}, {}, {}, {}, {}, {}, {}, {t}, {t}, {t}, {t})",
                 p(1),
                 p(2),
                 p(3),
@@ -87,12 +87,13 @@ async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<S
                 p(7),
                 p(8),
                 p(9),
-                t = p(10),
+                p(10),
+                t = p(11),
             )
         })
         .collect();
     let sql = format!(
-        "INSERT INTO jobs (id, state, warnings, max_attempts, source_path, dest_path, secret_uris, notify_url, nommer, job_options, run_after, created_at, updated_at, state_changed_at)
+        "INSERT INTO jobs (id, state, warnings, max_attempts, max_runtime_s, source_path, dest_path, secret_uris, notify_url, nommer, job_options, run_after, created_at, updated_at, state_changed_at)
          VALUES {} RETURNING {JOB_COLUMNS}",
         values.join(", ")
     );
@@ -102,6 +103,7 @@ async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<S
             .bind(&job.id)
             .bind(serde_json::to_string(&job.warnings).unwrap_or_default())
             .bind(job.max_attempts as i64)
+            .bind(job.max_runtime_s.map(|s| s as i64))
             .bind(&job.source_path)
             .bind(&job.dest_path)
             .bind(secret_uris)

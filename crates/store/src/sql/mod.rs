@@ -134,11 +134,11 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     sqlx::query(
-        "INSERT INTO nodes (id, instance_id, fleet, state, hostname, version, max_jobs, running_jobs, started_at, last_heartbeat_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+        "INSERT INTO nodes (id, instance_id, fleet, state, hostname, version, max_jobs, running_jobs, sandbox, started_at, last_heartbeat_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $9, $9)
          ON CONFLICT (id) DO UPDATE SET instance_id = excluded.instance_id, fleet = excluded.fleet, state = excluded.state,
            hostname = excluded.hostname, version = excluded.version, max_jobs = excluded.max_jobs,
-           running_jobs = excluded.running_jobs, last_heartbeat_at = excluded.last_heartbeat_at",
+           running_jobs = excluded.running_jobs, sandbox = excluded.sandbox, last_heartbeat_at = excluded.last_heartbeat_at",
     )
     .bind(&node.node_id)
     .bind(&node.instance_id)
@@ -149,6 +149,7 @@ where
     .bind(node.max_jobs as i64)
     .bind(node.running_jobs as i64)
     .bind(now)
+    .bind(&node.sandbox)
     .execute(conn)
     .await?;
     Ok(())
@@ -247,6 +248,7 @@ fn reported<'a>(
         lease: if ends_lease { Lease::End } else { Lease::Keep },
         progress: (!keep_progress).then(|| Some(progress_json(&progress))),
         warnings: merged,
+        error_code: report.error_code.filter(|_| to == JobState::Error),
         ..Transition::to(to, details)
     }
 }
@@ -518,6 +520,7 @@ impl Store for SqlStore {
             to: JobState::Pending,
             details: Some(&details),
             warnings: &[],
+            error_code: None,
         };
         let mut conn = self.writer.acquire().await?;
         let record = self

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::str::FromStr;
 
-pub const JOB_COLUMNS: &str = "id, state, state_details, warnings, progress, attempts, max_attempts, source_path, dest_path, notify_url, nommer, job_options, node_id, lease_expires_at, cancel_requested, created_at, updated_at, state_changed_at";
+pub const JOB_COLUMNS: &str = "id, state, state_details, error_code, warnings, progress, attempts, max_attempts, max_runtime_s, source_path, dest_path, notify_url, nommer, job_options, node_id, lease_expires_at, cancel_requested, created_at, updated_at, state_changed_at";
 pub const EVENT_COLUMNS: &str =
     "seq, job_id, state, details, created_at, delivery, notify_url, next_attempt_at, attempts";
 
@@ -21,10 +21,14 @@ pub fn job(row: &AnyRow) -> StoreResult<JobRecord> {
         id: row.try_get("id")?,
         state: parse_state(row.try_get("state")?)?,
         state_details: row.try_get("state_details")?,
+        error_code: row.try_get("error_code")?,
         warnings: serde_json::from_str(&warnings).unwrap_or_default(),
         progress: progress.and_then(|p| serde_json::from_str(&p).ok()),
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        max_runtime_s: row
+            .try_get::<Option<i64>, _>("max_runtime_s")?
+            .map(|s| s as u64),
         source_path: row.try_get("source_path")?,
         dest_path: row.try_get("dest_path")?,
         notify_url: row.try_get("notify_url")?,
@@ -75,6 +79,7 @@ pub fn node(row: &AnyRow) -> StoreResult<NodeRecord> {
         version: row.try_get("version")?,
         max_jobs: row.try_get::<i64, _>("max_jobs")? as u32,
         running_jobs: row.try_get::<i64, _>("running_jobs")? as u32,
+        sandbox: row.try_get("sandbox")?,
         started_at: row.try_get("started_at")?,
         last_heartbeat_at: row.try_get("last_heartbeat_at")?,
     })

@@ -29,6 +29,8 @@ pub struct Transition<'a> {
     pub warnings: Option<String>,
     /// Added to attempts, floored at zero.
     pub attempts_delta: i64,
+    /// Why the job ended in ERROR; None keeps the column as it is.
+    pub error_code: Option<&'a str>,
 }
 
 impl<'a> Transition<'a> {
@@ -41,6 +43,7 @@ impl<'a> Transition<'a> {
             progress: None,
             warnings: None,
             attempts_delta: 0,
+            error_code: None,
         }
     }
 }
@@ -82,7 +85,7 @@ where
         Guard::Holder {
             token: _,
             renew_until,
-        } => (Actor::Worker, " AND lease_token = $14", Some(renew_until)),
+        } => (Actor::Worker, " AND lease_token = $15", Some(renew_until)),
     };
     let sources: Vec<String> = JobState::sources(t.to, actor)
         .map(|s| format!("'{}'", s.as_str()))
@@ -100,6 +103,7 @@ where
            progress = CASE WHEN $7 THEN $8 ELSE progress END,
            warnings = COALESCE($9, warnings),
            attempts = CASE WHEN attempts + $10 < 0 THEN 0 ELSE attempts + $10 END,
+           error_code = COALESCE($14, error_code),
            updated_at = $11, state_changed_at = $11
          WHERE id = $12 AND state IN ({}){fence} RETURNING {JOB_COLUMNS}",
         sources.join(", ")
@@ -117,7 +121,8 @@ where
         .bind(t.attempts_delta)
         .bind(now)
         .bind(id)
-        .bind(renew_until);
+        .bind(renew_until)
+        .bind(t.error_code);
     if let Guard::Holder { token, .. } = guard {
         query = query.bind(token);
     }
