@@ -5,8 +5,11 @@
 //!   *spawning thread* exits, so spawning from a short-lived runtime thread would
 //!   kill the child early. With one permanent spawner thread the child dies with
 //!   the process and never outlives its worker, even after a SIGKILL.
-//! - Each child gets its own process group, so a terminal's Ctrl-C reaches the
-//!   worker, which decides what happens to its jobs.
+//! - Each child gets its own session and process group, so a terminal's
+//!   Ctrl-C reaches the worker, which decides what happens to its jobs, and
+//!   the child has no controlling terminal. When the child exits, whatever is
+//!   left of its group is killed before the child is reaped (its pid, and so
+//!   the group's, cannot be reused until then).
 //! - Dropping a [`Running`] kills the child; exits are awaited with
 //!   `waitid(WNOWAIT)` first, so a kill never reaches a recycled pid.
 //! - stdout and stderr are read in lines of at most 64 KiB; the last 1 MiB
@@ -192,19 +195,12 @@ impl ToolCommand {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             command.pre_exec(move || {
-                libc::setpgid(0, 0);
-                if let Some(prepared) = &prepared {
-                    prepared.apply_in_child()?;
+                // Its own session and process group, and no controlling terminal.
+                libc::setsid();
+                match &prepared {
+                    Some(prepared) => prepared.apply_in_child(parent),
+                    None => crate::sandbox::die_with(parent),
                 }
-                // After the sandbox: a change of user clears the death signal.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The parent may have died before prctl took effect.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
             });
         }
         let watch = Watch {
@@ -291,6 +287,8 @@ impl ToolCommand {
                     libc::WEXITED | libc::WNOWAIT,
                 )
             };
+            // The zombie still holds the group's id: nothing else can have it.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
             wait_state.lock().unwrap().exited = true;
             let _ = exit_tx.send(child.wait());
         });
@@ -341,7 +339,7 @@ impl Running {
     }
 
     /// A limit the watcher enforces, if one is passed now.
-    fn limit_passed(&self) -> Option<(FailureCode, String)> {
+    async fn limit_passed(&self) -> Option<(FailureCode, String)> {
         if let Some((deadline, limit)) = self.watch.deadline {
             if Instant::now() >= deadline {
                 return Some((
@@ -355,7 +353,11 @@ impl Running {
             }
         }
         if let Some(watch) = &self.watch.output {
-            let written = crate::sandbox::dir_bytes(&watch.dir).saturating_sub(watch.before);
+            let dir = watch.dir.clone();
+            let used = tokio::task::spawn_blocking(move || crate::sandbox::dir_bytes(&dir))
+                .await
+                .unwrap_or(0);
+            let written = used.saturating_sub(watch.before);
             if written > watch.max {
                 return Some((
                     FailureCode::OutputTooLarge,
@@ -394,13 +396,13 @@ impl Running {
                 },
                 exited = &mut exit => break exited,
                 _ = tick.tick(), if watching && passed.is_none() => {
-                    if let Some(hit) = self.limit_passed() {
+                    if let Some(hit) = self.limit_passed().await {
                         passed = Some(hit);
                         self.kill();
                     }
                 }
                 _ = sleep_until(deadline), if passed.is_none() => {
-                    passed = self.limit_passed();
+                    passed = self.limit_passed().await;
                     self.kill();
                 }
             }

@@ -28,7 +28,10 @@ fn report_end(job: &Job) -> u8 {
         eprintln!("{} FINISHED -> {}", job.id, job.dest_path);
         return 0;
     }
-    eprintln!("{} {}", job.id, job.state);
+    match &job.error_code {
+        Some(code) => eprintln!("{} {} ({code})", job.id, job.state),
+        None => eprintln!("{} {}", job.id, job.state),
+    }
     if let Some(details) = &job.state_details {
         eprintln!("{details}");
     }
@@ -55,6 +58,9 @@ pub async fn status(settings: &Settings, id: &str, json: bool) -> anyhow::Result
     }
     println!("id:          {}", job.id);
     println!("state:       {}", job.state);
+    if let Some(code) = &job.error_code {
+        println!("error code:  {code}");
+    }
     if let Some(details) = &job.state_details {
         println!("details:     {details}");
     }

@@ -165,6 +165,25 @@ fn writes_outside_the_directory_fail() {
     }
 }
 
+#[test]
+fn no_symlink_fifo_or_socket_can_be_made_even_in_the_directory() {
+    let (_root, dir) = scratch();
+    for argv in [
+        vec!["ln", "-s", "/etc/shadow", "output.mp4"],
+        vec!["mkfifo", "output.mp4"],
+    ] {
+        let out = sandboxed(&dir, &[], &argv);
+        assert!(!out.status.success(), "{argv:?} worked");
+        assert!(
+            !dir.join("output.mp4").exists() && dir.join("output.mp4").symlink_metadata().is_err()
+        );
+    }
+    // Plain files and directories are fine.
+    let out = sandboxed(&dir, &[], &["mkdir", "-p", "a/b"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.join("a/b").is_dir());
+}
+
 /// Run ffmpeg with `args` in the sandbox; it must fail. Its stderr.
 fn ffmpeg_fails(dir: &Path, args: &[&str]) -> String {
     let argv: Vec<&str> = ["ffmpeg", "-nostdin"].iter().chain(args).copied().collect();
@@ -217,15 +236,54 @@ fn a_unix_socket_outside_cannot_be_reached() {
 }
 
 #[test]
-fn another_program_cannot_be_started() {
+fn another_program_cannot_be_started_nor_a_process_made() {
     let (_root, dir) = scratch();
-    let out = sandboxed(&dir, &[], &["sh", "-c", "ls /; echo status $?"]);
-    let said = text(&out.stdout);
-    assert!(said.contains("status 126"), "{said}");
-    assert!(text(&out.stderr).contains("Permission denied"));
-    // The shell itself runs: only exec is refused.
+    // exec of another program, in place of the shell.
+    let out = sandboxed(&dir, &[], &["sh", "-c", "exec ls /"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A child process: the shell cannot fork, so nothing can outlive the tool.
+    let out = sandboxed(
+        &dir,
+        &[],
+        &["sh", "-c", "(echo in a subshell); echo after $?"],
+    );
+    assert!(
+        !text(&out.stdout).contains("in a subshell"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stderr).contains("fork"), "{}", text(&out.stderr));
+    // The shell itself runs, and so do threads (x264 makes several).
     let out = sandboxed(&dir, &[], &["sh", "-c", "echo builtin"]);
     assert_eq!(text(&out.stdout).trim(), "builtin");
+    let out = sandboxed(
+        &dir,
+        &[],
+        &[
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=1",
+            "-c:v",
+            "libx264",
+            "-threads",
+            "4",
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -407,6 +465,15 @@ async fn a_job_past_its_runtime_ends_runtime_exceeded() {
     assert_eq!(job["state"], "ERROR", "{job}");
     assert_eq!(job["error_code"], "runtime_exceeded", "{job}");
     assert_eq!(job["max_runtime_s"], 2);
+    let status = Command::new(BIN)
+        .args(["--feederd", &feederd.url, "status", &id])
+        .output()
+        .unwrap();
+    assert!(
+        text(&status.stdout).contains("error code:  runtime_exceeded"),
+        "{}",
+        text(&status.stdout)
+    );
     assert!(!dest.exists());
     let left: Vec<_> = std::fs::read_dir(worker.work_dir()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");

@@ -269,6 +269,9 @@ impl Pipeline {
                 if let Err(e) = ran {
                     return e.into();
                 }
+                if let Err(e) = nommer_media::sandbox::plain_output(&output) {
+                    return End::failed(FailureCode::ToolFailed, e.to_string());
+                }
                 output.clone()
             }
         };

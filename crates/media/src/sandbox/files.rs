@@ -57,11 +57,17 @@ fn abi_of(version: u32) -> ABI {
     }
 }
 
+/// The child's own `/proc` files a tool may read (what libc and ffmpeg's
+/// libraries look at), not the whole of `/proc/self`, whose `net/` and
+/// `mountinfo` describe the host.
+const PROC_SELF: &[&std::ffi::CStr] =
+    &[c"/proc/self/status", c"/proc/self/stat", c"/proc/self/maps"];
+
 /// A ruleset ready for the child.
 #[derive(Debug)]
 pub struct Ruleset {
     fd: OwnedFd,
-    /// What the child grants on its own `/proc/self` (read files and dirs).
+    /// What the child grants on its own `/proc` files (read).
     proc_self_access: u64,
 }
 
@@ -79,7 +85,17 @@ pub fn ruleset(
     let abi = abi_of(version);
     let all = AccessFs::from_all(abi);
     let read: BitFlags<AccessFs> = AccessFs::ReadFile | AccessFs::ReadDir;
-    let read_write = (all & !AccessFs::Execute) | read;
+    // Files and directories only: no symlink (the worker reads the output as
+    // root), no FIFO (a blocking read), no socket or device node.
+    let read_write = all
+        & (read
+            | AccessFs::WriteFile
+            | AccessFs::Truncate
+            | AccessFs::MakeReg
+            | AccessFs::MakeDir
+            | AccessFs::RemoveFile
+            | AccessFs::RemoveDir
+            | AccessFs::Refer);
     let run = (AccessFs::ReadFile | AccessFs::Execute) & all;
 
     let mut ruleset = LlRuleset::default()
@@ -121,7 +137,7 @@ pub fn ruleset(
     let fd = fd.ok_or_else(|| io::Error::other("landlock: the kernel made no ruleset"))?;
     Ok(Ruleset {
         fd,
-        proc_self_access: read.bits(),
+        proc_self_access: BitFlags::from(AccessFs::ReadFile).bits(),
     })
 }
 
@@ -133,21 +149,24 @@ struct PathBeneathAttr {
 }
 
 impl Ruleset {
-    /// Add the child's own `/proc/self` (only the child can open it), then
-    /// restrict the child.
+    /// Add the child's own `/proc/self` files (only the child can open
+    /// them), then restrict the child.
     ///
     /// # Safety
     /// Call only in a freshly forked child that is about to exec: system
     /// calls only.
     pub unsafe fn restrict_in_child(&self) -> io::Result<()> {
         let ruleset = self.fd.as_raw_fd();
-        let proc_self = libc::open(c"/proc/self".as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
-        if proc_self >= 0 {
+        for file in PROC_SELF {
+            let fd = libc::open(file.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+            if fd < 0 {
+                continue;
+            }
             let attr = PathBeneathAttr {
                 allowed_access: self.proc_self_access,
-                parent_fd: proc_self,
+                parent_fd: fd,
             };
-            // LANDLOCK_RULE_PATH_BENEATH = 1. A failure leaves /proc/self
+            // LANDLOCK_RULE_PATH_BENEATH = 1. A failure leaves the file
             // unreadable, which tools survive.
             libc::syscall(
                 libc::SYS_landlock_add_rule,
@@ -156,7 +175,7 @@ impl Ruleset {
                 &attr as *const PathBeneathAttr,
                 0u32,
             );
-            libc::close(proc_self);
+            libc::close(fd);
         }
         if libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) != 0 {
             return Err(io::Error::last_os_error());

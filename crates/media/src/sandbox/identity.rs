@@ -76,17 +76,47 @@ impl Identity {
         Ok(())
     }
 
-    /// Make `dir` and everything in it the sandbox user's (symlinks are not
-    /// followed).
+    /// Make `dir` and the entries directly in it the sandbox user's, by
+    /// descriptor and never through a symlink. The entries go first, while
+    /// the directory is still the worker's alone, so nothing can be swapped
+    /// in between; subdirectories are not descended.
     pub fn hand_over(&self, dir: &Path) -> io::Result<()> {
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(path) = stack.pop() {
-            std::os::unix::fs::lchown(&path, Some(self.uid), Some(self.gid))?;
-            if std::fs::symlink_metadata(&path)?.is_dir() {
-                for entry in std::fs::read_dir(&path)? {
-                    stack.push(entry?.path());
-                }
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let path = CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+        // SAFETY: a valid C string; the descriptor is owned below.
+        let raw = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` was just opened and is owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        for entry in std::fs::read_dir(dir)? {
+            let name = CString::new(entry?.file_name().as_bytes()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "name holds a NUL byte")
+            })?;
+            // SAFETY: valid descriptor and C string.
+            let rc = unsafe {
+                libc::fchownat(
+                    fd.as_raw_fd(),
+                    name.as_ptr(),
+                    self.uid,
+                    self.gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
             }
+        }
+        // SAFETY: valid descriptor.
+        if unsafe { libc::fchown(fd.as_raw_fd(), self.uid, self.gid) } != 0 {
+            return Err(io::Error::last_os_error());
         }
         Ok(())
     }

@@ -9,8 +9,9 @@
 //!   kernel has them, TCP bind/connect are denied (ABI 4) and signals and
 //!   abstract Unix sockets are scoped to the sandbox (ABI 6).
 //! - **syscalls** (`syscalls.rs`, seccomp): no `socket`/`socketpair` of any
-//!   family, no io_uring, no 32-bit or x32 syscalls, none of the calls that
-//!   reach beyond the process (namespaces, mounts, keyrings, bpf, ptrace).
+//!   family, no io_uring, no new process (threads only), no 32-bit or x32
+//!   syscalls, none of the calls that reach beyond the process (namespaces,
+//!   mounts, keyrings, bpf, ptrace).
 //! - **identity** (`identity.rs`): when the worker runs as root, the tool
 //!   runs as `sandbox_user` (default `nobody`) with no capability.
 //! - **the rest** (here): an environment cleared to `PATH`, `LANG` and
@@ -166,6 +167,14 @@ pub fn decide(
             "Landlock ABI {abi} cannot deny TCP; seccomp's socket ban covers it"
         ));
     }
+    if abi > 0 && abi < 6 {
+        warnings.push(format!(
+            "Landlock ABI {abi} cannot scope signals: tools of different jobs, all run as the sandbox user, could signal each other"
+        ));
+    }
+    if !support.seccomp {
+        warnings.push("without seccomp, tools may open sockets: UDP and Unix sockets are not denied by Landlock".into());
+    }
     Ok((enforcement, warnings))
 }
 
@@ -271,7 +280,7 @@ impl Sandbox {
         }
     }
 
-    /// Give a scratch directory, and everything already in it, to the
+    /// Give a scratch directory, and the entries directly in it, to the
     /// sandbox user, so its tools can read the input and write beside it.
     pub fn hand_over(&self, dir: &Path) -> io::Result<()> {
         match &self.identity {
@@ -335,11 +344,12 @@ pub struct Prepared {
 
 impl Prepared {
     /// Confine the calling process. Runs in the child between fork and exec:
-    /// system calls on prepared data only, no allocation.
+    /// system calls on prepared data only, no allocation. `parent` is the
+    /// worker's pid: the child dies with it.
     ///
     /// # Safety
     /// Call only in a freshly forked child that is about to exec.
-    pub unsafe fn apply_in_child(&self) -> io::Result<()> {
+    pub unsafe fn apply_in_child(&self, parent: libc::pid_t) -> io::Result<()> {
         for &(resource, value) in &self.rlimits {
             let limit = libc::rlimit {
                 rlim_cur: value,
@@ -352,6 +362,9 @@ impl Prepared {
         if let Some(identity) = &self.sandbox.identity {
             identity.become_in_child()?;
         }
+        // After the change of user, which clears it; before the filter,
+        // which forbids it.
+        die_with(parent)?;
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -377,6 +390,20 @@ impl Prepared {
         }
         Ok(())
     }
+}
+
+/// `PR_SET_PDEATHSIG = SIGKILL`, then make sure `parent` did not die first.
+///
+/// # Safety
+/// Call only between fork and exec.
+pub unsafe fn die_with(parent: libc::pid_t) -> io::Result<()> {
+    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if libc::getppid() != parent {
+        libc::_exit(1);
+    }
+    Ok(())
 }
 
 /// Keep the worker's locale only when it is a plain name.
@@ -419,6 +446,21 @@ fn resolve_program(program: &Path) -> io::Result<PathBuf> {
         ));
     };
     std::fs::canonicalize(&found)
+}
+
+/// Check what a tool left for the worker to upload, without following a
+/// symlink: a plain file with one link, so that the worker (perhaps root)
+/// reads nothing but what the tool wrote. Call once the tool is gone.
+pub fn plain_output(path: &Path) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
+        return Err(io::Error::other(format!(
+            "{} is not a plain file (a link, a device or a pipe); it is not uploaded",
+            path.display()
+        )));
+    }
+    Ok(meta.len())
 }
 
 /// How long to wait between checks of the scratch directory's size.
@@ -489,7 +531,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(enforced.describe(), "landlock-abi-3+seccomp");
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[1].contains("signal"), "{warnings:?}");
         let (enforced, warnings) = decide(SandboxMode::Required, FULL).unwrap();
         assert_eq!(enforced.describe(), "landlock-abi-7+net+scope+seccomp");
         assert!(warnings.is_empty());

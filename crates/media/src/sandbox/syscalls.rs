@@ -1,16 +1,23 @@
 //! seccomp: the system calls a tool may not make. Typical ffmpeg and ffprobe
 //! runs make none of these, so denying them costs nothing and closes whole
 //! classes: no socket of any family (so no network and no Unix socket), no
-//! io_uring (which bypasses the syscall filter), nothing that escapes the
-//! process (namespaces, mounts, keyrings, bpf, ptrace, kernel modules).
+//! io_uring (which bypasses the syscall filter), no new process (threads
+//! only, so nothing outlives the tool or leaves its process group), no
+//! program from memory, nothing that escapes the process (namespaces,
+//! mounts, keyrings, bpf, ptrace, kernel modules), and no way to drop the
+//! death signal that ties the tool to its worker.
 //!
-//! Two programs: a guard that kills any call of another architecture (the
+//! Three programs: a guard that kills any call of another architecture (the
 //! 32-bit `int 0x80` ABI) and refuses the x32 ABI, whose numbers would
-//! otherwise slip past rules written for 64-bit numbers; then the denials,
-//! built with `seccompiler`.
+//! otherwise slip past rules written for 64-bit numbers; the denials (EPERM),
+//! built with `seccompiler`; and `clone3`, whose flags a filter cannot read,
+//! answered ENOSYS so that libc falls back to `clone`, whose flags it can.
 
 use super::SandboxError;
-use seccompiler::{sock_filter, BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use seccompiler::{
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
 use std::collections::BTreeMap;
 
 /// Denied with EPERM.
@@ -43,6 +50,36 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_swapon,
     libc::SYS_swapoff,
     libc::SYS_acct,
+    // New processes and sessions: threads are made with clone (below).
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_fork,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_vfork,
+    libc::SYS_setsid,
+    libc::SYS_setpgid,
+    // A program from memory.
+    libc::SYS_memfd_create,
+    libc::SYS_execveat,
+    // The new mount API.
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_open_tree,
+    libc::SYS_move_mount,
+    libc::SYS_mount_setattr,
+];
+
+/// `clone` flags that make namespaces.
+const CLONE_NEW: &[u64] = &[
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWCGROUP as u64,
+    0x80, // CLONE_NEWTIME
 ];
 
 /// Whether this kernel takes seccomp filters with an errno action.
@@ -112,19 +149,48 @@ fn guard() -> Result<BpfProgram, SandboxError> {
     ])
 }
 
+/// A rule that matches when `arg`'s bits under `mask` equal `value`.
+fn masked(arg: u8, mask: u64, value: u64) -> Result<SeccompRule, seccompiler::BackendError> {
+    SeccompRule::new(vec![SeccompCondition::new(
+        arg,
+        SeccompCmpArgLen::Qword,
+        SeccompCmpOp::MaskedEq(mask),
+        value,
+    )?])
+}
+
+fn build(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    action: SeccompAction,
+) -> Result<BpfProgram, SandboxError> {
+    SeccompFilter::new(rules, SeccompAction::Allow, action, target()?)
+        .and_then(BpfProgram::try_from)
+        .map_err(|e| SandboxError(format!("building the seccomp filter: {e}")))
+}
+
 /// The programs, in the order they are installed.
 pub fn programs() -> Result<Vec<BpfProgram>, SandboxError> {
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
+    let error = |e: seccompiler::BackendError| SandboxError(format!("seccomp rule: {e}"));
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
-    let denials = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        target()?,
-    )
-    .and_then(BpfProgram::try_from)
-    .map_err(|e| SandboxError(format!("building the seccomp filter: {e}")))?;
-    Ok(vec![guard()?, denials])
+    // clone: a thread (CLONE_THREAD) and nothing that makes a namespace.
+    let thread = libc::CLONE_THREAD as u64;
+    let mut clone = vec![masked(0, thread, 0).map_err(error)?];
+    for &flag in CLONE_NEW {
+        clone.push(masked(0, flag, flag).map_err(error)?);
+    }
+    rules.insert(libc::SYS_clone, clone);
+    // The death signal is set before the filter; the tool may not clear it.
+    rules.insert(
+        libc::SYS_prctl,
+        vec![masked(0, u64::from(u32::MAX), libc::PR_SET_PDEATHSIG as u64).map_err(error)?],
+    );
+    let denials = build(rules, SeccompAction::Errno(libc::EPERM as u32))?;
+    let clone3 = build(
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+        SeccompAction::Errno(libc::ENOSYS as u32),
+    )?;
+    Ok(vec![guard()?, denials, clone3])
 }
 
 #[cfg(test)]
@@ -134,7 +200,7 @@ mod tests {
     #[test]
     fn both_programs_build() {
         let programs = programs().unwrap();
-        assert_eq!(programs.len(), 2);
+        assert_eq!(programs.len(), 3);
         assert!(programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
     }
 }
