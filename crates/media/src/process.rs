@@ -131,7 +131,6 @@ struct ExitState {
 struct Watch {
     deadline: Option<(Instant, Duration)>,
     output: Option<OutputWatch>,
-    memory_limited: bool,
 }
 
 /// The scratch directory, the most a tool may add to it, and what it held
@@ -214,7 +213,6 @@ impl ToolCommand {
                 dir: c.jail.scratch.clone(),
                 max: c.sandbox.limits().max_output_bytes,
             }),
-            memory_limited: self.confinement.is_some(),
         };
         let (reply, answer) = oneshot::channel();
         spawner()
@@ -474,7 +472,7 @@ impl Watch {
         if status.signal() == Some(libc::SIGXFSZ) || stderr.contains("File too large") {
             return Some(FailureCode::OutputTooLarge);
         }
-        if self.memory_limited && stderr.contains("Cannot allocate memory") {
+        if stderr.contains("Cannot allocate memory") {
             return Some(FailureCode::MemoryExceeded);
         }
         None
