@@ -37,7 +37,8 @@ pub struct Job {
     pub source_path: String,
     pub dest_path: String,
     pub notify_url: Option<String>,
-    /// The whole `{nommer, options}` object as submitted.
+    /// The `{nommer, options}` object, its passes in the canonical form the
+    /// option check gives (docs/OPTIONS.md): what the worker runs.
     #[schema(value_type = Object)]
     pub job_options: Value,
     /// The node holding the job's lease, while one does.
@@ -167,6 +168,10 @@ pub struct LeaseGrant {
     /// the worker applies the lower of this and its `max_job_runtime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_runtime_s: Option<u64>,
+    /// feederd's `file_roots`, resolved: a worker with none of its own opens
+    /// `file://` paths only beneath these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_roots: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -205,12 +205,7 @@ fn parse_file(raw: &str) -> Result<Location, CodedError> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(malformed(raw, "a file:// URI takes no query or fragment"));
     }
-    let decoded = percent_decode_str(url.path())
-        .decode_utf8()
-        .map_err(|_| malformed(raw, "the path is not valid UTF-8 once decoded"))?;
-    if decoded.contains('\0') {
-        return Err(malformed(raw, "the path contains a NUL byte"));
-    }
+    let decoded = file_path(raw)?;
     if !decoded.starts_with('/') || decoded.len() < 2 || decoded.ends_with('/') {
         return Err(malformed(
             raw,
@@ -218,8 +213,44 @@ fn parse_file(raw: &str) -> Result<Location, CodedError> {
         ));
     }
     Ok(Location::File {
-        path: PathBuf::from(decoded.as_ref()),
+        path: PathBuf::from(decoded),
     })
+}
+
+/// The path of a `file://` URI read from the raw text, segment by segment:
+/// the URL parser would fold `..`, `%2e%2e` and `\\` away before anything
+/// could see them. A segment that is `.` or `..` once decoded, or that holds
+/// `/`, `\\` or NUL, is refused, so a checked path means what it says.
+fn file_path(raw: &str) -> Result<String, CodedError> {
+    let not_allowed = |why: &str| {
+        CodedError::new(
+            ErrorCode::UriNotAllowed,
+            format!("file:// path in \"{}\" {why}", redact_str(raw)),
+        )
+    };
+    let rest = &raw["file://".len()..];
+    let path = match rest.get(..9) {
+        Some(host) if host.eq_ignore_ascii_case("localhost") => &rest[9..],
+        _ => rest,
+    };
+    if path.contains('\\') {
+        return Err(not_allowed("holds a backslash"));
+    }
+    let mut decoded = String::with_capacity(path.len());
+    for segment in path.split('/').skip(1) {
+        let segment = percent_decode_str(segment)
+            .decode_utf8()
+            .map_err(|_| malformed(raw, "the path is not valid UTF-8 once decoded"))?;
+        if segment == "." || segment == ".." {
+            return Err(not_allowed("holds a '.' or '..' segment"));
+        }
+        if segment.contains(['/', '\\', '\0']) {
+            return Err(not_allowed("holds an encoded '/', a backslash or a NUL"));
+        }
+        decoded.push('/');
+        decoded.push_str(&segment);
+    }
+    Ok(decoded)
 }
 
 fn parse_http(raw: &str) -> Result<Location, CodedError> {
@@ -411,11 +442,28 @@ mod tests {
         );
         assert!(MediaUri::parse("file://localhost/tmp/a.mp4").is_ok());
         for bad in [
-            "file://a.mp4",
-            "file://tmp/a.mp4",
-            "file:///",
-            "file:///tmp/%00x",
+            "file:///srv/in/../../etc/passwd",
+            "file:///srv/in/%2e%2e/%2E%2e/etc/passwd",
+            "file:///srv/in/..%2F..%2Fetc%2Fpasswd",
+            "file:///srv/./in/a.mp4",
+            "file:///srv/in/%2e/a.mp4",
+            "file:///srv/in/a%00.mp4",
+            "file:///srv/in\\..\\a.mp4",
+            "file:///srv/in/%5C..%5Ca.mp4",
+            "file://localhost/srv/../etc/passwd",
         ] {
+            let err = MediaUri::parse(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::UriNotAllowed, "{bad}");
+        }
+        assert_eq!(
+            MediaUri::parse("file:///srv/a..b/.hidden/x.mp4")
+                .unwrap()
+                .location(),
+            &Location::File {
+                path: PathBuf::from("/srv/a..b/.hidden/x.mp4")
+            }
+        );
+        for bad in ["file://a.mp4", "file://tmp/a.mp4", "file:///"] {
             let err = MediaUri::parse(bad).unwrap_err();
             assert_eq!(err.code, ErrorCode::UriMalformed, "{bad}");
         }

@@ -1,48 +1,66 @@
 //! `file://` storage: streamed reads, and uploads written to a temporary name
-//! beside the destination and renamed into place on commit.
+//! beside the destination and renamed into place on commit. Every job path is
+//! opened beneath its root (`beneath.rs`); scratch files are the worker's own.
 
+use crate::beneath;
+use crate::roots::Anchor;
 use crate::transfer::Opened;
 use crate::{StorageError, StorageErrorKind};
 use futures::StreamExt;
 use nommer_model::uri::MediaUri;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncSeekExt;
 
 const CHUNK: usize = 1024 * 1024;
 
-/// The source must be a regular file (the seed's message otherwise).
-async fn check_source(uri: &MediaUri, path: &Path) -> Result<(), StorageError> {
-    match tokio::fs::metadata(path).await {
-        Ok(meta) if meta.is_file() => {}
-        Ok(_) => {
+/// Open a job's source: a regular file, or the seed's message.
+pub fn open_source(uri: &MediaUri, anchor: &Anchor) -> Result<std::fs::File, StorageError> {
+    let file = match beneath::open_read(anchor) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StorageError::not_found(uri))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             return Err(StorageError::new(
-                StorageErrorKind::NotFound,
-                format!(
-                    "The specified input file cannot be found: {} is not a regular file",
-                    path.display()
-                ),
+                StorageErrorKind::Denied,
+                format!("{}: {e}", anchor.path.display()),
             ))
         }
-        Err(_) => return Err(StorageError::not_found(uri)),
+        Err(e) => {
+            return Err(StorageError::new(
+                StorageErrorKind::Failed,
+                format!("reading {}: {e}", anchor.path.display()),
+            ))
+        }
+    };
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => Ok(file),
+        _ => Err(StorageError::new(
+            StorageErrorKind::NotFound,
+            format!(
+                "The specified input file cannot be found: {} is not a regular file",
+                anchor.path.display()
+            ),
+        )),
     }
-    Ok(())
 }
 
-/// The file's bytes from `offset` on.
-pub async fn open(uri: &MediaUri, path: &Path, offset: u64) -> Result<Opened, StorageError> {
-    check_source(uri, path).await?;
+/// A file's bytes from `offset` on.
+pub async fn stream(
+    file: std::fs::File,
+    shown: &Path,
+    offset: u64,
+) -> Result<Opened, StorageError> {
+    let shown = shown.display().to_string();
     let read_error = |e: std::io::Error| {
-        StorageError::new(
-            StorageErrorKind::Failed,
-            format!("reading {}: {e}", path.display()),
-        )
+        StorageError::new(StorageErrorKind::Failed, format!("reading {shown}: {e}"))
     };
-    let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
+    let mut file = tokio::fs::File::from_std(file);
     let total = file.metadata().await.map_err(read_error)?.len();
     file.seek(std::io::SeekFrom::Start(offset))
         .await
         .map_err(read_error)?;
-    let shown = path.display().to_string();
     let stream = tokio_util::io::ReaderStream::with_capacity(file, CHUNK)
         .map(move |chunk| {
             chunk.map_err(|e| {
@@ -56,99 +74,136 @@ pub async fn open(uri: &MediaUri, path: &Path, offset: u64) -> Result<Opened, St
     })
 }
 
+/// A worker's own file (scratch output) from `offset` on.
+pub async fn open_own(path: &Path, offset: u64) -> Result<Opened, StorageError> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        StorageError::new(
+            StorageErrorKind::Failed,
+            format!("reading {}: {e}", path.display()),
+        )
+    })?;
+    stream(file, path, offset).await
+}
+
 /// An output written under a temporary name beside its destination.
 pub struct StagedFile {
-    temp: PathBuf,
+    dir: OwnedFd,
+    temp: String,
+    name: String,
+    file: std::fs::File,
     target: PathBuf,
 }
 
 impl StagedFile {
-    /// A temporary name beside `target`, whose directory must exist.
-    pub async fn beside(target: &Path) -> Result<StagedFile, StorageError> {
-        let parent = target.parent().unwrap_or(Path::new("/"));
-        let is_dir = tokio::fs::metadata(parent)
-            .await
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
-        if !is_dir {
-            return Err(StorageError::new(
-                StorageErrorKind::Failed,
-                format!(
-                    "the destination directory {} does not exist",
-                    parent.display()
-                ),
-            ));
-        }
+    /// A temporary file beside `target`, whose directory must exist.
+    pub async fn beside(target: &Anchor) -> Result<StagedFile, StorageError> {
+        let parent = target.parent();
+        let dir = beneath::open_dir(&parent).map_err(|e| {
+            let kind = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => StorageErrorKind::Denied,
+                _ => StorageErrorKind::Failed,
+            };
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "does not exist".to_string(),
+                _ => e.to_string(),
+            };
+            StorageError::new(
+                kind,
+                format!("the destination directory {}: {why}", parent.path.display()),
+            )
+        })?;
         let name = target
+            .path
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let temp = parent.join(format!(".{name}.nommer-{:08x}.part", rand::random::<u32>()));
+        let temp = format!(".{name}.nommer-{:08x}.part", rand::random::<u32>());
+        let file = beneath::create_in(&dir, &temp).map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Failed,
+                format!("creating a file in {}: {e}", parent.path.display()),
+            )
+        })?;
         Ok(StagedFile {
+            dir,
             temp,
-            target: target.to_path_buf(),
+            name,
+            file,
+            target: target.path.clone(),
         })
     }
 
-    pub fn temp(&self) -> &Path {
-        &self.temp
+    /// A handle to write the staged bytes through.
+    pub fn writer(&self) -> Result<std::fs::File, StorageError> {
+        self.file.try_clone().map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Failed,
+                format!("writing {}: {e}", self.target.display()),
+            )
+        })
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
     }
 
     /// Sync the bytes, then rename them into place: one blocking task.
     pub async fn commit(self) -> Result<(), StorageError> {
-        let (temp, target) = (self.temp.clone(), self.target.clone());
+        let StagedFile {
+            dir,
+            temp,
+            name,
+            file,
+            target,
+        } = self;
         let moved = tokio::task::spawn_blocking(move || {
-            std::fs::File::open(&temp)?.sync_all()?;
-            std::fs::rename(&temp, &target)
+            let result = file
+                .sync_all()
+                .and_then(|_| beneath::rename_in(&dir, &temp, &name));
+            if result.is_err() {
+                beneath::remove_in(&dir, &temp);
+            }
+            result
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        if let Err(e) = moved {
-            let _ = tokio::fs::remove_file(&self.temp).await;
-            return Err(StorageError::new(
+        moved.map_err(|e| {
+            StorageError::new(
                 StorageErrorKind::Failed,
-                format!(
-                    "moving the output into place at {}: {e}",
-                    self.target.display()
-                ),
-            ));
-        }
-        Ok(())
+                format!("moving the output into place at {}: {e}", target.display()),
+            )
+        })
     }
 
     pub async fn abort(self) {
-        let _ = tokio::fs::remove_file(&self.temp).await;
+        beneath::remove_in(&self.dir, &self.temp);
     }
 }
 
-/// Local file to local file: the kernel copies (copy_file_range), a chunk at
-/// a time so progress shows. A staged copy is synced at commit; a copy into
-/// scratch needs no sync.
-pub async fn copy_local(
-    uri: &MediaUri,
-    src: &Path,
-    dest: &Path,
+/// File to file: the kernel copies (copy_file_range), a chunk at a time so
+/// progress shows. A staged copy is synced at commit; a copy into scratch
+/// needs no sync.
+pub async fn copy(
+    input: std::fs::File,
+    mut output: std::fs::File,
+    shown: &Path,
     progress: crate::ProgressFn,
 ) -> Result<crate::Transferred, StorageError> {
     const STEP: u64 = 64 * 1024 * 1024;
-    check_source(uri, src).await?;
-    let (src, dest) = (src.to_path_buf(), dest.to_path_buf());
+    let shown = shown.to_path_buf();
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
-        let failed = |what: &Path, e: std::io::Error| {
+        let failed = |e: std::io::Error| {
             StorageError::new(
                 StorageErrorKind::Failed,
-                format!("copying {}: {e}", what.display()),
+                format!("copying {}: {e}", shown.display()),
             )
         };
-        let input = std::fs::File::open(&src).map_err(|e| failed(&src, e))?;
-        let total = input.metadata().map_err(|e| failed(&src, e))?.len();
-        let mut output = std::fs::File::create(&dest).map_err(|e| failed(&dest, e))?;
+        let total = input.metadata().map_err(failed)?.len();
         let mut done = 0u64;
         loop {
             // `&File` keeps std's copy_file_range path (a `&mut File` would not).
-            let n = std::io::copy(&mut (&input).take(STEP), &mut output)
-                .map_err(|e| failed(&dest, e))?;
+            let n = std::io::copy(&mut (&input).take(STEP), &mut output).map_err(failed)?;
             if n == 0 {
                 break;
             }
@@ -164,16 +219,22 @@ pub async fn copy_local(
     .map_err(|e| StorageError::new(StorageErrorKind::Failed, format!("copy task: {e}")))?
 }
 
-/// Copy the local file `src` beside `target`, to be renamed into place on
-/// commit; nothing is left behind on failure.
-pub async fn stage_local(
-    uri: &MediaUri,
-    src: &Path,
-    target: &Path,
+/// Copy `input` beside `target`, to be renamed into place on commit;
+/// nothing is left behind on failure.
+pub async fn stage(
+    input: std::fs::File,
+    target: &Anchor,
     progress: crate::ProgressFn,
 ) -> Result<(StagedFile, crate::Transferred), StorageError> {
     let staged = StagedFile::beside(target).await?;
-    match copy_local(uri, src, staged.temp(), progress).await {
+    let writer = match staged.writer() {
+        Ok(writer) => writer,
+        Err(e) => {
+            staged.abort().await;
+            return Err(e);
+        }
+    };
+    match copy(input, writer, &target.path, progress).await {
         Ok(done) => Ok((staged, done)),
         Err(e) => {
             staged.abort().await;

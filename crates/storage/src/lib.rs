@@ -4,15 +4,17 @@
 //! Uploads are staged and committed only once complete, so a failed job never
 //! leaves a half-written output at its destination.
 
+mod beneath;
 pub mod file;
 pub mod http;
 pub mod net;
 pub mod object;
+pub mod roots;
 pub mod transfer;
 
 use nommer_model::uri::{Location, MediaUri, Scheme};
-use nommer_model::{CodedError, ErrorCode};
 pub use object::ObjectConfig;
+pub use roots::{Anchor, FileRoots};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 pub use transfer::Transferred;
@@ -58,38 +60,6 @@ impl StorageError {
                 uri.redacted()
             ),
         )
-    }
-}
-
-/// Which local paths `file://` URIs may name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileRoots {
-    /// Any absolute path (feederd on loopback with no roots configured).
-    Any,
-    /// Only paths under these directories.
-    Only(Vec<PathBuf>),
-    /// No `file://` at all.
-    Off,
-}
-
-impl FileRoots {
-    pub fn check(&self, path: &Path) -> Result<(), CodedError> {
-        match self {
-            FileRoots::Any => Ok(()),
-            FileRoots::Off => Err(CodedError::new(
-                ErrorCode::UriNotAllowed,
-                "file:// URIs are off: feederd listens beyond loopback and no file_roots are configured",
-            )),
-            FileRoots::Only(roots) => {
-                if roots.iter().any(|root| path.starts_with(root)) {
-                    return Ok(());
-                }
-                Err(CodedError::new(
-                    ErrorCode::UriNotAllowed,
-                    format!("{} is outside the configured file_roots", path.display()),
-                ))
-            }
-        }
     }
 }
 
@@ -145,20 +115,32 @@ impl Storage {
         self.object.config()
     }
 
-    fn file_path<'a>(&self, uri: &'a MediaUri) -> Result<Option<&'a Path>, StorageError> {
+    /// For a `file://` URI, the checked path and the root to open it beneath.
+    fn file_anchor(&self, uri: &MediaUri) -> Result<Option<Anchor>, StorageError> {
         let Location::File { path } = uri.location() else {
             return Ok(None);
         };
         self.file_roots
-            .check(path)
-            .map_err(|e| StorageError::new(StorageErrorKind::Denied, e.message))?;
-        Ok(Some(path))
+            .anchor(path)
+            .map(Some)
+            .map_err(|e| StorageError::new(StorageErrorKind::Denied, e.message))
+    }
+
+    /// This storage with `roots` for `file://`, when it has none of its own:
+    /// a worker then allows only what feederd allowed.
+    pub fn with_lease_roots(&self, roots: &[String]) -> Storage {
+        let mut storage = self.clone();
+        if storage.file_roots == FileRoots::Any && !roots.is_empty() {
+            storage.file_roots = FileRoots::only(roots.iter().map(PathBuf::from));
+        }
+        storage
     }
 
     /// The source's bytes from `offset` on.
     async fn open(&self, uri: &MediaUri, offset: u64) -> Result<Opened, StorageError> {
-        if let Some(path) = self.file_path(uri)? {
-            return file::open(uri, path, offset).await;
+        if let Some(anchor) = self.file_anchor(uri)? {
+            let file = file::open_source(uri, &anchor)?;
+            return file::stream(file, &anchor.path, offset).await;
         }
         match uri.location() {
             Location::Http { url } => self.http.open(uri, url, offset).await,
@@ -182,8 +164,15 @@ impl Storage {
         dest: &Path,
         progress: ProgressFn,
     ) -> Result<Transferred, StorageError> {
-        if let Some(src) = self.file_path(uri)? {
-            return file::copy_local(uri, src, dest, progress).await;
+        if let Some(anchor) = self.file_anchor(uri)? {
+            let input = file::open_source(uri, &anchor)?;
+            let output = std::fs::File::create(dest).map_err(|e| {
+                StorageError::new(
+                    StorageErrorKind::Failed,
+                    format!("creating {}: {e}", dest.display()),
+                )
+            })?;
+            return file::copy(input, output, &anchor.path, progress).await;
         }
         let mut sink = Sink::file(dest.to_path_buf()).await?;
         let done =
@@ -219,13 +208,19 @@ impl Storage {
         }
         let local = MediaUri::parse(&format!("file://{}", src.display()))
             .map_err(|e| StorageError::new(StorageErrorKind::Failed, e.message))?;
-        if let Some(path) = self.file_path(uri)? {
-            return file::stage_local(&local, src, path, progress)
+        if let Some(anchor) = self.file_anchor(uri)? {
+            let input = std::fs::File::open(src).map_err(|e| {
+                StorageError::new(
+                    StorageErrorKind::Failed,
+                    format!("reading {}: {e}", src.display()),
+                )
+            })?;
+            return file::stage(input, &anchor, progress)
                 .await
                 .map(|(staged, _)| Staged::File(staged));
         }
         let size = tokio::fs::metadata(src).await.ok().map(|m| m.len());
-        let open = |offset| file::open(&local, src, offset);
+        let open = |offset| file::open_own(src, offset);
         self.stage_stream(&local, open, uri, size, progress)
             .await
             .map(|(staged, _)| staged)
@@ -239,8 +234,9 @@ impl Storage {
         dest: &MediaUri,
         progress: ProgressFn,
     ) -> Result<(Staged, Transferred), StorageError> {
-        if let (Some(from), Some(to)) = (self.file_path(src)?, self.file_path(dest)?) {
-            return file::stage_local(src, from, to, progress)
+        if let (Some(from), Some(to)) = (self.file_anchor(src)?, self.file_anchor(dest)?) {
+            let input = file::open_source(src, &from)?;
+            return file::stage(input, &to, progress)
                 .await
                 .map(|(staged, done)| (Staged::File(staged), done));
         }
@@ -269,9 +265,19 @@ impl Storage {
         O: Fn(u64) -> Fut,
         Fut: std::future::Future<Output = Result<Opened, StorageError>>,
     {
-        if let Some(path) = self.file_path(dest)? {
-            let staged = file::StagedFile::beside(path).await?;
-            let mut sink = Sink::file(staged.temp().to_path_buf()).await?;
+        if let Some(anchor) = self.file_anchor(dest)? {
+            let staged = file::StagedFile::beside(&anchor).await?;
+            let writer = match staged.writer() {
+                Ok(writer) => writer,
+                Err(e) => {
+                    staged.abort().await;
+                    return Err(e);
+                }
+            };
+            let mut sink = Sink::File {
+                file: tokio::fs::File::from_std(writer),
+                path: anchor.path.clone(),
+            };
             return match transfer::pump(src, open, &mut sink, &progress).await {
                 Ok(done) => Ok((Staged::File(staged), done)),
                 Err(e) => {

@@ -54,6 +54,7 @@ pub async fn lease(
                         dest_uri: c.dest_uri,
                         job_options: c.job.job_options.clone(),
                         max_runtime_s: c.job.max_runtime_s,
+                        file_roots: state.config.file_roots.list(),
                     }
                 })
                 .collect();
