@@ -13,6 +13,8 @@ pub struct FeederdConfig {
     /// Standard Webhooks secret (`whsec_...` base64, or raw text).
     pub webhook_secret: Option<String>,
     pub file_roots: FileRoots,
+    /// The option allowlist, with the operator's additions.
+    pub allowlist: std::sync::Arc<nommer_model::options::Allowlist>,
     /// Object storage settings, for submit-time checks of s3/gs/az sources.
     pub objects: nommer_storage::ObjectConfig,
     pub net_policy: NetPolicy,
@@ -37,6 +39,7 @@ impl Default for FeederdConfig {
             worker_token: None,
             webhook_secret: None,
             file_roots: FileRoots::Any,
+            allowlist: std::sync::Arc::new(nommer_model::options::Allowlist::builtin().clone()),
             objects: Default::default(),
             net_policy: NetPolicy::default(),
             max_body_bytes: 1024 * 1024,

@@ -61,7 +61,7 @@ async fn check_source_exists(state: &AppState, uri: &MediaUri) -> Result<(), Cod
 }
 
 pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, CodedError> {
-    let submission = submit::parse_body(body)?;
+    let submission = submit::parse_body(body, &state.config.allowlist)?;
     check_location(state, "source_path", &submission.source).await?;
     check_location(state, "dest_path", &submission.dest).await?;
     check_source_exists(state, &submission.source).await?;

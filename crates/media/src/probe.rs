@@ -84,7 +84,7 @@ pub async fn probe(
     path: &Path,
     confinement: Option<Confinement>,
 ) -> Result<Probe, ToolError> {
-    let argv = [
+    let mut argv = vec![
         ffprobe.to_string(),
         "-v".into(),
         "error".into(),
@@ -92,8 +92,12 @@ pub async fn probe(
         "json".into(),
         "-show_format".into(),
         "-show_streams".into(),
-        path.display().to_string(),
     ];
+    // A job's source may open only itself, whatever its content says.
+    if confinement.is_some() {
+        argv.extend(crate::argv::input_whitelist());
+    }
+    argv.push(path.display().to_string());
     let mut json = String::new();
     ToolCommand::new(&argv)
         .confined(confinement)

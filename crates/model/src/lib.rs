@@ -4,7 +4,6 @@
 pub mod api;
 pub mod error;
 pub mod failure;
-pub mod filtergraph;
 pub mod id;
 pub mod netpolicy;
 pub mod options;

@@ -4,7 +4,7 @@
 //! messages; the other checks follow in the order the fields are read.
 
 use crate::error::{CodedError, ErrorCode};
-use crate::options::{self, Nommer, Pass};
+use crate::options::{self, Allowlist, Nommer, Pass};
 use crate::uri::{self, MediaUri};
 use serde_json::{Map, Value};
 
@@ -20,8 +20,8 @@ pub struct Submission {
     pub notify_url: Option<url::Url>,
     pub nommer: Nommer,
     pub passes: Vec<Pass>,
-    /// The whole `{nommer, options}` object as submitted (options decoded if
-    /// it came as a JSON string).
+    /// The `{nommer, options}` object with `options` in canonical form: the
+    /// checked passes, as stored and as the lease carries them.
     pub job_options: Value,
     pub warnings: Vec<String>,
     pub max_attempts: Option<u32>,
@@ -73,7 +73,7 @@ pub fn seed_required_keys(payload: &Map<String, Value>) -> Result<(), CodedError
 }
 
 /// Decode a raw request body (whatever its Content-Type) and validate it.
-pub fn parse_body(body: &[u8]) -> Result<Submission, CodedError> {
+pub fn parse_body(body: &[u8], allow: &Allowlist) -> Result<Submission, CodedError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(err(
             ErrorCode::EmptyBody,
@@ -92,10 +92,13 @@ pub fn parse_body(body: &[u8]) -> Result<Submission, CodedError> {
             "The request body must be a JSON object",
         ));
     };
-    parse_payload(&payload)
+    parse_payload(&payload, allow)
 }
 
-pub fn parse_payload(payload: &Map<String, Value>) -> Result<Submission, CodedError> {
+pub fn parse_payload(
+    payload: &Map<String, Value>,
+    allow: &Allowlist,
+) -> Result<Submission, CodedError> {
     seed_required_keys(payload)?;
     let Some(Value::Object(job_options)) = payload.get("job_options") else {
         unreachable!("checked by seed_required_keys");
@@ -184,12 +187,12 @@ pub fn parse_payload(payload: &Map<String, Value>) -> Result<Submission, CodedEr
     };
 
     let (passes, warnings) = match nommer {
-        Nommer::Ffmpeg => ffmpeg_passes(&raw_options, &dest)?,
+        Nommer::Ffmpeg => ffmpeg_passes(&raw_options, &dest, allow)?,
         Nommer::Copy => (copy_passes(&raw_options)?, Vec::new()),
     };
 
     let mut normalized = job_options.clone();
-    normalized.insert("options".into(), raw_options);
+    normalized.insert("options".into(), options::passes_to_json(&passes));
     Ok(Submission {
         source,
         dest,
@@ -216,26 +219,43 @@ fn uri_field(payload: &Map<String, Value>, key: &str) -> Result<MediaUri, CodedE
     }
 }
 
-fn ffmpeg_passes(raw: &Value, dest: &MediaUri) -> Result<(Vec<Pass>, Vec<String>), CodedError> {
+fn ffmpeg_passes(
+    raw: &Value,
+    dest: &MediaUri,
+    allow: &Allowlist,
+) -> Result<(Vec<Pass>, Vec<String>), CodedError> {
     let mut passes = options::parse_passes(raw)?;
-    options::check_passes(&passes)?;
-    let needs_format = passes.iter().any(|pass| pass.output_format().is_none());
-    if needs_format {
-        let known = dest
-            .extension()
-            .and_then(|ext| options::format_for_extension(&ext));
-        if known.is_none() {
-            return Err(err(
-                ErrorCode::OutputFormatUnknown,
-                format!(
-                    "No [\"f\", FORMAT] option and dest_path \"{}\" has no known extension to infer it from",
-                    dest.redacted()
-                ),
-            ));
-        }
-    }
     let warnings = options::modernize(&mut passes);
+    let passes = options::check_passes(passes, allow)?;
+    if passes.iter().any(|pass| pass.output_format().is_none()) {
+        inferred_format(dest)?;
+    }
     Ok((passes, warnings))
+}
+
+/// The muxer for a destination whose passes name none: from its extension,
+/// and only a muxer on the allowlist.
+pub fn inferred_format(dest: &MediaUri) -> Result<&'static str, CodedError> {
+    let ext = dest.extension();
+    if let Some(format) = ext.as_deref().and_then(options::format_for_extension) {
+        return Ok(format);
+    }
+    if let Some(format) = ext.as_deref().and_then(options::formats::refused_extension) {
+        return Err(err(
+            ErrorCode::FormatNotAllowed,
+            format!(
+                "dest_path \"{}\" would be written with the {format} muxer, which is not allowed; name an allowed format with [\"f\", FORMAT]",
+                dest.redacted()
+            ),
+        ));
+    }
+    Err(err(
+        ErrorCode::OutputFormatUnknown,
+        format!(
+            "No [\"f\", FORMAT] option and dest_path \"{}\" has no known extension to infer it from",
+            dest.redacted()
+        ),
+    ))
 }
 
 fn copy_passes(raw: &Value) -> Result<Vec<Pass>, CodedError> {
@@ -258,7 +278,7 @@ mod tests {
     use serde_json::json;
 
     fn message(body: Value) -> (ErrorCode, String) {
-        let e = parse_body(body.to_string().as_bytes()).unwrap_err();
+        let e = parse_body(body.to_string().as_bytes(), Allowlist::builtin()).unwrap_err();
         (e.code, e.message)
     }
 
@@ -301,26 +321,37 @@ mod tests {
 
     #[test]
     fn accepts_the_example_and_json_string_options() {
-        let ok = parse_body(example().to_string().as_bytes()).unwrap();
+        let ok = parse_body(example().to_string().as_bytes(), Allowlist::builtin()).unwrap();
         assert_eq!(ok.nommer, Nommer::Ffmpeg);
         assert!(ok.notify_url.is_none());
         let mut body = example();
         body["job_options"]["options"] =
             json!(json!([{"outfile_options": [["f", "mp4"]]}]).to_string());
-        let ok = parse_body(body.to_string().as_bytes()).unwrap();
+        let ok = parse_body(body.to_string().as_bytes(), Allowlist::builtin()).unwrap();
         assert!(ok.job_options["options"].is_array());
         body["notify_url"] = json!("");
-        assert!(parse_body(body.to_string().as_bytes())
-            .unwrap()
-            .notify_url
-            .is_none());
+        assert!(
+            parse_body(body.to_string().as_bytes(), Allowlist::builtin())
+                .unwrap()
+                .notify_url
+                .is_none()
+        );
     }
 
     #[test]
     fn body_level_failures() {
-        assert_eq!(parse_body(b"").unwrap_err().code, ErrorCode::EmptyBody);
-        assert_eq!(parse_body(b"{").unwrap_err().code, ErrorCode::InvalidJson);
-        assert_eq!(parse_body(b"[1]").unwrap_err().code, ErrorCode::NotAnObject);
+        assert_eq!(
+            parse_body(b"", Allowlist::builtin()).unwrap_err().code,
+            ErrorCode::EmptyBody
+        );
+        assert_eq!(
+            parse_body(b"{", Allowlist::builtin()).unwrap_err().code,
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            parse_body(b"[1]", Allowlist::builtin()).unwrap_err().code,
+            ErrorCode::NotAnObject
+        );
         let mut body = example();
         body["job_options"] = json!("text");
         assert_eq!(message(body).0, ErrorCode::InvalidJobOptions);
@@ -349,7 +380,7 @@ mod tests {
         }
         let mut body = example();
         body["max_runtime_s"] = json!(90);
-        let ok = parse_body(body.to_string().as_bytes()).unwrap();
+        let ok = parse_body(body.to_string().as_bytes(), Allowlist::builtin()).unwrap();
         assert_eq!(ok.max_runtime_s, Some(90));
     }
 
@@ -357,7 +388,7 @@ mod tests {
     fn output_format_is_inferred_or_required() {
         let mut body = example();
         body["job_options"]["options"] = json!([{"outfile_options": [["vcodec", "libx264"]]}]);
-        assert!(parse_body(body.to_string().as_bytes()).is_ok());
+        assert!(parse_body(body.to_string().as_bytes(), Allowlist::builtin()).is_ok());
         body["dest_path"] = json!("file:///out/noext");
         assert_eq!(message(body).0, ErrorCode::OutputFormatUnknown);
     }

@@ -31,7 +31,7 @@ fn net_policy(s: &Settings) -> NetPolicy {
 
 fn file_roots(s: &Settings, loopback: bool) -> FileRoots {
     if !s.file_roots.is_empty() {
-        return FileRoots::Only(s.file_roots.iter().map(Into::into).collect());
+        return FileRoots::only(s.file_roots.iter().map(Into::into));
     }
     if loopback {
         FileRoots::Any
@@ -40,8 +40,8 @@ fn file_roots(s: &Settings, loopback: bool) -> FileRoots {
     }
 }
 
-pub fn feederd_config(s: &Settings, loopback: bool) -> FeederdConfig {
-    FeederdConfig {
+pub fn feederd_config(s: &Settings, loopback: bool) -> anyhow::Result<FeederdConfig> {
+    Ok(FeederdConfig {
         api_tokens: s.api_tokens.clone(),
         worker_token: s.worker_token.clone(),
         webhook_secret: s.webhook_secret.clone(),
@@ -58,7 +58,8 @@ pub fn feederd_config(s: &Settings, loopback: bool) -> FeederdConfig {
         webhook_timeout: Duration::from_secs(s.webhook_timeout),
         webhook_retry_period: Duration::from_secs(s.webhook_retry_period),
         max_lease_wait: Duration::from_secs(25),
-    }
+        allowlist: s.allowlist()?,
+    })
 }
 
 pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<NommerdConfig> {
@@ -82,6 +83,7 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     config.terminate_when_idle = s.nommerd_terminate_when_idle;
     config.sandbox = s.sandbox();
     config.max_job_runtime = Duration::from_secs(s.max_job_runtime.max(1));
+    config.allowlist = s.allowlist()?;
     config.file_roots = if s.file_roots.is_empty() {
         FileRoots::Any
     } else {
@@ -178,7 +180,7 @@ pub async fn start(
         Dialect::Postgres => Leadership::postgres(store.url(), &addr.to_string(), rx.clone()),
     };
     let store: Arc<dyn Store> = Arc::new(store);
-    let mut state = AppState::new(store, feederd_config(settings, loopback), leadership);
+    let mut state = AppState::new(store, feederd_config(settings, loopback)?, leadership);
     state.fleet = fleet(settings, addr).await?.map(Arc::new);
     let fleet_state = state.fleet.clone();
     let server = tokio::spawn(nommer_feederd::run(listener, state, rx.clone()));

@@ -137,6 +137,10 @@ pub struct Settings {
     pub max_tool_memory_bytes: u64,
     /// Threads and processes of all tools under the sandbox user (RLIMIT_NPROC).
     pub max_tool_threads: u64,
+    /// Flags added to the option allowlist: `{name, kind, place, spec}`.
+    pub extra_allowed_options: Vec<nommer_model::options::allow::ExtraOption>,
+    /// Filters added to the allowlist: `{name, options = [...]}`.
+    pub extra_allowed_filters: Vec<nommer_model::options::allow::ExtraFilter>,
 
     // ---- clients ----
     /// Token the CLI's client commands send.
@@ -198,6 +202,8 @@ impl Default for Settings {
             max_job_runtime: 24 * 3600,
             max_tool_memory_bytes: 16 << 30,
             max_tool_threads: 512,
+            extra_allowed_options: Vec::new(),
+            extra_allowed_filters: Vec::new(),
             api_token: None,
             other: Default::default(),
         }
@@ -237,6 +243,17 @@ impl Settings {
                 max_threads: self.max_tool_threads,
             },
         }
+    }
+
+    /// The option allowlist with this config's additions; feederd and
+    /// nommerd each build it, so both run the same check.
+    pub fn allowlist(&self) -> anyhow::Result<std::sync::Arc<nommer_model::options::Allowlist>> {
+        let allow = nommer_model::options::Allowlist::with_extras(
+            &self.extra_allowed_options,
+            &self.extra_allowed_filters,
+        )
+        .map_err(anyhow::Error::msg)?;
+        Ok(std::sync::Arc::new(allow))
     }
 
     pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Settings> {

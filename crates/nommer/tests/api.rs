@@ -278,6 +278,14 @@ async fn every_error_code_is_answered() {
         "filter_not_allowed",
     )
     .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(job(json!([{"infile_options": [["f", "LAVFI"]]}]))),
+        400,
+        "format_not_allowed",
+    )
+    .await;
     let noext = json!({"source_path": "file:///in/a.mp4", "dest_path": "file:///out/b", "job_options": {"nommer": "ffmpeg", "options": [{}]}});
     p.expect(
         post,

@@ -40,7 +40,10 @@ async fn seed_example_and_web_medium_encode_with_webhooks() {
         let probe = probe(dest);
         let video = stream(&probe, "video");
         assert_eq!(video["codec_name"], "h264");
+        // 640 wide from 1280x720; web_medium's scale='640:trunc(ow/a/2)*2'
+        // is w=640:h=trunc(ow/a/2)*2, so its height is 360 too.
         assert_eq!(video["width"], 640);
+        assert_eq!(video["height"], 360);
         assert_eq!(stream(&probe, "audio")["codec_name"], "aac");
     }
     // web_medium asked for faststart: the moov atom comes before mdat.
@@ -122,7 +125,8 @@ async fn ffmpeg_failure_is_an_error_with_its_stderr_and_no_output() {
     let body = ffmpeg_job(
         &clip("tiny.mp4", 1, "320x240"),
         &dest,
-        json!([{"outfile_options": [["vcodec", "no_such_encoder"]]}]),
+        // Allowed by the check, refused by libx264 itself.
+        json!([{"outfile_options": [["vcodec", "libx264"], ["profile:v", "no_such_profile"]]}]),
     );
     let job = api.submit(&body).await;
     let job = api
@@ -130,7 +134,7 @@ async fn ffmpeg_failure_is_an_error_with_its_stderr_and_no_output() {
         .await;
     assert_eq!(job["state"], "ERROR");
     let details = job["state_details"].as_str().unwrap();
-    assert!(details.contains("no_such_encoder"), "{details}");
+    assert!(details.contains("no_such_profile"), "{details}");
     assert!(details.chars().count() <= 1023);
     assert!(!dest.exists());
     assert!(std::fs::read_dir(feederd.dir.path()).unwrap().all(|e| !e
@@ -363,13 +367,13 @@ fn cli_exit_codes(args: &[&str]) -> (String, String) {
         "h264"
     );
     let bad = run(
-        json!([{"outfile_options": [["c:v", "no_such_encoder"]]}]),
+        json!([{"outfile_options": [["c:v", "libx264"], ["profile:v", "no_such_profile"]]}]),
         "bad.mp4",
     );
     assert_eq!(bad.status.code(), Some(1));
     let bad_stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        bad_stderr.contains("ERROR") && bad_stderr.contains("no_such_encoder"),
+        bad_stderr.contains("ERROR") && bad_stderr.contains("no_such_profile"),
         "{bad_stderr}"
     );
     (stdout, stderr)

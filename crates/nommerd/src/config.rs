@@ -31,6 +31,8 @@ pub struct NommerdConfig {
     pub ffmpeg: String,
     pub ffprobe: String,
     pub file_roots: FileRoots,
+    /// The option allowlist, with the operator's additions.
+    pub allowlist: std::sync::Arc<nommer_model::options::Allowlist>,
     pub net_policy: NetPolicy,
     pub shutdown_mode: ShutdownMode,
     /// Object storage settings (endpoints, regions, credentials).
@@ -62,6 +64,7 @@ impl NommerdConfig {
             ffmpeg: "ffmpeg".into(),
             ffprobe: "ffprobe".into(),
             file_roots: FileRoots::Any,
+            allowlist: std::sync::Arc::new(nommer_model::options::Allowlist::builtin().clone()),
             net_policy: NetPolicy::default(),
             shutdown_mode: ShutdownMode::Handback,
             objects: Default::default(),

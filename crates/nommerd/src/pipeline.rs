@@ -164,8 +164,19 @@ impl Pipeline {
                 "unknown nommer".into(),
             );
         };
+        // The same check feederd ran at submit, before anything runs here: a
+        // job that fails it ends in ERROR with the check's code.
+        let checked = match nommer {
+            Nommer::Ffmpeg => match self.check_options(grant, &dest) {
+                Ok(checked) => Some(checked),
+                Err(e) => return End::Error(e.code.as_str(), e.message),
+            },
+            Nommer::Copy => None,
+        };
+        // With no file_roots of its own, the worker allows what feederd allowed.
+        let storage = self.storage.with_lease_roots(&grant.file_roots);
         if nommer == Nommer::Copy && Storage::streams_to(&dest) {
-            return self.copy(grant, job, &source, &dest).await;
+            return self.copy(&storage, grant, job, &source, &dest).await;
         }
         if let Err(end) = scratch.create().await {
             return end;
@@ -184,10 +195,7 @@ impl Pipeline {
         tracing::info!(job_id = %grant.job_id, source = %source, "downloading");
         let download_progress = self.transfer_progress(job, "downloading", 0.0, ENCODE_START);
         let downloaded = match self
-            .stoppable(
-                job,
-                self.storage.download(&source, &input, download_progress),
-            )
+            .stoppable(job, storage.download(&source, &input, download_progress))
             .await
         {
             Ok(Ok(done)) => done,
@@ -222,14 +230,9 @@ impl Pipeline {
             return end;
         }
 
-        let result_path = match nommer {
-            Nommer::Copy => input.clone(),
-            Nommer::Ffmpeg => {
-                let mut passes = match options::parse_passes(&grant.job_options["options"]) {
-                    Ok(passes) => passes,
-                    Err(e) => return End::Error(e.code.as_str(), e.message),
-                };
-                options::modernize(&mut passes);
+        let result_path = match checked {
+            None => input.clone(),
+            Some((passes, inferred)) => {
                 // The duration only scales progress: ffprobe reads it beside
                 // the first pass instead of before it.
                 let duration_s = Arc::new(std::sync::OnceLock::new());
@@ -251,9 +254,6 @@ impl Pipeline {
                         }
                     }))
                 };
-                let inferred = dest
-                    .extension()
-                    .and_then(|ext| options::format_for_extension(&ext));
                 let run = FfmpegRun {
                     ffmpeg: &self.config.ffmpeg,
                     passes: &passes,
@@ -292,8 +292,7 @@ impl Pipeline {
         let staged = match self
             .stoppable(
                 job,
-                self.storage
-                    .stage_upload(&result_path, &dest, upload_progress),
+                storage.stage_upload(&result_path, &dest, upload_progress),
             )
             .await
         {
@@ -304,10 +303,28 @@ impl Pipeline {
         self.commit(job, staged).await
     }
 
+    /// The job's passes through the option check, and the muxer its
+    /// destination implies.
+    fn check_options(
+        &self,
+        grant: &LeaseGrant,
+        dest: &MediaUri,
+    ) -> Result<(Vec<options::Pass>, Option<&'static str>), nommer_model::CodedError> {
+        let mut passes = options::parse_passes(&grant.job_options["options"])?;
+        options::modernize(&mut passes);
+        let passes = options::check_passes(passes, &self.config.allowlist)?;
+        let inferred = match passes.iter().all(|pass| pass.output_format().is_some()) {
+            true => None,
+            false => Some(nommer_model::submit::inferred_format(dest)?),
+        };
+        Ok((passes, inferred))
+    }
+
     /// The `copy` nommer: the source streams straight to the destination
     /// during DOWNLOADING; ENCODING has nothing to do; UPLOADING is the commit.
     async fn copy(
         &self,
+        storage: &Storage,
         grant: &LeaseGrant,
         job: &Arc<RunningJob>,
         source: &MediaUri,
@@ -316,7 +333,7 @@ impl Pipeline {
         tracing::info!(job_id = %grant.job_id, source = %source, dest = %dest, "copying");
         let progress = self.transfer_progress(job, "copying", 0.0, 95.0);
         let (staged, copied) = match self
-            .stoppable(job, self.storage.stage_copy(source, dest, progress))
+            .stoppable(job, storage.stage_copy(source, dest, progress))
             .await
         {
             Ok(Ok(done)) => done,
