@@ -99,6 +99,11 @@ acrossfade
 # to one of them makes the generator fail until somebody decides.
 # --------------------------------------------------------------------------
 _FONT_NOTE = "fontconfig family/pattern, matched against installed fonts only"
+# vf_scale.c sets the SWScaler's geometry from the links, then applies these
+# child options over it: swscale is told a size or format the buffers do not
+# have (heap overflow with dstw/dst_format, uninitialised reads with srcw).
+_SWS_GEOMETRY = "swscale geometry the filter negotiates itself; a wrong value corrupts memory (use scale's own w/h/in_*/out_* options)"
+_SWR_NEGOTIATED = "negotiated by the filter graph (rate, format and layout come from the links; use aresample's sample_rate or aformat)"
 DECISIONS = {
     "drawtext": {
         "fontfile": ("no", "names a font file to read"),
@@ -200,6 +205,42 @@ DECISIONS = {
     },
     "scale": {
         "threads": ("yes", "positional slot 24 lands on the generic filter option 'threads'"),
+        "srcw": ("no", _SWS_GEOMETRY),
+        "srch": ("no", _SWS_GEOMETRY),
+        "dstw": ("no", _SWS_GEOMETRY),
+        "dsth": ("no", _SWS_GEOMETRY),
+        "src_format": ("no", _SWS_GEOMETRY),
+        "dst_format": ("no", _SWS_GEOMETRY),
+        "src_range": ("no", _SWS_GEOMETRY),
+        "dst_range": ("no", _SWS_GEOMETRY),
+        "src_v_chr_pos": ("no", _SWS_GEOMETRY),
+        "src_h_chr_pos": ("no", _SWS_GEOMETRY),
+        "dst_v_chr_pos": ("no", _SWS_GEOMETRY),
+        "dst_h_chr_pos": ("no", _SWS_GEOMETRY),
+    },
+    "aresample": {
+        "ich": ("no", _SWR_NEGOTIATED),
+        "in_channel_count": ("no", _SWR_NEGOTIATED),
+        "och": ("no", _SWR_NEGOTIATED),
+        "out_channel_count": ("no", _SWR_NEGOTIATED),
+        "uch": ("no", _SWR_NEGOTIATED),
+        "used_channel_count": ("no", _SWR_NEGOTIATED),
+        "isr": ("no", _SWR_NEGOTIATED),
+        "in_sample_rate": ("no", _SWR_NEGOTIATED),
+        "osr": ("no", _SWR_NEGOTIATED),
+        "out_sample_rate": ("no", _SWR_NEGOTIATED),
+        "isf": ("no", _SWR_NEGOTIATED),
+        "in_sample_fmt": ("no", _SWR_NEGOTIATED),
+        "osf": ("no", _SWR_NEGOTIATED),
+        "out_sample_fmt": ("no", _SWR_NEGOTIATED),
+        "icl": ("no", _SWR_NEGOTIATED),
+        "in_channel_layout": ("no", _SWR_NEGOTIATED),
+        "ocl": ("no", _SWR_NEGOTIATED),
+        "out_channel_layout": ("no", _SWR_NEGOTIATED),
+        "ichl": ("no", _SWR_NEGOTIATED),
+        "in_chlayout": ("no", _SWR_NEGOTIATED),
+        "ochl": ("no", _SWR_NEGOTIATED),
+        "out_chlayout": ("no", _SWR_NEGOTIATED),
     },
 }
 STRICT = {"drawtext", "metadata", "ametadata", "psnr", "ssim", "curves", "paletteuse", "showinfo"}

@@ -98,6 +98,9 @@ pub struct ToolCommand {
     /// Ignored under a confinement, whose scratch directory is the cwd.
     pub cwd: Option<PathBuf>,
     pub confinement: Option<Confinement>,
+    /// Stop the tool when it writes nothing on stdout for this long: ffmpeg's
+    /// `-progress` reports every half second while it works.
+    pub max_silence: Option<Duration>,
 }
 
 impl ToolCommand {
@@ -107,11 +110,19 @@ impl ToolCommand {
             args: argv[1..].to_vec(),
             cwd: None,
             confinement: None,
+            max_silence: None,
         }
     }
 
     pub fn confined(mut self, confinement: Option<Confinement>) -> ToolCommand {
         self.confinement = confinement;
+        self
+    }
+
+    /// Stop the tool, with `tool_stalled`, once it has been silent on stdout
+    /// for `limit`.
+    pub fn silent_for_at_most(mut self, limit: Option<Duration>) -> ToolCommand {
+        self.max_silence = limit;
         self
     }
 
@@ -130,6 +141,7 @@ struct ExitState {
 /// What the watcher of a confined tool checks.
 struct Watch {
     deadline: Option<(Instant, Duration)>,
+    silence: Option<Duration>,
     output: Option<OutputWatch>,
 }
 
@@ -203,6 +215,7 @@ impl ToolCommand {
             });
         }
         let watch = Watch {
+            silence: self.max_silence,
             deadline: self
                 .confinement
                 .as_ref()
@@ -378,7 +391,10 @@ impl Running {
         let mut exit = self.exit.take().ok_or_else(killed)?;
         let mut lines = self.stdout.take().map(BoundedLines::new);
         let mut passed: Option<(FailureCode, String)> = None;
-        let watching = self.watch.deadline.is_some() || self.watch.output.is_some();
+        let watching = self.watch.deadline.is_some()
+            || self.watch.output.is_some()
+            || self.watch.silence.is_some();
+        let mut last_line = Instant::now();
         let mut tick = tokio::time::interval(crate::sandbox::OUTPUT_CHECK_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = self
@@ -389,12 +405,27 @@ impl Running {
         let exited = loop {
             tokio::select! {
                 line = next_line(&mut lines) => match line {
-                    Some(line) => on_line(&line),
+                    Some(line) => {
+                        last_line = Instant::now();
+                        on_line(&line);
+                    }
                     None => lines = None,
                 },
                 exited = &mut exit => break exited,
                 _ = tick.tick(), if watching && passed.is_none() => {
-                    if let Some(hit) = self.limit_passed().await {
+                    let silent = self.watch.silence.filter(|limit| last_line.elapsed() >= *limit);
+                    let hit = match silent {
+                        Some(limit) => Some((
+                            FailureCode::ToolStalled,
+                            format!(
+                                "{} reported nothing for {} s and was stopped",
+                                self.program,
+                                limit.as_secs_f64()
+                            ),
+                        )),
+                        None => self.limit_passed().await,
+                    };
+                    if let Some(hit) = hit {
                         passed = Some(hit);
                         self.kill();
                     }

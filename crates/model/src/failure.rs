@@ -34,6 +34,7 @@ failure_codes! {
     OutputTooLarge = ("output_too_large", "A tool wrote more than max_output_bytes: one file (RLIMIT_FSIZE) or the scratch directory in all."),
     RuntimeExceeded = ("runtime_exceeded", "The job's work on a worker ran past max_job_runtime, or the job's own max_runtime_s."),
     MemoryExceeded = ("memory_exceeded", "A tool ran out of its address space (max_tool_memory_bytes)."),
+    ToolStalled = ("tool_stalled", "ffmpeg reported no progress for max_tool_stall seconds (a filter expression that never ends, say) and was stopped."),
     StorageFailed = ("storage_failed", "The source could not be read or the destination written."),
 }
 

@@ -83,6 +83,7 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     config.terminate_when_idle = s.nommerd_terminate_when_idle;
     config.sandbox = s.sandbox();
     config.max_job_runtime = Duration::from_secs(s.max_job_runtime.max(1));
+    config.max_tool_stall = Duration::from_secs(s.max_tool_stall.max(1));
     config.allowlist = s.allowlist()?;
     config.file_roots = if s.file_roots.is_empty() {
         FileRoots::Any

@@ -133,6 +133,8 @@ pub struct Settings {
     pub max_output_bytes: u64,
     /// Seconds one leased job may take on a worker, download to commit.
     pub max_job_runtime: u64,
+    /// Seconds ffmpeg may report no progress before it is stopped.
+    pub max_tool_stall: u64,
     /// Address space a tool may map (RLIMIT_AS).
     pub max_tool_memory_bytes: u64,
     /// Threads and processes of all tools under the sandbox user (RLIMIT_NPROC).
@@ -200,6 +202,7 @@ impl Default for Settings {
             sandbox_user: "nobody".into(),
             max_output_bytes: 64 << 30,
             max_job_runtime: 24 * 3600,
+            max_tool_stall: 600,
             max_tool_memory_bytes: 16 << 30,
             max_tool_threads: 512,
             extra_allowed_options: Vec::new(),

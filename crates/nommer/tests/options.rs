@@ -411,3 +411,33 @@ fn the_tables_match_the_ffmpeg_build() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expression_that_never_ends_is_stopped_as_stalled() {
+    // FFmpeg's expressions have `while`: an allowed filter can spin forever
+    // without a frame out. ffmpeg then reports nothing on -progress, and the
+    // worker stops it after max_tool_stall instead of max_job_runtime.
+    let (dir, root) = media_root();
+    let feederd = Feederd::start(&format!("file_roots = [\"{}\"]\n", root.display()));
+    let _worker = feederd.worker(1, "max_tool_stall = 3\n");
+    let api = Api::new(&feederd.url);
+    let body = ffmpeg_job(
+        &root.join("in/source.mp4"),
+        &root.join("out/a.mp4"),
+        json!([{"outfile_options": [["c:v", "libx264"], ["vf", "setpts='while(1,1)'"]]}]),
+    );
+    let started = std::time::Instant::now();
+    let id = api.submit_id(&body).await;
+    let done = api
+        .wait_for(&id, &["FINISHED", "ERROR"], Duration::from_secs(60))
+        .await;
+    assert_eq!(done["state"], "ERROR", "{done}");
+    assert_eq!(done["error_code"], "tool_stalled", "{done}");
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    assert!(!root.join("out/a.mp4").exists());
+    drop(dir);
+}

@@ -46,6 +46,8 @@ pub struct NommerdConfig {
     pub sandbox: nommer_media::sandbox::SandboxSettings,
     /// Wall-clock limit for one leased job on this worker, download to commit.
     pub max_job_runtime: Duration,
+    /// How long ffmpeg may report no progress before it is stopped (`tool_stalled`).
+    pub max_tool_stall: Duration,
 }
 
 impl NommerdConfig {
@@ -73,6 +75,7 @@ impl NommerdConfig {
             terminate_when_idle: true,
             sandbox: Default::default(),
             max_job_runtime: Duration::from_secs(24 * 3600),
+            max_tool_stall: Duration::from_secs(600),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct FfmpegRun<'a> {
     /// The source's duration, once ffprobe (running beside the first pass)
     /// has read it; until then progress shows no percentage.
     pub duration_s: &'a std::sync::OnceLock<f64>,
+    /// How long ffmpeg may report no progress before it is stopped.
+    pub max_stall: std::time::Duration,
     /// The sandbox and jail every pass runs in.
     pub confinement: &'a Confinement,
 }
@@ -58,6 +60,7 @@ impl FfmpegRun<'_> {
             };
             let running = ToolCommand::new(&argv)
                 .confined(Some(self.confinement.clone()))
+                .silent_for_at_most(Some(self.max_stall))
                 .start()
                 .await
                 .map_err(|e| NomError::Failed(FailureCode::ToolFailed, e.to_string()))?;

@@ -263,6 +263,7 @@ impl Pipeline {
                     inferred_format: inferred,
                     duration_s: &duration_s,
                     confinement: &confinement,
+                    max_stall: self.config.max_tool_stall,
                 };
                 let ran = run.run(job).await;
                 drop(probe);

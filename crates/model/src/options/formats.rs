@@ -12,47 +12,12 @@
 /// Demuxers: the names `-f` may give for an input, and the
 /// `-format_whitelist` every input runs with, so a source's content cannot
 /// choose a demuxer that opens other files.
+#[rustfmt::skip]
 pub const DEMUXERS: &[&str] = &[
-    "mov",
-    "mp4",
-    "m4a",
-    "3gp",
-    "3g2",
-    "mj2",
-    "matroska",
-    "webm",
-    "mpegts",
-    "mpeg",
-    "mpegvideo",
-    "avi",
-    "flv",
-    "ogg",
-    "wav",
-    "w64",
-    "aiff",
-    "mp3",
-    "aac",
-    "ac3",
-    "eac3",
-    "flac",
-    "wv",
-    "h264",
-    "hevc",
-    "m4v",
-    "obu",
-    "ivf",
-    "mxf",
-    "asf",
-    "nut",
-    "dv",
-    "gif",
-    "yuv4mpegpipe",
-    "rawvideo",
-    "png_pipe",
-    "jpeg_pipe",
-    "webp_pipe",
-    "bmp_pipe",
-    "tiff_pipe",
+    "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "mpegts", "mpeg", "mpegvideo",
+    "avi", "flv", "ogg", "wav", "w64", "aiff", "mp3", "aac", "ac3", "eac3", "flac", "wv", "h264",
+    "hevc", "m4v", "obu", "ivf", "mxf", "asf", "nut", "dv", "gif", "yuv4mpegpipe", "rawvideo", "caf",
+    "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe",
 ];
 
 /// Muxers an output may use, by `-f` or inferred from the destination.
@@ -63,80 +28,21 @@ pub const MUXERS: &[&str] = &[
 ];
 
 /// Encoders an output may name (`copy` keeps the stream as it is).
+#[rustfmt::skip]
 pub const ENCODERS: &[&str] = &[
-    "copy",
-    "libx264",
-    "libx264rgb",
-    "libx265",
-    "libvpx",
-    "libvpx-vp9",
-    "libaom-av1",
-    "libsvtav1",
-    "mpeg4",
-    "mpeg2video",
-    "mjpeg",
-    "png",
-    "gif",
-    "prores_ks",
-    "dnxhd",
-    "ffv1",
-    "rawvideo",
-    "aac",
-    "libopus",
-    "opus",
-    "libvorbis",
-    "libmp3lame",
-    "flac",
-    "alac",
-    "ac3",
-    "eac3",
-    "pcm_s16le",
-    "pcm_s24le",
-    "pcm_f32le",
-    "mov_text",
-    "webvtt",
-    "srt",
-    "ass",
-    "subrip",
+    "copy", "libx264", "libx264rgb", "libx265", "libvpx", "libvpx-vp9", "libaom-av1", "libsvtav1",
+    "mpeg4", "mpeg2video", "mjpeg", "png", "gif", "prores_ks", "dnxhd", "ffv1", "rawvideo", "aac",
+    "libopus", "opus", "libvorbis", "libmp3lame", "flac", "alac", "ac3", "eac3", "pcm_s16le",
+    "pcm_s24le", "pcm_f32le", "mov_text", "webvtt", "srt", "ass", "subrip",
 ];
 
 /// Decoders an input may force with `-c`.
+#[rustfmt::skip]
 pub const DECODERS: &[&str] = &[
-    "h264",
-    "hevc",
-    "vp8",
-    "vp9",
-    "libvpx",
-    "libvpx-vp9",
-    "av1",
-    "libdav1d",
-    "libaom-av1",
-    "mpeg1video",
-    "mpeg2video",
-    "mpeg4",
-    "prores",
-    "dnxhd",
-    "mjpeg",
-    "png",
-    "ffv1",
-    "rawvideo",
-    "aac",
-    "mp3",
-    "mp3float",
-    "opus",
-    "libopus",
-    "vorbis",
-    "flac",
-    "alac",
-    "ac3",
-    "eac3",
-    "pcm_s16le",
-    "pcm_s24le",
-    "pcm_f32le",
-    "mov_text",
-    "subrip",
-    "webvtt",
-    "ass",
+    "h264", "hevc", "vp8", "vp9", "libvpx", "libvpx-vp9", "av1", "libdav1d", "libaom-av1",
+    "mpeg1video", "mpeg2video", "mpeg4", "prores", "dnxhd", "mjpeg", "png", "ffv1", "rawvideo",
+    "aac", "mp3", "mp3float", "opus", "libopus", "vorbis", "flac", "alac", "ac3", "eac3",
+    "pcm_s16le", "pcm_s24le", "pcm_f32le", "mov_text", "subrip", "webvtt", "ass",
 ];
 
 pub fn demuxer(name: &str) -> Option<String> {
@@ -149,9 +55,16 @@ pub fn muxer(name: &str) -> Option<String> {
     MUXERS.contains(&lower.as_str()).then_some(lower)
 }
 
+/// Demuxers the source's content may choose but a job may not name: image2
+/// reads a pattern of files only when the file name holds one, and the
+/// nommer names the source itself (`source.EXT`, EXT alphanumeric).
+const PROBED_ONLY: &[&str] = &["image2"];
+
 /// The `-format_whitelist` value for inputs.
 pub fn demuxer_whitelist() -> String {
-    DEMUXERS.join(",")
+    let mut names = DEMUXERS.to_vec();
+    names.extend(PROBED_ONLY);
+    names.join(",")
 }
 
 /// The muxer ffmpeg would pick for an output extension.

@@ -128,72 +128,19 @@ impl fmt::Display for ValueKind {
 }
 
 /// Named sizes from libavutil/parseutils.c.
+#[rustfmt::skip]
 const SIZES: &[&str] = &[
-    "ntsc",
-    "pal",
-    "qntsc",
-    "qpal",
-    "sntsc",
-    "spal",
-    "film",
-    "ntsc-film",
-    "sqcif",
-    "qcif",
-    "cif",
-    "4cif",
-    "16cif",
-    "qqvga",
-    "qvga",
-    "vga",
-    "svga",
-    "xga",
-    "uxga",
-    "qxga",
-    "sxga",
-    "qsxga",
-    "hsxga",
-    "wvga",
-    "wxga",
-    "wsxga",
-    "wuxga",
-    "woxga",
-    "wqsxga",
-    "wquxga",
-    "whsxga",
-    "whuxga",
-    "cga",
-    "ega",
-    "hd480",
-    "hd720",
-    "hd1080",
-    "2k",
-    "2kflat",
-    "2kscope",
-    "4k",
-    "4kflat",
-    "4kscope",
-    "nhd",
-    "hqvga",
-    "wqvga",
-    "fwqvga",
-    "hvga",
-    "qhd",
-    "2kdci",
-    "4kdci",
-    "uhd2160",
-    "uhd4320",
+    "ntsc", "pal", "qntsc", "qpal", "sntsc", "spal", "film", "ntsc-film", "sqcif", "qcif", "cif",
+    "4cif", "16cif", "qqvga", "qvga", "vga", "svga", "xga", "uxga", "qxga", "sxga", "qsxga",
+    "hsxga", "wvga", "wxga", "wsxga", "wuxga", "woxga", "wqsxga", "wquxga", "whsxga", "whuxga",
+    "cga", "ega", "hd480", "hd720", "hd1080", "2k", "2kflat", "2kscope", "4k", "4kflat", "4kscope",
+    "nhd", "hqvga", "wqvga", "fwqvga", "hvga", "qhd", "2kdci", "4kdci", "uhd2160", "uhd4320",
 ];
 
 /// Named rates from libavutil/parseutils.c.
+#[rustfmt::skip]
 const RATES: &[&str] = &[
-    "ntsc",
-    "pal",
-    "qntsc",
-    "qpal",
-    "sntsc",
-    "spal",
-    "film",
-    "ntsc-film",
+    "ntsc", "pal", "qntsc", "qpal", "sntsc", "spal", "film", "ntsc-film",
 ];
 
 const BOOL_WORDS: &[&str] = &[
@@ -202,26 +149,12 @@ const BOOL_WORDS: &[&str] = &[
 ];
 
 /// The bitstream filters a job may name (libavcodec/bitstream_filters.c).
+#[rustfmt::skip]
 const BSFS: &[&str] = &[
-    "aac_adtstoasc",
-    "h264_mp4toannexb",
-    "hevc_mp4toannexb",
-    "vp9_superframe",
-    "vp9_superframe_split",
-    "extract_extradata",
-    "remove_extra",
-    "h264_metadata",
-    "hevc_metadata",
-    "av1_metadata",
-    "null",
-    "setts",
-    "dump_extra",
-    "mpeg4_unpack_bframes",
-    "av1_frame_split",
-    "av1_frame_merge",
-    "chomp",
-    "pgs_frame_merge",
-    "opus_metadata",
+    "aac_adtstoasc", "h264_mp4toannexb", "hevc_mp4toannexb", "vp9_superframe",
+    "vp9_superframe_split", "extract_extradata", "remove_extra", "h264_metadata", "hevc_metadata",
+    "av1_metadata", "null", "setts", "dump_extra", "mpeg4_unpack_bframes", "av1_frame_split",
+    "av1_frame_merge", "chomp", "pgs_frame_merge", "opus_metadata",
 ];
 
 fn digits(s: &str) -> bool {
