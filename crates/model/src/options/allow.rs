@@ -151,8 +151,10 @@ pub struct Allowlist {
     flags: HashMap<String, Result<FlagRule, String>>,
     /// fftools OPT_BOOL flags, which also exist as `noNAME`.
     bools: BTreeSet<String>,
-    /// Codec-layer AVOptions, which ffmpeg also finds behind a `v`, `a` or
-    /// `s` prefix (`vprofile`) even where its own table shadows the bare name.
+    /// AVCodecContext's own options, which ffmpeg's `opt_default` also finds
+    /// behind a `v`, `a` or `s` prefix (`vprofile`, not `vpreset`: encoders'
+    /// private options are not searched there), even where its own table
+    /// shadows the bare name.
     codec: HashMap<String, Result<FlagRule, String>>,
     filters: HashMap<String, FilterRule>,
 }
@@ -222,6 +224,8 @@ impl Allowlist {
             flags.insert(name.to_string(), verdict);
         }
         let mut av: HashMap<String, Result<FlagRule, String>> = HashMap::new();
+        // AVCodecContext's own options: the only ones the prefix form reaches.
+        let mut generic_codec = BTreeSet::new();
         for row in rows(avoptions) {
             let [owner, name, layer, place, _type, allow, note @ ..] = row.as_slice() else {
                 panic!("avoptions.tsv: short row {row:?}");
@@ -233,6 +237,9 @@ impl Allowlist {
                 "swr" => Layer::Swr,
                 other => panic!("avoptions.tsv: unknown layer {other}"),
             };
+            if *owner == "codec" {
+                generic_codec.insert(name.to_string());
+            }
             let place = Place::parse(place)
                 .unwrap_or_else(|| panic!("avoptions.tsv: bad place in {row:?}"));
             // A `flags` row lists its allowed words in the note: "words: a,b,c; ...".
@@ -283,7 +290,7 @@ impl Allowlist {
         }
         let codec = av
             .iter()
-            .filter(|(_, v)| v.as_ref().map_or(true, |rule| rule.layer == Layer::Codec))
+            .filter(|(name, _)| generic_codec.contains(*name))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         // fftools' own table wins: ffmpeg looks there before opt_default.
@@ -468,5 +475,30 @@ impl Allowlist {
             out.push_str(&format!("| `{name}` | {} |\n", shown.join(" ")));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_in_ffmpegs_order() {
+        let allow = Allowlist::builtin();
+        let takes = |name: &str| match allow.flag(name) {
+            Verdict::Allowed(rule) => Some(rule.takes_value()),
+            _ => None,
+        };
+        // 5.1's own table: autorotate takes a value, its no form none.
+        assert_eq!(takes("autorotate"), Some(true));
+        assert_eq!(takes("noautorotate"), Some(false));
+        assert_eq!(takes("auto_conversion_filters"), Some(false));
+        // The prefix form reaches AVCodecContext's options only.
+        assert_eq!(takes("vprofile"), Some(true));
+        assert_eq!(takes("vpreset"), None);
+        assert_eq!(takes("vcrf"), None);
+        assert!(matches!(allow.flag("i"), Verdict::Refused(_)));
+        assert!(matches!(allow.flag("nostdin"), Verdict::Refused(_)));
+        assert_eq!(allow.flag("bogus"), Verdict::Unknown);
     }
 }
