@@ -95,8 +95,9 @@ pub struct StagedFile {
 }
 
 impl StagedFile {
-    /// A temporary file beside `target`, whose directory must exist.
-    pub async fn beside(target: &Anchor) -> Result<StagedFile, StorageError> {
+    /// A temporary file beside `target`, whose directory must exist, and a
+    /// handle to write its bytes through.
+    pub async fn beside(target: &Anchor) -> Result<(StagedFile, std::fs::File), StorageError> {
         let parent = target.parent();
         let dir = beneath::open_dir(&parent).map_err(|e| {
             let kind = match e.kind() {
@@ -124,23 +125,24 @@ impl StagedFile {
                 format!("creating a file in {}: {e}", parent.path.display()),
             )
         })?;
-        Ok(StagedFile {
+        let staged = StagedFile {
             dir,
             temp,
             name,
             file,
             target: target.path.clone(),
-        })
-    }
-
-    /// A handle to write the staged bytes through.
-    pub fn writer(&self) -> Result<std::fs::File, StorageError> {
-        self.file.try_clone().map_err(|e| {
-            StorageError::new(
-                StorageErrorKind::Failed,
-                format!("writing {}: {e}", self.target.display()),
-            )
-        })
+        };
+        match staged.file.try_clone() {
+            Ok(writer) => Ok((staged, writer)),
+            Err(e) => {
+                let shown = staged.target.display().to_string();
+                staged.abort().await;
+                Err(StorageError::new(
+                    StorageErrorKind::Failed,
+                    format!("writing {shown}: {e}"),
+                ))
+            }
+        }
     }
 
     pub fn target(&self) -> &Path {
@@ -226,14 +228,7 @@ pub async fn stage(
     target: &Anchor,
     progress: crate::ProgressFn,
 ) -> Result<(StagedFile, crate::Transferred), StorageError> {
-    let staged = StagedFile::beside(target).await?;
-    let writer = match staged.writer() {
-        Ok(writer) => writer,
-        Err(e) => {
-            staged.abort().await;
-            return Err(e);
-        }
-    };
+    let (staged, writer) = StagedFile::beside(target).await?;
     match copy(input, writer, &target.path, progress).await {
         Ok(done) => Ok((staged, done)),
         Err(e) => {

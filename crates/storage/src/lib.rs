@@ -266,14 +266,7 @@ impl Storage {
         Fut: std::future::Future<Output = Result<Opened, StorageError>>,
     {
         if let Some(anchor) = self.file_anchor(dest)? {
-            let staged = file::StagedFile::beside(&anchor).await?;
-            let writer = match staged.writer() {
-                Ok(writer) => writer,
-                Err(e) => {
-                    staged.abort().await;
-                    return Err(e);
-                }
-            };
+            let (staged, writer) = file::StagedFile::beside(&anchor).await?;
             let mut sink = Sink::File {
                 file: tokio::fs::File::from_std(writer),
                 path: anchor.path.clone(),

@@ -167,20 +167,19 @@ fn rows(table: &str) -> impl Iterator<Item = Vec<&str>> {
         .map(|line| line.split('\t').collect())
 }
 
+/// `x`'s words, then those of `y` that `x` lacks.
+fn union(x: &[String], y: &[String]) -> Vec<String> {
+    let mut words = x.to_vec();
+    words.extend(y.iter().filter(|w| !x.contains(w)).cloned());
+    words
+}
+
 fn merge_kind(a: &ValueKind, b: &ValueKind) -> ValueKind {
     use ValueKind::*;
     match (a, b) {
         _ if a == b => a.clone(),
-        (Choice(x), Choice(y)) => {
-            let mut words = x.clone();
-            words.extend(y.iter().filter(|w| !x.contains(w)).cloned());
-            Choice(words)
-        }
-        (FlagWords(x), FlagWords(y)) => {
-            let mut words = x.clone();
-            words.extend(y.iter().filter(|w| !x.contains(w)).cloned());
-            FlagWords(words)
-        }
+        (Choice(x), Choice(y)) => Choice(union(x, y)),
+        (FlagWords(x), FlagWords(y)) => FlagWords(union(x, y)),
         (Flags | FlagWords(_), Flags | FlagWords(_)) => Flags,
         (Int { .. } | Number, Int { .. } | Number) => Number,
         // Every word of these kinds is also a name.

@@ -301,6 +301,14 @@ impl Api {
         self.get(&format!("/v1/jobs/{id}")).await
     }
 
+    /// Wait for the job to end, and assert it ended in ERROR with `code`.
+    pub async fn ends_in_error(&self, id: &str, code: &str, timeout: Duration) -> Value {
+        let job = self.wait_for(id, &["FINISHED", "ERROR"], timeout).await;
+        assert_eq!(job["state"], "ERROR", "{job}");
+        assert_eq!(job["error_code"], code, "{job}");
+        job
+    }
+
     /// Poll until the job reaches one of `states`.
     pub async fn wait_for(&self, id: &str, states: &[&str], timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
