@@ -5,7 +5,15 @@
 //! - `file:///abs/path` or `file://localhost/abs/path`
 //! - `http://host[:port]/path?query`, `https://...`
 //! - `s3://bucket/key`, `gs://bucket/object`, `az://container/blob`
-//! - the seed's `s3://ACCESS:SECRET@bucket/key` (the secret may contain `/`)
+//! - the seed's `s3://ACCESS:SECRET@bucket/key`: the userinfo ends at the
+//!   first `@` (SPEC §5.1), so an `@` in the secret is written `%40` (and a
+//!   `%` as `%25`); `/`, `+` and `:` may appear as they are. Both parts are
+//!   percent-decoded.
+//!
+//! [`split_seed_credentials`] is the one reading of those credentials, and
+//! redaction goes through it (or, for http(s), through the same parsed URL),
+//! so what is hidden is exactly what was read as a secret. Text that does not
+//! parse is shown as its scheme alone.
 
 use crate::error::{CodedError, ErrorCode};
 use percent_encoding::percent_decode_str;
@@ -292,7 +300,8 @@ fn parse_object(raw: &str, rest: &str) -> Result<Location, CodedError> {
 
 /// The seed's `ACCESS:SECRET@bucket/key`: credentials when the text before the
 /// first `@` holds a `:` whose left side has no `/` (an access key never does;
-/// a bucket/key path always does).
+/// a bucket/key path always does). Otherwise the `@` belongs to the key
+/// (`s3://bucket/me@x.jpg`).
 fn split_seed_credentials(rest: &str) -> (Option<Credentials>, &str) {
     let Some((auth, after)) = rest.split_once('@') else {
         return (None, rest);
@@ -303,9 +312,10 @@ fn split_seed_credentials(rest: &str) -> (Option<Credentials>, &str) {
     if access.is_empty() || access.contains('/') || secret.is_empty() {
         return (None, rest);
     }
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
     let credentials = Credentials {
-        access_key: access.to_string(),
-        secret: secret.to_string(),
+        access_key: decode(access),
+        secret: decode(secret),
     };
     (Some(credentials), after)
 }
@@ -322,33 +332,39 @@ fn redact_url(url: &url::Url) -> String {
     shown.to_string()
 }
 
-/// Redact a string that may or may not parse as a URI (for error messages).
+/// Redact text that may or may not parse as a URI (error messages, logs):
+/// the redacted form of what parses, by the parser that reads it; the scheme
+/// alone for what does not, since a refused URI's secret cannot be located.
+/// Other schemes (a store's `postgres://user:pw@host/db`) are read as URLs.
 pub fn redact_str(raw: &str) -> String {
-    if let Ok(uri) = MediaUri::parse_lenient(raw) {
-        return uri;
-    }
-    if let Some((scheme, rest)) = raw.split_once("://") {
-        if let Some((_, after)) = rest.rsplit_once('@') {
-            return format!("{scheme}://REDACTED@{after}");
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        // No scheme: nothing says where a secret would end.
+        return if raw.contains('@') {
+            "REDACTED".to_string()
+        } else {
+            raw.to_string()
+        };
+    };
+    let scheme_only = || {
+        let scheme: String = scheme.chars().take(32).collect();
+        format!("{scheme}://REDACTED")
+    };
+    match Scheme::parse(scheme) {
+        // The bucket and key need not be valid to locate the secret, but a
+        // second `@` means the secret held one unescaped: its end is unknown.
+        Some(Scheme::S3 | Scheme::Gs | Scheme::Az) => match split_seed_credentials(rest) {
+            (Some(_), after) if !after.contains('@') => format!("{scheme}://REDACTED@{after}"),
+            (Some(_), _) => scheme_only(),
+            (None, _) => raw.to_string(),
+        },
+        // A file URI has no userinfo unless its authority holds an `@`.
+        Some(Scheme::File) if !rest.split('/').next().unwrap_or("").contains('@') => {
+            raw.to_string()
         }
-    }
-    raw.to_string()
-}
-
-impl MediaUri {
-    fn parse_lenient(raw: &str) -> Result<String, ()> {
-        let (scheme, rest) = raw.split_once("://").ok_or(())?;
-        match Scheme::parse(scheme) {
-            Some(Scheme::Http | Scheme::Https) => {
-                let url = url::Url::parse(raw).map_err(|_| ())?;
-                Ok(redact_url(&url))
-            }
-            Some(Scheme::S3 | Scheme::Gs | Scheme::Az) => match split_seed_credentials(rest) {
-                (Some(_), after) => Ok(format!("{scheme}://REDACTED@{after}")),
-                (None, _) => Err(()),
-            },
-            _ => Err(()),
-        }
+        _ => match url::Url::parse(raw) {
+            Ok(url) if url.has_host() => redact_url(&url),
+            _ => scheme_only(),
+        },
     }
 }
 
@@ -429,6 +445,51 @@ mod tests {
         let shown = http.redacted();
         assert!(!shown.contains("pw") && !shown.contains("abc"), "{shown}");
         assert_eq!(redact_str("s3://K:S@b"), "s3://REDACTED@b");
+    }
+
+    #[test]
+    fn credentials_end_at_the_first_at_and_redaction_reads_them_the_same_way() {
+        // `@` and `%` escaped; `/`, `+` and `:` as they are.
+        let uri = "s3://AK%2B1:a%40b/c+d%25e:f@bucket/dir/key.mp4";
+        let (bucket, key, creds) = object(uri);
+        assert_eq!((bucket.as_str(), key.as_str()), ("bucket", "dir/key.mp4"));
+        let creds = creds.unwrap();
+        assert_eq!(creds.access_key, "AK+1");
+        assert_eq!(creds.secret, "a@b/c+d%e:f");
+        let parsed = MediaUri::parse(uri).unwrap();
+        assert_eq!(parsed.redacted(), "s3://REDACTED@bucket/dir/key.mp4");
+        assert_eq!(redact_str(uri), "s3://REDACTED@bucket/dir/key.mp4");
+        // An unescaped `@` in a secret: the userinfo ends at the first one, the
+        // rest is not a valid bucket, and nothing of the secret is shown.
+        for raw in [
+            "s3://AK:p@ss@b/k",
+            "gs://AK:p@ss@word@b/k",
+            "az://AK:se/cr@et@c/blob",
+        ] {
+            let err = MediaUri::parse(raw).unwrap_err();
+            assert_eq!(err.code, ErrorCode::UriMalformed, "{raw}");
+            for shown in [err.message.clone(), redact_str(raw)] {
+                assert!(!shown.contains("ss") && !shown.contains("et@"), "{shown}");
+                assert!(!shown.contains("word") && !shown.contains(":p"), "{shown}");
+            }
+            assert_eq!(redact_str(raw), format!("{}://REDACTED", &raw[..2]));
+        }
+        // With no `:` before it, an `@` belongs to the key.
+        let (bucket, key, creds) = object("s3://bucket/me@x.jpg");
+        assert_eq!((bucket.as_str(), key.as_str(), creds), ("bucket", "me@x.jpg", None));
+        assert_eq!(redact_str("s3://bucket/me@x.jpg"), "s3://bucket/me@x.jpg");
+        // http(s) userinfo and query strings, and other URLs such as a store's.
+        assert_eq!(
+            redact_str("https://u:p%40ss@h.example/hook?token=t0k"),
+            "https://REDACTED@h.example/hook?REDACTED"
+        );
+        assert_eq!(
+            redact_str("postgres://nommer:pw@db.internal/nommer"),
+            "postgres://REDACTED@db.internal/nommer"
+        );
+        assert_eq!(redact_str("ftp://"), "ftp://REDACTED");
+        assert_eq!(redact_str("AK:secret@bucket/key"), "REDACTED");
+        assert_eq!(redact_str("bucket/key"), "bucket/key");
     }
 
     #[test]
