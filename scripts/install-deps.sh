@@ -2,7 +2,8 @@
 # Installs what media-nommer needs at run time: ffmpeg and ffprobe (Debian's
 # FFmpeg 5.1). With --test, also what the tests need: PostgreSQL's server
 # binaries (the tests start private servers from /usr/lib/postgresql/*/bin),
-# python3, the s3s-fs S3 server (built from crates.io into
+# python3, systemd's systemd-analyze (the deployment units are verified
+# with it; nothing is started), the s3s-fs S3 server (built from crates.io into
 # /var/tmp/nommer-tools, once) and moto's EC2 stand-in (from PyPI, into a
 # virtualenv there). Safe to run again; does nothing when all is
 # present.
@@ -16,6 +17,7 @@ if [ "${1:-}" = "--test" ]; then
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
   command -v runuser >/dev/null 2>&1 || need+=(util-linux)
   python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

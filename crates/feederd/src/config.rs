@@ -6,10 +6,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct FeederdConfig {
-    /// Bearer tokens for API clients; empty means no authentication.
-    pub api_tokens: Vec<String>,
-    /// The token nommerd workers present; None means none is required.
-    pub worker_token: Option<String>,
+    /// API tokens with their roles, and the worker token (`auth.rs`).
+    pub tokens: std::sync::Arc<crate::auth::TokenSet>,
     /// Standard Webhooks secret (`whsec_...` base64, or raw text).
     pub webhook_secret: Option<String>,
     pub file_roots: FileRoots,
@@ -27,16 +25,31 @@ pub struct FeederdConfig {
     pub abandon_inactive_jobs_thresh: Duration,
     pub prune_jobs_interval: Duration,
     pub webhook_timeout: Duration,
+    pub webhook_connect_timeout: Duration,
+    /// Deliveries in flight to one receiving host.
+    pub webhook_per_host: usize,
     pub webhook_retry_period: Duration,
     /// Longest a lease request waits for a job.
     pub max_lease_wait: Duration,
+    /// The most jobs one lease request takes, whatever slots a node claims.
+    pub max_node_slots: u32,
+    /// The most leases one heartbeat may list.
+    pub max_heartbeat_leases: usize,
+    /// Long-polls (lease requests and job GETs that wait) one replica holds
+    /// at once; past it, they are answered at once.
+    pub max_long_polls: usize,
+    /// How long a request's headers may take to arrive.
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: Duration,
+    /// How long the DNS and source checks at submit may take.
+    pub submit_check_timeout: Duration,
 }
 
 impl Default for FeederdConfig {
     fn default() -> Self {
         FeederdConfig {
-            api_tokens: Vec::new(),
-            worker_token: None,
+            tokens: Default::default(),
             webhook_secret: None,
             file_roots: FileRoots::Any,
             allowlist: std::sync::Arc::new(nommer_model::options::Allowlist::builtin().clone()),
@@ -50,8 +63,16 @@ impl Default for FeederdConfig {
             abandon_inactive_jobs_thresh: Duration::from_secs(32_400),
             prune_jobs_interval: Duration::from_secs(300),
             webhook_timeout: Duration::from_secs(10),
+            webhook_connect_timeout: Duration::from_secs(3),
+            webhook_per_host: 4,
             webhook_retry_period: Duration::from_secs(86_400),
             max_lease_wait: Duration::from_secs(25),
+            max_node_slots: 64,
+            max_heartbeat_leases: 256,
+            max_long_polls: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            submit_check_timeout: Duration::from_secs(5),
         }
     }
 }

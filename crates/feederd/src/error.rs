@@ -43,14 +43,27 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// Read a whole body up to `limit` bytes.
-pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, CodedError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        CodedError::new(
+/// Read a whole body up to `max_body_bytes`, within `body_timeout`: a client
+/// that trickles its body holds a connection no longer than that.
+pub async fn read_body(
+    body: axum::body::Body,
+    config: &crate::config::FeederdConfig,
+) -> Result<bytes::Bytes, CodedError> {
+    let limit = config.max_body_bytes;
+    match tokio::time::timeout(config.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(CodedError::new(
             ErrorCode::BodyTooLarge,
             format!("The request body is larger than {limit} bytes"),
-        )
-    })
+        )),
+        Err(_) => Err(CodedError::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "The request body did not arrive within {} s",
+                config.body_timeout.as_secs()
+            ),
+        )),
+    }
 }
 
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {

@@ -11,6 +11,7 @@ pub mod notifier;
 pub mod openapi;
 pub mod reaper;
 pub mod routes;
+pub mod serve;
 pub mod submit;
 
 use crate::config::FeederdConfig;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub storage: nommer_storage::Storage,
     /// The fleet this feederd scales (none for a static fleet).
     pub fleet: Option<Arc<autoscaler::FleetState>>,
+    /// Slots for long-polls, `max_long_polls` of them.
+    pub long_polls: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
         );
         AppState {
             store,
+            long_polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls)),
             config: Arc::new(config),
             leadership,
             metrics: Arc::default(),
@@ -68,19 +72,16 @@ impl AppState {
 pub async fn run(
     listener: TcpListener,
     state: AppState,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let loops = vec![
         tokio::spawn(reaper::run(state.clone(), shutdown.clone())),
         tokio::spawn(notifier::run(state.clone(), shutdown.clone())),
         tokio::spawn(autoscaler::run(state.clone(), shutdown.clone())),
     ];
+    let header_timeout = state.config.header_timeout;
     let app = routes::router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
+    let result = serve::serve(listener, app, header_timeout, shutdown.clone()).await;
     for task in loops {
         let _ = task.await;
     }

@@ -2,18 +2,25 @@
 //! with exponential backoff for `webhook_retry_period`, signed per Standard
 //! Webhooks when a secret is configured.
 //!
+//! Deliveries run as their own tasks, at most `CONCURRENCY` at once and
+//! `webhook_per_host` to any one host: a receiver that never answers holds
+//! only its own slots, and its other events wait (when they would fill a
+//! whole batch, postponed without an attempt) while the rest of the outbox
+//! flows.
+//!
 //! The body is the seed's: form-urlencoded `unique_id`, `job_state`,
 //! `job_state_details` (empty, never "None"), `User-Agent: media-nommer feederd`.
 
 use crate::AppState;
 use base64::Engine;
-use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use nommer_model::now_ms;
 use nommer_store::{AttemptRecord, DeliveryOutcome, EventRecord};
 use sha2::Sha256;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 const CONCURRENCY: usize = 16;
 const BATCH: u32 = 64;
@@ -54,7 +61,17 @@ fn backoff_ms(attempts: u32) -> i64 {
     (1000i64 << attempts.min(20)).min(MAX_BACKOFF_MS)
 }
 
-async fn deliver(state: &AppState, client: &reqwest::Client, event: EventRecord) {
+/// The host a delivery goes to, for the per-host bound.
+fn host_of(event: &EventRecord) -> String {
+    event
+        .notify_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default()
+}
+
+async fn deliver(state: AppState, client: reqwest::Client, event: EventRecord) {
     let Some(url) = event.notify_url.clone() else {
         return;
     };
@@ -145,13 +162,57 @@ impl WithoutUrl for reqwest::Error {
     }
 }
 
+type Done = Result<(tokio::task::Id, ()), tokio::task::JoinError>;
+
+/// Deliveries in flight: their tasks, their events, and how many per host.
+#[derive(Default)]
+struct InFlight {
+    tasks: HashMap<tokio::task::Id, (i64, String)>,
+    events: HashSet<i64>,
+    hosts: HashMap<String, usize>,
+}
+
+impl InFlight {
+    fn start(&mut self, task: tokio::task::Id, seq: i64, host: String) {
+        self.events.insert(seq);
+        *self.hosts.entry(host.clone()).or_default() += 1;
+        self.tasks.insert(task, (seq, host));
+    }
+
+    /// A task ended, delivered, failed or panicked: its slots are free.
+    fn finish(&mut self, done: Done) {
+        let id = match done {
+            Ok((id, ())) => id,
+            Err(e) => e.id(),
+        };
+        let Some((seq, host)) = self.tasks.remove(&id) else {
+            return;
+        };
+        self.events.remove(&seq);
+        if let Some(n) = self.hosts.get_mut(&host) {
+            *n -= 1;
+            if *n == 0 {
+                self.hosts.remove(&host);
+            }
+        }
+    }
+
+    fn on_host(&self, host: &str) -> usize {
+        self.hosts.get(host).copied().unwrap_or(0)
+    }
+}
+
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let client = nommer_storage::net::client(
+    let client = nommer_storage::net::client_with_connect_timeout(
         state.config.net_policy,
         Some(state.config.webhook_timeout),
+        state.config.webhook_connect_timeout,
         USER_AGENT,
     );
+    let per_host = state.config.webhook_per_host.max(1);
     let signal = state.store.events_signal();
+    let mut in_flight = InFlight::default();
+    let mut tasks: JoinSet<()> = JoinSet::new();
     loop {
         // Only the leader delivers, so no two replicas send the same event.
         if !state.lead(&mut shutdown).await {
@@ -160,24 +221,57 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         let notified = signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let due = match state.store.due_deliveries(now_ms(), BATCH).await {
+        let now = now_ms();
+        let due = match state.store.due_deliveries(now, BATCH).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(error = %e, "notifier cannot read the outbox");
                 Vec::new()
             }
         };
-        let busy = due.len() as u32 == BATCH;
-        futures::stream::iter(due)
-            .for_each_concurrent(CONCURRENCY, |event| deliver(&state, &client, event))
-            .await;
-        if busy {
+        let crowded = due.len() as u32 == BATCH;
+        let (mut started, mut waiting) = (false, Vec::new());
+        for event in due {
+            if in_flight.events.contains(&event.seq) {
+                continue;
+            }
+            if in_flight.events.len() >= CONCURRENCY {
+                break;
+            }
+            let host = host_of(&event);
+            if in_flight.on_host(&host) >= per_host {
+                waiting.push(event.seq);
+                continue;
+            }
+            let seq = event.seq;
+            let task = tasks.spawn(deliver(state.clone(), client.clone(), event));
+            in_flight.start(task.id(), seq, host);
+            started = true;
+        }
+        // A full batch of events whose hosts are all busy would hide every
+        // other host's events: put them off until those slots may be free
+        // (no attempt is counted), and look again at once.
+        if crowded && !started && !waiting.is_empty() {
+            let later = now + state.config.webhook_timeout.as_millis() as i64;
+            for seq in waiting {
+                if let Err(e) = state.store.postpone_delivery(seq, later).await {
+                    tracing::error!(error = %e, seq, "cannot postpone a webhook");
+                }
+            }
             continue;
         }
         tokio::select! {
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => in_flight.finish(done),
             _ = notified => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                // Unfinished deliveries stay pending and go again later.
+                tasks.abort_all();
+                return;
+            }
+        }
+        while let Some(done) = tasks.try_join_next_with_id() {
+            in_flight.finish(done);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Accepting a job: validation that needs no configuration (model), then the
 //! checks that do (storage support, file roots, address policy), then the store.
 
+use crate::auth::Caller;
 use crate::AppState;
 use nommer_model::submit::{self, Submission};
 use nommer_model::uri::{Location, MediaUri};
@@ -62,23 +63,39 @@ async fn check_source_exists(state: &AppState, uri: &MediaUri) -> Result<(), Cod
 
 pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, CodedError> {
     let submission = submit::parse_body(body, &state.config.allowlist)?;
-    check_location(state, "source_path", &submission.source).await?;
-    check_location(state, "dest_path", &submission.dest).await?;
-    check_source_exists(state, &submission.source).await?;
-    if let Some(url) = &submission.notify_url {
-        nommer_storage::net::check_host(url, &state.config.net_policy)
-            .await
-            .map_err(|reason| {
-                CodedError::new(
-                    ErrorCode::AddressNotAllowed,
-                    format!("notify_url: {reason}"),
-                )
-            })?;
+    // DNS and the object store may not hold a submission: past the bound the
+    // checks are left to connect time and to the worker.
+    let checks = async {
+        check_location(state, "source_path", &submission.source).await?;
+        check_location(state, "dest_path", &submission.dest).await?;
+        check_source_exists(state, &submission.source).await?;
+        if let Some(url) = &submission.notify_url {
+            nommer_storage::net::check_host(url, &state.config.net_policy)
+                .await
+                .map_err(|reason| {
+                    CodedError::new(
+                        ErrorCode::AddressNotAllowed,
+                        format!("notify_url: {reason}"),
+                    )
+                })?;
+        }
+        Ok::<(), CodedError>(())
+    };
+    match tokio::time::timeout(state.config.submit_check_timeout, checks).await {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!(
+            timeout_s = state.config.submit_check_timeout.as_secs(),
+            "submit checks timed out; addresses are checked again at connect time"
+        ),
     }
     Ok(submission)
 }
 
-pub async fn accept(state: &AppState, body: &[u8]) -> Result<JobRecord, CodedError> {
+pub async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<JobRecord, CodedError> {
     let submission = validate(state, body).await?;
     let now = now_ms();
     let job = NewJob {
@@ -88,6 +105,7 @@ pub async fn accept(state: &AppState, body: &[u8]) -> Result<JobRecord, CodedErr
         source_path: submission.source.redacted(),
         dest_path: submission.dest.redacted(),
         notify_url: submission.notify_url.as_ref().map(|u| u.to_string()),
+        submitted_by: caller.name.clone(),
         nommer: submission.nommer.as_str().to_string(),
         job_options: submission.job_options.clone(),
         warnings: submission.warnings.clone(),
@@ -101,6 +119,6 @@ pub async fn accept(state: &AppState, body: &[u8]) -> Result<JobRecord, CodedErr
         .await
         .map_err(|e| CodedError::new(e.code(), e.to_string()))?;
     crate::metrics::Metrics::add(&state.metrics.jobs_submitted, 1);
-    tracing::info!(job_id = %record.id, source = %record.source_path, dest = %record.dest_path, nommer = %record.nommer, "job submitted");
+    tracing::info!(job_id = %record.id, source = %record.source_path, dest = %record.dest_path, nommer = %record.nommer, submitted_by = record.submitted_by.as_deref().unwrap_or(""), "job submitted");
     Ok(record)
 }

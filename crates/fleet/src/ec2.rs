@@ -49,6 +49,20 @@ pub struct Instance {
     pub state: String,
     pub launch_time: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// How the instance's metadata service answers (as EC2 reports it).
+    pub metadata: Option<MetadataOptions>,
+}
+
+/// An instance's metadata service settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MetadataOptions {
+    /// `required`: only session-token (IMDSv2) requests are answered.
+    #[serde(rename = "httpTokens")]
+    pub http_tokens: String,
+    /// How many network hops the token's PUT answer may travel: 1 keeps it
+    /// on the instance (no container or forwarded host can fetch one).
+    #[serde(rename = "httpPutResponseHopLimit")]
+    pub hop_limit: u32,
 }
 
 pub struct Ec2Client {
@@ -92,6 +106,8 @@ struct InstanceXml {
     launch_time: Option<String>,
     #[serde(rename = "tagSet", default)]
     tags: Items<TagXml>,
+    #[serde(rename = "metadataOptions")]
+    metadata: Option<MetadataOptions>,
 }
 
 impl From<InstanceXml> for Instance {
@@ -101,6 +117,7 @@ impl From<InstanceXml> for Instance {
             state: x.state.name,
             launch_time: x.launch_time,
             tags: x.tags.item.into_iter().map(|t| (t.key, t.value)).collect(),
+            metadata: x.metadata,
         }
     }
 }
@@ -275,6 +292,11 @@ impl Ec2Client {
                 "UserData".into(),
                 base64::engine::general_purpose::STANDARD.encode(&spec.user_data),
             ),
+            // The user-data holds the worker token: the metadata service
+            // answers only session-token requests, and only on the instance.
+            ("MetadataOptions.HttpEndpoint".into(), "enabled".into()),
+            ("MetadataOptions.HttpTokens".into(), "required".into()),
+            ("MetadataOptions.HttpPutResponseHopLimit".into(), "1".into()),
         ];
         if !spec.tags.is_empty() {
             params.push(("TagSpecification.1.ResourceType".into(), "instance".into()));

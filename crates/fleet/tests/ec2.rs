@@ -46,6 +46,12 @@ async fn launch_count_by_tag_across_pages_tag_and_terminate() {
     let ours = ec2.describe_instances(&by_cluster("alpha")).await.unwrap();
     assert_eq!(ours.len(), 3);
     assert!(ours.iter().all(|i| i.tags["Name"] == "nommerd"));
+    // Launched with IMDSv2 only, hop limit 1, as EC2 reports back.
+    for instance in &ours {
+        let metadata = instance.metadata.as_ref().expect("metadataOptions");
+        assert_eq!(metadata.http_tokens, "required", "{instance:?}");
+        assert_eq!(metadata.hop_limit, 1, "{instance:?}");
+    }
 
     // More than a page (50): the client follows NextToken.
     let many = ec2.run_instances(&spec("gamma"), 60).await.unwrap();

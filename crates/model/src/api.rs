@@ -36,7 +36,12 @@ pub struct Job {
     pub max_runtime_s: Option<u64>,
     pub source_path: String,
     pub dest_path: String,
+    /// Where state changes are sent, its query string and userinfo redacted.
     pub notify_url: Option<String>,
+    /// The name of the API token that submitted the job (never the token);
+    /// null when feederd runs without tokens.
+    #[serde(default)]
+    pub submitted_by: Option<String>,
     /// The `{nommer, options}` object, its passes in the canonical form the
     /// option check gives (docs/OPTIONS.md): what the worker runs.
     #[schema(value_type = Object)]
@@ -172,6 +177,11 @@ pub struct LeaseGrant {
     /// `file://` paths only beneath these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub file_roots: Vec<String>,
+    /// feederd's address policy: the worker applies the stricter of this and
+    /// its own to every address a job makes it contact.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub net_policy: crate::netpolicy::NetPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

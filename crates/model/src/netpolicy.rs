@@ -4,13 +4,24 @@
 
 use std::net::IpAddr;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(default)]
 pub struct NetPolicy {
     pub allow_link_local: bool,
     pub forbid_private: bool,
 }
 
 impl NetPolicy {
+    /// What both policies allow.
+    pub fn strictest(self, other: NetPolicy) -> NetPolicy {
+        NetPolicy {
+            allow_link_local: self.allow_link_local && other.allow_link_local,
+            forbid_private: self.forbid_private || other.forbid_private,
+        }
+    }
+
     /// `Err(reason)` when the address may not be contacted.
     pub fn check(&self, ip: IpAddr) -> Result<(), &'static str> {
         let ip = match ip {
@@ -89,5 +100,8 @@ mod tests {
             ..Default::default()
         };
         assert!(open.check(ip("169.254.169.254")).is_ok());
+        let both = open.strictest(strict);
+        assert!(both.check(ip("169.254.169.254")).is_err());
+        assert!(both.check(ip("10.0.0.1")).is_err());
     }
 }

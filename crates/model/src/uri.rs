@@ -476,7 +476,10 @@ mod tests {
         }
         // With no `:` before it, an `@` belongs to the key.
         let (bucket, key, creds) = object("s3://bucket/me@x.jpg");
-        assert_eq!((bucket.as_str(), key.as_str(), creds), ("bucket", "me@x.jpg", None));
+        assert_eq!(
+            (bucket.as_str(), key.as_str(), creds),
+            ("bucket", "me@x.jpg", None)
+        );
         assert_eq!(redact_str("s3://bucket/me@x.jpg"), "s3://bucket/me@x.jpg");
         // http(s) userinfo and query strings, and other URLs such as a store's.
         assert_eq!(

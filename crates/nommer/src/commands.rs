@@ -145,6 +145,7 @@ async fn one_shot(mut settings: Settings, body: serde_json::Value) -> anyhow::Re
     settings.work_dir = Some(dir.path().join("work"));
     settings.api_tokens.clear();
     settings.worker_token = None;
+    settings.worker_token_file = None;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let running = daemons::start(&settings, listener, 1).await?;
     let client = Client::new(&running.url(), None);

@@ -2,6 +2,7 @@
 
 use crate::settings::Settings;
 use anyhow::Context;
+use nommer_feederd::auth::TokenSet;
 use nommer_feederd::autoscaler::{FleetSettings, FleetState};
 use nommer_feederd::config::FeederdConfig;
 use nommer_feederd::AppState;
@@ -22,10 +23,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-fn net_policy(s: &Settings) -> NetPolicy {
+/// Private ranges are forbidden by default once feederd listens beyond
+/// loopback (any token holder could otherwise make a worker read an internal
+/// service); a worker applies feederd's policy, from the lease, as well as its own.
+fn net_policy(s: &Settings, loopback: bool) -> NetPolicy {
     NetPolicy {
         allow_link_local: s.allow_link_local_addresses,
-        forbid_private: s.forbid_private_addresses,
+        forbid_private: s.forbid_private_addresses.unwrap_or(!loopback),
     }
 }
 
@@ -42,12 +46,11 @@ fn file_roots(s: &Settings, loopback: bool) -> FileRoots {
 
 pub fn feederd_config(s: &Settings, loopback: bool) -> anyhow::Result<FeederdConfig> {
     Ok(FeederdConfig {
-        api_tokens: s.api_tokens.clone(),
-        worker_token: s.worker_token.clone(),
+        tokens: Arc::new(TokenSet::new(s.tokens()?)),
         webhook_secret: s.webhook_secret.clone(),
         file_roots: file_roots(s, loopback),
         objects: s.objects(),
-        net_policy: net_policy(s),
+        net_policy: net_policy(s, loopback),
         max_body_bytes: s.max_body_bytes,
         max_attempts: s.max_attempts,
         lease_ttl: Duration::from_secs(s.lease_ttl),
@@ -57,14 +60,22 @@ pub fn feederd_config(s: &Settings, loopback: bool) -> anyhow::Result<FeederdCon
         prune_jobs_interval: Duration::from_secs(s.feederd_prune_jobs_interval.max(1)),
         webhook_timeout: Duration::from_secs(s.webhook_timeout),
         webhook_retry_period: Duration::from_secs(s.webhook_retry_period),
-        max_lease_wait: Duration::from_secs(25),
         allowlist: s.allowlist()?,
+        webhook_connect_timeout: Duration::from_secs(s.webhook_connect_timeout.max(1)),
+        webhook_per_host: s.webhook_per_host.max(1),
+        max_node_slots: s.max_lease_batch.max(1),
+        max_heartbeat_leases: s.max_heartbeat_leases.max(1),
+        max_long_polls: s.max_long_polls,
+        header_timeout: Duration::from_secs(s.header_timeout.max(1)),
+        body_timeout: Duration::from_secs(s.body_timeout.max(1)),
+        submit_check_timeout: Duration::from_secs(s.submit_check_timeout.max(1)),
+        ..FeederdConfig::default()
     })
 }
 
 pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<NommerdConfig> {
     let mut config = NommerdConfig::new(feederd_url);
-    config.worker_token = s.worker_token.clone();
+    config.worker_token = s.worker_token()?;
     config.max_jobs = s.max_encoding_jobs_per_ec2_instance.max(1);
     if let Some(dir) = &s.work_dir {
         config.work_dir = dir.clone();
@@ -75,7 +86,8 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     config.heartbeat_interval = Duration::from_secs(s.nommerd_heartbeat_interval.max(1));
     config.ffmpeg = s.ffmpeg_path.clone();
     config.ffprobe = s.ffprobe_path.clone();
-    config.net_policy = net_policy(s);
+    config.net_policy = net_policy(s, true);
+    config.max_download_bytes = s.max_download_bytes;
     config.objects = s.objects();
     config.fleet = s.fleet.clone();
     config.ec2 = s.ec2.clone();
@@ -133,6 +145,8 @@ pub struct Running {
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<anyhow::Result<()>>>,
     fleet: Option<Arc<FleetState>>,
+    /// Replaced on SIGHUP, token files read again.
+    pub tokens: Arc<TokenSet>,
 }
 
 impl Running {
@@ -168,7 +182,9 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let loopback = addr.ip().is_loopback();
-    let tokens_set = !settings.api_tokens.is_empty() && settings.worker_token.is_some();
+    let config = feederd_config(settings, loopback)?;
+    let tokens = config.tokens.current();
+    let tokens_set = !tokens.api.is_empty() && tokens.worker.is_some();
     if !loopback && !tokens_set && !settings.insecure {
         anyhow::bail!(
             "refusing to listen on {addr} without api_tokens and worker_token configured; set them, or pass --insecure"
@@ -181,7 +197,8 @@ pub async fn start(
         Dialect::Postgres => Leadership::postgres(store.url(), &addr.to_string(), rx.clone()),
     };
     let store: Arc<dyn Store> = Arc::new(store);
-    let mut state = AppState::new(store, feederd_config(settings, loopback)?, leadership);
+    let token_set = config.tokens.clone();
+    let mut state = AppState::new(store, config, leadership);
     state.fleet = fleet(settings, addr).await?.map(Arc::new);
     let fleet_state = state.fleet.clone();
     let server = tokio::spawn(nommer_feederd::run(listener, state, rx.clone()));
@@ -206,6 +223,7 @@ pub async fn start(
         server,
         workers,
         fleet: fleet_state,
+        tokens: token_set,
     })
 }
 
@@ -250,11 +268,12 @@ async fn fleet(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Option<F
                     .with_context(|| format!("reading the user-data template {path}"))?,
                 None => userdata::BUILT_IN.to_string(),
             };
+            let worker_token = settings.worker_token()?;
             let user_data = userdata::render(
                 &template,
                 &userdata::UserData {
                     feederd_url,
-                    worker_token: settings.worker_token.as_deref().unwrap_or_default(),
+                    worker_token: worker_token.as_deref().unwrap_or_default(),
                     max_jobs: scaling.per_node,
                     max_inactivity_s: settings.nommerd_max_inactivity,
                     region: &ec2.region,
@@ -278,6 +297,28 @@ async fn fleet(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Option<F
     Ok(Some(FleetState::new(fleet, scaling)))
 }
 
+/// SIGHUP reads the token files again; a set that does not load leaves the
+/// old one in force.
+async fn reload_tokens_on_sighup(settings: Settings, tokens: Arc<TokenSet>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install a SIGHUP handler: token files are read at start only");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match settings.tokens() {
+            Ok(fresh) => {
+                let names: Vec<String> = fresh.api.iter().map(|t| t.name.clone()).collect();
+                tokens.replace(fresh);
+                tracing::info!(api_tokens = ?names, "SIGHUP: tokens reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: tokens not reloaded; the old ones stay in force")
+            }
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -297,7 +338,12 @@ pub async fn feederd(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let running = start(&settings, listener, settings.local_workers).await?;
+    let reload = tokio::spawn(reload_tokens_on_sighup(
+        settings.clone(),
+        running.tokens.clone(),
+    ));
     signal().await;
+    reload.abort();
     running.stop().await;
     Ok(())
 }

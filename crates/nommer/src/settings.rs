@@ -40,6 +40,63 @@ fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     })
 }
 
+/// One entry of `api_tokens`: a named token with a role, or (the old form)
+/// a bare string, which is an admin token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenEntry {
+    Bare(String),
+    Named(NamedToken),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A file holding the token, read at start and on SIGHUP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    pub role: nommer_feederd::auth::Role,
+}
+
+fn tokens_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TokenEntry>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<TokenEntry>),
+        Csv(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::Csv(text) => text
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .map(TokenEntry::Bare)
+            .collect(),
+    })
+}
+
+/// A secret given inline or in a file (trailing whitespace dropped).
+fn inline_or_file(
+    what: &str,
+    inline: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    match (inline, file) {
+        (Some(_), Some(_)) => anyhow::bail!("{what}: give the token or a token file, not both"),
+        (Some(token), None) => Ok(Some(token.to_string())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{what}: reading {}: {e}", path.display()))?;
+            Ok(Some(text.trim_end().to_string()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -58,9 +115,12 @@ pub struct Settings {
     pub local_workers: u32,
     /// Allow listening beyond loopback without tokens.
     pub insecure: bool,
-    #[serde(deserialize_with = "list_or_csv")]
-    pub api_tokens: Vec<String>,
+    /// `[{name, token | token_file, role}]`; roles are `submit`, `read`, `admin`.
+    #[serde(deserialize_with = "tokens_or_csv")]
+    pub api_tokens: Vec<TokenEntry>,
     pub worker_token: Option<String>,
+    /// A file holding the worker token, read at start and on SIGHUP.
+    pub worker_token_file: Option<PathBuf>,
     pub webhook_secret: Option<String>,
     /// 32 bytes, base64: encrypts job URIs (which may hold storage
     /// credentials) in the store. Unset: stored as given, with a warning.
@@ -69,7 +129,9 @@ pub struct Settings {
     #[serde(deserialize_with = "list_or_csv")]
     pub file_roots: Vec<String>,
     pub allow_link_local_addresses: bool,
-    pub forbid_private_addresses: bool,
+    /// Refuse private and loopback addresses in http(s) sources and
+    /// notify_urls. Default: true when feederd listens beyond loopback.
+    pub forbid_private_addresses: Option<bool>,
     pub max_body_bytes: usize,
     /// Attempts before a job whose lease keeps expiring goes to ERROR.
     pub max_attempts: u32,
@@ -85,6 +147,22 @@ pub struct Settings {
     /// Seed: how often the abandon check runs, in seconds.
     pub feederd_prune_jobs_interval: u64,
     pub webhook_timeout: u64,
+    /// Seconds a webhook receiver has to accept the connection.
+    pub webhook_connect_timeout: u64,
+    /// Deliveries in flight to any one receiving host.
+    pub webhook_per_host: usize,
+    /// The most jobs one lease request takes (also bounded by the node's slots).
+    pub max_lease_batch: u32,
+    /// The most leases one heartbeat may list (400 too_many_leases past it).
+    pub max_heartbeat_leases: usize,
+    /// Long-polls one feederd replica holds at once; past it they answer at once.
+    pub max_long_polls: usize,
+    /// Seconds a client has to send its request headers.
+    pub header_timeout: u64,
+    /// Seconds a client has to send its request body (408 request_timeout).
+    pub body_timeout: u64,
+    /// Seconds the DNS and source checks at submit may take.
+    pub submit_check_timeout: u64,
     /// Seconds a webhook is retried before its delivery is marked failed.
     pub webhook_retry_period: u64,
 
@@ -133,6 +211,8 @@ pub struct Settings {
     pub max_output_bytes: u64,
     /// Seconds one leased job may take on a worker, download to commit.
     pub max_job_runtime: u64,
+    /// The largest source a worker downloads; larger ends in ERROR `source_too_large`.
+    pub max_download_bytes: u64,
     /// Seconds ffmpeg may report no progress before it is stopped.
     pub max_tool_stall: u64,
     /// Address space a tool may map (RLIMIT_AS).
@@ -165,11 +245,12 @@ impl Default for Settings {
             insecure: false,
             api_tokens: Vec::new(),
             worker_token: None,
+            worker_token_file: None,
             webhook_secret: None,
             secrets_key: None,
             file_roots: Vec::new(),
             allow_link_local_addresses: false,
-            forbid_private_addresses: false,
+            forbid_private_addresses: None,
             max_body_bytes: 1024 * 1024,
             max_attempts: 3,
             lease_ttl: 30,
@@ -178,6 +259,14 @@ impl Default for Settings {
             feederd_abandon_inactive_jobs_thresh: 32_400,
             feederd_prune_jobs_interval: 300,
             webhook_timeout: 10,
+            webhook_connect_timeout: 3,
+            webhook_per_host: 4,
+            max_lease_batch: 64,
+            max_heartbeat_leases: 256,
+            max_long_polls: 1024,
+            header_timeout: 10,
+            body_timeout: 60,
+            submit_check_timeout: 5,
             webhook_retry_period: 86_400,
             s3: Default::default(),
             gcs: Default::default(),
@@ -202,6 +291,7 @@ impl Default for Settings {
             sandbox_user: "nobody".into(),
             max_output_bytes: 64 << 30,
             max_job_runtime: 24 * 3600,
+            max_download_bytes: 256 << 30,
             max_tool_stall: 600,
             max_tool_memory_bytes: 16 << 30,
             max_tool_threads: 512,
@@ -289,6 +379,57 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The worker token, from `worker_token` or `worker_token_file`.
+    pub fn worker_token(&self) -> anyhow::Result<Option<String>> {
+        inline_or_file(
+            "worker_token",
+            self.worker_token.as_deref(),
+            self.worker_token_file.as_deref(),
+        )
+    }
+
+    /// Every token feederd accepts, token files read now.
+    pub fn tokens(&self) -> anyhow::Result<nommer_feederd::auth::Tokens> {
+        use nommer_feederd::auth::{ApiToken, Role};
+        let mut api = Vec::with_capacity(self.api_tokens.len());
+        let mut bare = 0;
+        for (i, entry) in self.api_tokens.iter().enumerate() {
+            api.push(match entry {
+                TokenEntry::Bare(secret) => {
+                    bare += 1;
+                    ApiToken {
+                        name: format!("token-{}", i + 1),
+                        secret: secret.clone(),
+                        role: Role::Admin,
+                    }
+                }
+                TokenEntry::Named(named) => {
+                    let what = format!("api_tokens: {}", named.name);
+                    let secret =
+                        inline_or_file(&what, named.token.as_deref(), named.token_file.as_deref())?
+                            .ok_or_else(|| anyhow::anyhow!("{what}: give token or token_file"))?;
+                    ApiToken {
+                        name: named.name.clone(),
+                        secret,
+                        role: named.role,
+                    }
+                }
+            });
+        }
+        if bare > 0 {
+            tracing::warn!(
+                count = bare,
+                "api_tokens given as plain strings are admin tokens named token-1, token-2, ...; name them and give each the least role it needs: api_tokens = [{{name = \"app\", token_file = \"/etc/nommer/app.token\", role = \"submit\"}}]"
+            );
+        }
+        let tokens = nommer_feederd::auth::Tokens {
+            api,
+            worker: self.worker_token()?,
+        };
+        tokens.check().map_err(anyhow::Error::msg)?;
+        Ok(tokens)
+    }
+
     pub fn objects(&self) -> nommer_storage::ObjectConfig {
         nommer_storage::ObjectConfig {
             s3: self.s3.clone(),
@@ -312,11 +453,71 @@ impl Settings {
         shown.store = nommer_model::uri::redact_str(&shown.store);
         let objects = self.objects().redacted();
         (shown.s3, shown.gcs, shown.azure) = (objects.s3, objects.gcs, objects.azure);
-        shown.api_tokens = shown
-            .api_tokens
-            .iter()
-            .map(|_| "REDACTED".to_string())
-            .collect();
+        for entry in &mut shown.api_tokens {
+            match entry {
+                TokenEntry::Bare(token) => *token = "REDACTED".into(),
+                TokenEntry::Named(named) => hide(&mut named.token),
+            }
+        }
         toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nommer_feederd::auth::Role;
+
+    #[test]
+    fn the_shipped_configs_load_and_tokens_take_both_forms() {
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        for file in ["feederd.toml", "nommerd.toml"] {
+            Settings::load(Some(&deploy.join(file)), &Overrides::default())
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ops.token"), "0ps-t0ken\n").unwrap();
+        let config = dir.path().join("c.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "api_tokens = [\"flat\", {{name = \"ops\", token_file = \"{}\", role = \"admin\"}}, {{name = \"app\", token = \"app-t\", role = \"submit\"}}]\nworker_token = \"w\"\n",
+                dir.path().join("ops.token").display()
+            ),
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&config), &Overrides::default()).unwrap();
+        let tokens = settings.tokens().unwrap();
+        let got: Vec<(&str, &str, Role)> = tokens
+            .api
+            .iter()
+            .map(|t| (t.name.as_str(), t.secret.as_str(), t.role))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("token-1", "flat", Role::Admin),
+                ("ops", "0ps-t0ken", Role::Admin),
+                ("app", "app-t", Role::Submit)
+            ]
+        );
+        let shown = settings.redacted_toml();
+        for secret in ["flat", "0ps-t0ken", "app-t"] {
+            assert!(!shown.contains(&format!("\"{secret}\"")), "{shown}");
+        }
+        // A typo in a named token is an error, not a token.
+        std::fs::write(
+            &config,
+            "api_tokens = [{name = \"x\", token = \"t\", rol = \"admin\"}]\n",
+        )
+        .unwrap();
+        assert!(Settings::load(Some(&config), &Overrides::default()).is_err());
+        std::fs::write(
+            &config,
+            "worker_token = \"a\"\nworker_token_file = \"/x\"\n",
+        )
+        .unwrap();
+        let both = Settings::load(Some(&config), &Overrides::default()).unwrap();
+        assert!(both.worker_token().is_err());
     }
 }

@@ -395,8 +395,16 @@ async fn every_error_code_is_answered() {
     )
     .await;
 
-    // File roots and tokens need their own feederd.
-    let strict = Feederd::start("file_roots = [\"/srv/media\"]\napi_tokens = [\"s3cret\"]\n");
+    let node = json!({"node_id": "n", "fleet": "static", "version": "t", "max_jobs": 1,
+        "running_jobs": 0, "state": "active"});
+    let leases: Vec<Value> = (0..257)
+        .map(|i| json!({"job_id": format!("j{i}"), "token": "t"}))
+        .collect();
+
+    // File roots, tokens and a short body timeout need their own feederd.
+    let strict = Feederd::start(
+        "file_roots = [\"/srv/media\"]\nbody_timeout = 1\napi_tokens = [{name = \"ops\", token = \"s3cret\", role = \"admin\"}, {name = \"dash\", token = \"r3ad\", role = \"read\"}]\n",
+    );
     let mut q = Probe {
         api: Api::new(&strict.url),
         seen: BTreeSet::new(),
@@ -407,6 +415,15 @@ async fn every_error_code_is_answered() {
         Some(job(json!([{}]))),
         401,
         "unauthorized",
+    )
+    .await;
+    // (The first feederd's max_body_bytes is too small for 257 leases.)
+    q.expect(
+        post,
+        "/v1/workers/heartbeat",
+        Some(json!({"node": node, "leases": leases}).to_string()),
+        400,
+        "too_many_leases",
     )
     .await;
     let denied = q
@@ -423,8 +440,27 @@ async fn every_error_code_is_answered() {
         denied.json::<Value>().await.unwrap()["error_code"],
         "uri_not_allowed"
     );
+    let forbidden = q
+        .api
+        .http
+        .post(format!("{}/v1/jobs", strict.url))
+        .bearer_auth("r3ad")
+        .body(job(json!([{}])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), 403);
+    assert_eq!(
+        forbidden.json::<Value>().await.unwrap()["error_code"],
+        "forbidden"
+    );
+    // A body that stops arriving: the answer comes once body_timeout is over.
+    let slow = slow_body(strict.port, "s3cret").await;
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    assert!(slow.contains("\"request_timeout\""), "{slow}");
     p.seen.extend(q.seen);
-    p.seen.insert("uri_not_allowed".into());
+    p.seen
+        .extend(["uri_not_allowed", "forbidden", "request_timeout"].map(String::from));
 
     // Not reachable from outside on a healthy machine: a down store, an internal
     // bug. source_not_found needs an S3 server: tests/s3.rs answers it.
@@ -437,6 +473,24 @@ async fn every_error_code_is_answered() {
         missing.is_empty(),
         "error codes never exercised: {missing:?}"
     );
+}
+
+/// POST a body that promises 100 bytes and sends 10; what feederd answers.
+async fn slow_body(port: u16, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 100\r\n\r\n{{\"source_\""
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(20), socket.read(&mut answer))
+        .await
+        .expect("feederd answers a stalled body")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
 }
 
 fn nommer_model_codes() -> Vec<&'static str> {

@@ -48,6 +48,8 @@ pub struct NommerdConfig {
     pub max_job_runtime: Duration,
     /// How long ffmpeg may report no progress before it is stopped (`tool_stalled`).
     pub max_tool_stall: Duration,
+    /// The largest source a job may download.
+    pub max_download_bytes: u64,
 }
 
 impl NommerdConfig {
@@ -76,6 +78,7 @@ impl NommerdConfig {
             sandbox: Default::default(),
             max_job_runtime: Duration::from_secs(24 * 3600),
             max_tool_stall: Duration::from_secs(600),
+            max_download_bytes: 256 << 30,
         }
     }
 }

@@ -73,6 +73,7 @@ impl From<StorageError> for End {
         let code = match e.kind {
             StorageErrorKind::NotFound => nommer_model::ErrorCode::SourceNotFound.as_str(),
             StorageErrorKind::Denied => nommer_model::ErrorCode::UriNotAllowed.as_str(),
+            StorageErrorKind::TooLarge => FailureCode::SourceTooLarge.as_str(),
             StorageErrorKind::Transient | StorageErrorKind::Failed => {
                 FailureCode::StorageFailed.as_str()
             }
@@ -174,7 +175,11 @@ impl Pipeline {
             Nommer::Copy => None,
         };
         // With no file_roots of its own, the worker allows what feederd allowed.
-        let storage = self.storage.with_lease_roots(&grant.file_roots);
+        // ... and contacts only the addresses both its policy and feederd's allow.
+        let storage = self
+            .storage
+            .with_lease_roots(&grant.file_roots)
+            .with_lease_policy(grant.net_policy);
         if nommer == Nommer::Copy && Storage::streams_to(&dest) {
             return self.copy(&storage, grant, job, &source, &dest).await;
         }

@@ -124,7 +124,8 @@ pub async fn run_in(
             config.file_roots.clone(),
             config.net_policy,
             config.objects.clone(),
-        ),
+        )
+        .with_max_download_bytes(config.max_download_bytes),
         node: Arc::new(move || node_shared.node_report()),
     });
     let (heartbeat_stop, heartbeat_rx) = watch::channel(false);

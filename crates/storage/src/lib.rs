@@ -29,6 +29,8 @@ pub enum StorageErrorKind {
     NotFound,
     /// A rule (file roots, address policy) forbids the location.
     Denied,
+    /// The source is larger than `max_download_bytes`.
+    TooLarge,
     /// Worth retrying later (network trouble, 5xx).
     Transient,
     /// Anything else (permissions, full disk, unsupported).
@@ -85,8 +87,11 @@ pub fn unsupported(uri: &MediaUri) -> StorageError {
 #[derive(Clone)]
 pub struct Storage {
     pub file_roots: FileRoots,
+    policy: nommer_model::netpolicy::NetPolicy,
     http: http::HttpStorage,
     object: object::ObjectStorage,
+    /// The most bytes read from any one source.
+    max_download_bytes: u64,
 }
 
 /// An upload written but not yet visible at its destination.
@@ -106,9 +111,77 @@ impl Storage {
     ) -> Storage {
         Storage {
             file_roots,
+            policy,
             http: http::HttpStorage::new(policy),
             object: object::ObjectStorage::new(objects),
+            max_download_bytes: u64::MAX,
         }
+    }
+
+    /// Refuse sources larger than `max` bytes (`StorageErrorKind::TooLarge`).
+    pub fn with_max_download_bytes(mut self, max: u64) -> Storage {
+        self.max_download_bytes = max;
+        self
+    }
+
+    /// This storage under the stricter of its own address policy and
+    /// `lease` (feederd's, carried in the lease).
+    pub fn with_lease_policy(&self, lease: nommer_model::netpolicy::NetPolicy) -> Storage {
+        let policy = self.policy.strictest(lease);
+        let mut storage = self.clone();
+        if policy != self.policy {
+            storage.policy = policy;
+            storage.http = http::HttpStorage::new(policy);
+        }
+        storage
+    }
+
+    fn too_large(&self, uri: &MediaUri, size: u64) -> StorageError {
+        StorageError::new(
+            StorageErrorKind::TooLarge,
+            format!(
+                "the source {} is larger than max_download_bytes ({size} > {} bytes)",
+                uri.redacted(),
+                self.max_download_bytes
+            ),
+        )
+    }
+
+    /// A `file://` source, opened beneath its root and within the size bound.
+    fn open_file_source(
+        &self,
+        uri: &MediaUri,
+        anchor: &Anchor,
+    ) -> Result<std::fs::File, StorageError> {
+        let file = file::open_source(uri, anchor)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if size > self.max_download_bytes {
+            return Err(self.too_large(uri, size));
+        }
+        Ok(file)
+    }
+
+    /// Cut a source's stream off past `max_download_bytes`: a server that
+    /// states no length, or lies about it, gets no further than the bound.
+    fn bounded(&self, uri: &MediaUri, offset: u64, opened: Opened) -> Result<Opened, StorageError> {
+        let max = self.max_download_bytes;
+        if let Some(total) = opened.total.filter(|t| *t > max) {
+            return Err(self.too_large(uri, total));
+        }
+        let error = self.too_large(uri, max.saturating_add(1));
+        let mut reached = offset;
+        let stream = futures::StreamExt::map(opened.stream, move |chunk| {
+            let chunk = chunk?;
+            reached += chunk.len() as u64;
+            if reached > max {
+                return Err(error.clone());
+            }
+            Ok(chunk)
+        });
+        Ok(Opened {
+            total: opened.total,
+            stream: futures::StreamExt::boxed(stream),
+        })
     }
 
     pub fn objects(&self) -> &ObjectConfig {
@@ -138,15 +211,17 @@ impl Storage {
 
     /// The source's bytes from `offset` on.
     async fn open(&self, uri: &MediaUri, offset: u64) -> Result<Opened, StorageError> {
-        if let Some(anchor) = self.file_anchor(uri)? {
-            let file = file::open_source(uri, &anchor)?;
-            return file::stream(file, &anchor.path, offset).await;
-        }
-        match uri.location() {
-            Location::Http { url } => self.http.open(uri, url, offset).await,
-            Location::Object { .. } => self.object.open(uri, offset).await,
-            Location::File { .. } => Err(unsupported(uri)),
-        }
+        let opened = if let Some(anchor) = self.file_anchor(uri)? {
+            let file = self.open_file_source(uri, &anchor)?;
+            file::stream(file, &anchor.path, offset).await?
+        } else {
+            match uri.location() {
+                Location::Http { url } => self.http.open(uri, url, offset).await?,
+                Location::Object { .. } => self.object.open(uri, offset).await?,
+                Location::File { .. } => return Err(unsupported(uri)),
+            }
+        };
+        self.bounded(uri, offset, opened)
     }
 
     /// Whether the source exists, for the object stores (None: cannot tell).
@@ -165,7 +240,7 @@ impl Storage {
         progress: ProgressFn,
     ) -> Result<Transferred, StorageError> {
         if let Some(anchor) = self.file_anchor(uri)? {
-            let input = file::open_source(uri, &anchor)?;
+            let input = self.open_file_source(uri, &anchor)?;
             let output = std::fs::File::create(dest).map_err(|e| {
                 StorageError::new(
                     StorageErrorKind::Failed,
@@ -235,7 +310,7 @@ impl Storage {
         progress: ProgressFn,
     ) -> Result<(Staged, Transferred), StorageError> {
         if let (Some(from), Some(to)) = (self.file_anchor(src)?, self.file_anchor(dest)?) {
-            let input = file::open_source(src, &from)?;
+            let input = self.open_file_source(src, &from)?;
             return file::stage(input, &to, progress)
                 .await
                 .map(|(staged, done)| (Staged::File(staged), done));
@@ -317,5 +392,54 @@ impl Staged {
             Staged::Object(object) => object.abort().await,
             Staged::ServerCopy(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures::StreamExt;
+
+    fn opened(total: Option<u64>, chunks: &[usize]) -> Opened {
+        let chunks: Vec<Result<Bytes, StorageError>> = chunks
+            .iter()
+            .map(|n| Ok(Bytes::from(vec![0u8; *n])))
+            .collect();
+        Opened {
+            total,
+            stream: futures::stream::iter(chunks).boxed(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_past_max_download_bytes_is_cut_off() {
+        let storage = Storage::new(FileRoots::Any, Default::default(), Default::default())
+            .with_max_download_bytes(10);
+        let uri = MediaUri::parse("https://media.example/a.mp4?sig=s3cret").unwrap();
+        // A stated length over the bound is refused before any byte is read.
+        let Err(e) = storage.bounded(&uri, 0, opened(Some(11), &[11])) else {
+            panic!("a stated length over the bound");
+        };
+        assert_eq!(e.kind, StorageErrorKind::TooLarge);
+        assert!(!e.message.contains("s3cret"), "{}", e.message);
+        // No length, or a false one: the stream stops at the bound.
+        for total in [None, Some(8)] {
+            let mut stream = storage
+                .bounded(&uri, 0, opened(total, &[6, 6]))
+                .unwrap()
+                .stream;
+            assert!(stream.next().await.unwrap().is_ok());
+            let e = stream.next().await.unwrap().unwrap_err();
+            assert_eq!(e.kind, StorageErrorKind::TooLarge);
+        }
+        // A resumed transfer counts from its offset.
+        let mut stream = storage.bounded(&uri, 8, opened(None, &[3])).unwrap().stream;
+        assert!(stream.next().await.unwrap().is_err());
+        let mut exact = storage
+            .bounded(&uri, 0, opened(Some(10), &[4, 6]))
+            .unwrap()
+            .stream;
+        assert!(exact.next().await.unwrap().is_ok() && exact.next().await.unwrap().is_ok());
     }
 }

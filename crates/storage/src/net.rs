@@ -66,6 +66,15 @@ pub async fn check_host(url: &url::Url, policy: &NetPolicy) -> Result<(), String
 }
 
 pub fn client(policy: NetPolicy, timeout: Option<Duration>, user_agent: &str) -> reqwest::Client {
+    client_with_connect_timeout(policy, timeout, Duration::from_secs(10), user_agent)
+}
+
+pub fn client_with_connect_timeout(
+    policy: NetPolicy,
+    timeout: Option<Duration>,
+    connect_timeout: Duration,
+    user_agent: &str,
+) -> reqwest::Client {
     let redirect_policy = reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= 5 {
             return attempt.error("too many redirects");
@@ -78,7 +87,7 @@ pub fn client(policy: NetPolicy, timeout: Option<Duration>, user_agent: &str) ->
     let mut builder = reqwest::Client::builder()
         .dns_resolver(Arc::new(PolicyResolver(policy)))
         .redirect(redirect_policy)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(connect_timeout)
         .user_agent(user_agent);
     if let Some(timeout) = timeout {
         builder = builder.timeout(timeout);

@@ -35,6 +35,7 @@ pub fn new_job(now: i64, notify: bool) -> NewJob {
         source_path: "s3://REDACTED@bucket/in.mp4".into(),
         dest_path: "file:///out/b.mp4".into(),
         notify_url: notify.then(|| "http://127.0.0.1:9/hook".to_string()),
+        submitted_by: Some("app".into()),
         nommer: "ffmpeg".into(),
         job_options: serde_json::json!({"nommer": "ffmpeg", "options": [{}]}),
         warnings: vec!["w".into()],
@@ -81,7 +82,49 @@ cases!(
     submissions_together_each_get_their_own,
     a_batch_of_reports_is_answered_one_by_one,
     error_codes_runtime_limits_and_sandboxes_are_kept,
+    owners_and_notify_urls,
 );
+
+/// A job keeps the name of the token that submitted it, and lists filter by
+/// it; its notify_url is shown without query string or userinfo, and only
+/// the notifier is handed the URL as given.
+async fn owners_and_notify_urls(store: &dyn Store) {
+    let mut mine = new_job(T0, true);
+    mine.notify_url = Some("https://hook:pw@app.example/done?token=s3cr3t".into());
+    let mine = store.insert_job(&mine).await.unwrap();
+    assert_eq!(mine.submitted_by.as_deref(), Some("app"));
+    assert_eq!(
+        mine.notify_url.as_deref(),
+        Some("https://REDACTED@app.example/done?REDACTED")
+    );
+    let mut theirs = new_job(T0 + 1, false);
+    theirs.submitted_by = Some("other".into());
+    let theirs = store.insert_job(&theirs).await.unwrap();
+    let listed = |owner| JobQuery {
+        submitted_by: owner,
+        limit: 10,
+        ..Default::default()
+    };
+    let ids = |jobs: Vec<JobRecord>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_jobs(&listed(Some("app"))).await.unwrap()),
+        vec![mine.id.clone()]
+    );
+    assert_eq!(
+        ids(store.list_jobs(&listed(None)).await.unwrap()),
+        vec![theirs.id.clone(), mine.id.clone()]
+    );
+    let got = store.get_job(&mine.id).await.unwrap().unwrap();
+    assert_eq!(got.notify_url, mine.notify_url);
+    assert_eq!(got.to_api().submitted_by.as_deref(), Some("app"));
+    // The lease (PENDING -> DOWNLOADING) is the first state change to deliver.
+    store.claim(&node("n1"), 1, T0).await.unwrap();
+    let due = store.due_deliveries(T0 + 10, 10).await.unwrap();
+    assert_eq!(
+        due[0].notify_url.as_deref(),
+        Some("https://hook:pw@app.example/done?token=s3cr3t")
+    );
+}
 
 /// A worker's coded ERROR keeps its code; a job's own runtime limit reaches
 /// its lease; a node's sandbox is what it last reported.
@@ -532,22 +575,36 @@ async fn list_pages_newest_first(store: &dyn Store) {
     for i in 0..5 {
         ids.push(store.insert_job(&new_job(T0 + i, false)).await.unwrap().id);
     }
-    let page = store.list_jobs(None, 2, None).await.unwrap();
+    let page = |limit, before| JobQuery {
+        limit,
+        before,
+        ..Default::default()
+    };
+    let in_state = |state| JobQuery {
+        state: Some(state),
+        limit: 10,
+        ..Default::default()
+    };
+    let page = store.list_jobs(&page(2, None)).await.unwrap();
     assert_eq!(
         page.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
         vec![ids[4].clone(), ids[3].clone()]
     );
-    let next = store.list_jobs(None, 2, Some(&page[1].id)).await.unwrap();
-    assert_eq!(next[0].id, ids[2]);
-    store.claim(&node("n"), 1, T0 + 10).await.unwrap();
-    let pending = store
-        .list_jobs(Some(JobState::Pending), 10, None)
+    let next = store
+        .list_jobs(&JobQuery {
+            limit: 2,
+            before: Some(&page[1].id),
+            ..Default::default()
+        })
         .await
         .unwrap();
+    assert_eq!(next[0].id, ids[2]);
+    store.claim(&node("n"), 1, T0 + 10).await.unwrap();
+    let pending = store.list_jobs(&in_state(JobState::Pending)).await.unwrap();
     assert_eq!(pending.len(), 4);
     assert!(
         store
-            .list_jobs(Some(JobState::Downloading), 10, None)
+            .list_jobs(&in_state(JobState::Downloading))
             .await
             .unwrap()[0]
             .id

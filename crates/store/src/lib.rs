@@ -98,6 +98,17 @@ impl LeasePolicy {
     }
 }
 
+/// Which jobs [`Store::list_jobs`] returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobQuery<'a> {
+    pub state: Option<JobState>,
+    /// Only jobs submitted by the token of this name.
+    pub submitted_by: Option<&'a str>,
+    pub limit: u32,
+    /// The id of the last job of the previous page.
+    pub before: Option<&'a str>,
+}
+
 /// What became of one webhook delivery attempt.
 #[derive(Debug, Clone)]
 pub enum DeliveryOutcome {
@@ -110,13 +121,8 @@ pub enum DeliveryOutcome {
 pub trait Store: Send + Sync + 'static {
     async fn insert_job(&self, job: &NewJob) -> StoreResult<JobRecord>;
     async fn get_job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
-    /// Newest first; `before` is the id of the last job of the previous page.
-    async fn list_jobs(
-        &self,
-        state: Option<JobState>,
-        limit: u32,
-        before: Option<&str>,
-    ) -> StoreResult<Vec<JobRecord>>;
+    /// Newest first, a page at a time.
+    async fn list_jobs(&self, query: &JobQuery<'_>) -> StoreResult<Vec<JobRecord>>;
     async fn job_events(&self, id: &str) -> StoreResult<Vec<EventRecord>>;
     /// How many jobs are in each state (states with none are left out).
     async fn count_jobs(&self) -> StoreResult<Vec<(JobState, u64)>>;
@@ -178,6 +184,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The next undelivered event of each job, if due.
     async fn due_deliveries(&self, now: i64, limit: u32) -> StoreResult<Vec<EventRecord>>;
+    /// Put a pending delivery off until `until` without counting an attempt
+    /// (its receiving host is busy).
+    async fn postpone_delivery(&self, seq: i64, until: i64) -> StoreResult<()>;
     async fn record_delivery(
         &self,
         seq: i64,

@@ -12,7 +12,10 @@ pub struct NewJob {
     pub dest_uri: String,
     pub source_path: String,
     pub dest_path: String,
+    /// As given: sealed at rest, shown redacted.
     pub notify_url: Option<String>,
+    /// The name of the API token that submitted the job.
+    pub submitted_by: Option<String>,
     pub nommer: String,
     pub job_options: Value,
     pub warnings: Vec<String>,
@@ -34,7 +37,9 @@ pub struct JobRecord {
     pub max_runtime_s: Option<u64>,
     pub source_path: String,
     pub dest_path: String,
+    /// Redacted: no query string, no userinfo.
     pub notify_url: Option<String>,
+    pub submitted_by: Option<String>,
     pub nommer: String,
     pub job_options: Value,
     pub node_id: Option<String>,
@@ -60,6 +65,7 @@ impl JobRecord {
             source_path: self.source_path.clone(),
             dest_path: self.dest_path.clone(),
             notify_url: self.notify_url.clone(),
+            submitted_by: self.submitted_by.clone(),
             job_options: self.job_options.clone(),
             node_id: self.node_id.clone(),
             created_at: rfc3339(self.created_at),

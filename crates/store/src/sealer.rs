@@ -55,6 +55,10 @@ impl Sealer {
     }
 }
 
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(PREFIX)
+}
+
 /// Seal with the key when there is one.
 pub fn seal(sealer: Option<&Sealer>, plain: &str) -> String {
     match sealer {

@@ -17,6 +17,8 @@ pub async fn healthz(
     }))
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, body = Object)))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::spec())
 }

@@ -1,15 +1,33 @@
 //! `/v1/jobs`: submit, read, list, cancel, and webhook deliveries.
 
+use crate::auth::Caller;
 use crate::error::{read_body, ApiError, ApiResult};
-use crate::{auth, submit, AppState};
+use crate::{submit, AppState};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
 use nommer_model::api::{Delivery, DeliveryList, Job, JobList};
 use nommer_model::{now_ms, rfc3339, ErrorCode, JobId, JobState};
 use serde::Deserialize;
 use std::time::Duration;
+
+fn no_job(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no job {id}"))
+}
+
+/// The job, if it exists and the caller may see it: another token's job is
+/// answered as missing, so its existence is not told either.
+async fn visible_job(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<nommer_store::JobRecord> {
+    match state.store.get_job(id).await? {
+        Some(job) if caller.may_see(job.submitted_by.as_deref()) => Ok(job),
+        _ => Err(no_job(id)),
+    }
+}
 
 fn job_id(id: &str) -> ApiResult<&str> {
     if JobId::looks_valid(id) {
@@ -27,12 +45,11 @@ fn job_id(id: &str) -> ApiResult<&str> {
     responses((status = 201, body = Job), (status = 400, body = nommer_model::error::ApiErrorBody)))]
 pub async fn submit_job(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
-    auth::client(&state, &headers)?;
-    let bytes = read_body(body, state.config.max_body_bytes).await?;
-    let job = submit::accept(&state, &bytes).await?;
+    let bytes = read_body(body, &state.config).await?;
+    let job = submit::accept(&state, &caller, &bytes).await?;
     Ok((StatusCode::CREATED, Json(job.to_api())))
 }
 
@@ -52,11 +69,10 @@ const MAX_JOB_WAIT: Duration = Duration::from_secs(30);
     responses((status = 200, body = Job), (status = 400, body = nommer_model::error::ApiErrorBody), (status = 404, body = nommer_model::error::ApiErrorBody)))]
 pub async fn get_job(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(query): Query<GetQuery>,
 ) -> ApiResult<Json<Job>> {
-    auth::client(&state, &headers)?;
     let id = job_id(&id)?;
     let wait = match query.wait_ms.as_deref().filter(|w| !w.is_empty()) {
         None => Duration::ZERO,
@@ -77,6 +93,12 @@ pub async fn get_job(
                 .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?,
         ),
     };
+    // Past the replica's long-poll bound, a wait is answered at once.
+    let slot = match wait.is_zero() {
+        true => None,
+        false => state.long_polls.clone().try_acquire_owned().ok(),
+    };
+    let wait = if slot.is_some() { wait } else { Duration::ZERO };
     let deadline = tokio::time::Instant::now() + wait.min(MAX_JOB_WAIT);
     let changes = state.store.changes_signal();
     loop {
@@ -84,8 +106,7 @@ pub async fn get_job(
         let changed = changes.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let job = state.store.get_job(id).await?;
-        let job = job.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no job {id}")))?;
+        let job = visible_job(&state, &caller, id).await?;
         let now = tokio::time::Instant::now();
         if seen != Some(job.state) || now >= deadline {
             return Ok(Json(job.to_api()));
@@ -114,10 +135,9 @@ pub struct ListQuery {
     responses((status = 200, body = JobList), (status = 400, body = nommer_model::error::ApiErrorBody)))]
 pub async fn list_jobs(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<JobList>> {
-    auth::client(&state, &headers)?;
     let filter = match query.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -146,7 +166,13 @@ pub async fn list_jobs(
         }
         other => other,
     };
-    let jobs = state.store.list_jobs(filter, limit + 1, cursor).await?;
+    let query = nommer_store::JobQuery {
+        state: filter,
+        submitted_by: caller.owner(),
+        limit: limit + 1,
+        before: cursor,
+    };
+    let jobs = state.store.list_jobs(&query).await?;
     let more = jobs.len() > limit as usize;
     let jobs: Vec<Job> = jobs
         .iter()
@@ -166,12 +192,13 @@ pub async fn list_jobs(
     responses((status = 200, body = Job), (status = 404, body = nommer_model::error::ApiErrorBody), (status = 409, body = nommer_model::error::ApiErrorBody)))]
 pub async fn cancel_job(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Job>> {
-    auth::client(&state, &headers)?;
-    let job = state.store.cancel(job_id(&id)?, now_ms()).await?;
-    tracing::info!(job_id = %id, state = %job.state, "cancel requested");
+    let id = job_id(&id)?;
+    visible_job(&state, &caller, id).await?;
+    let job = state.store.cancel(id, now_ms()).await?;
+    tracing::info!(job_id = %id, state = %job.state, by = caller.name.as_deref().unwrap_or(""), "cancel requested");
     Ok(Json(job.to_api()))
 }
 
@@ -180,14 +207,11 @@ pub async fn cancel_job(
     responses((status = 200, body = DeliveryList), (status = 404, body = nommer_model::error::ApiErrorBody)))]
 pub async fn job_deliveries(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeliveryList>> {
-    auth::client(&state, &headers)?;
     let id = job_id(&id)?;
-    if state.store.get_job(id).await?.is_none() {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("no job {id}")));
-    }
+    visible_job(&state, &caller, id).await?;
     let deliveries = state
         .store
         .deliveries(id)

@@ -3,17 +3,19 @@
 //! `success: false` and the seed's message; other failures answer a 4xx with
 //! the same body shape plus `error_code`.
 
+use crate::auth::Caller;
 use crate::error::read_body;
-use crate::{auth, submit, AppState};
+use crate::{submit, AppState};
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use nommer_model::api::LegacySubmitResponse;
 use nommer_model::{CodedError, ErrorCode};
 
-fn failure(error: CodedError) -> Response {
+/// A refusal in the seed's body shape.
+pub fn legacy_failure(error: CodedError) -> Response {
     // The seed answered its own validation failures with 200.
     let status = match error.code {
         ErrorCode::MissingField => StatusCode::OK,
@@ -28,12 +30,12 @@ fn failure(error: CodedError) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn handle(state: AppState, body: Body) -> Response {
-    let bytes = match read_body(body, state.config.max_body_bytes).await {
+async fn handle(state: AppState, caller: Caller, body: Body) -> Response {
+    let bytes = match read_body(body, &state.config).await {
         Ok(bytes) => bytes,
-        Err(e) => return failure(e),
+        Err(e) => return legacy_failure(e),
     };
-    match submit::accept(&state, &bytes).await {
+    match submit::accept(&state, &caller, &bytes).await {
         Ok(job) => Json(LegacySubmitResponse {
             success: true,
             job_id: Some(job.id),
@@ -41,7 +43,7 @@ async fn handle(state: AppState, body: Body) -> Response {
             error_code: None,
         })
         .into_response(),
-        Err(e) => failure(e),
+        Err(e) => legacy_failure(e),
     }
 }
 
@@ -51,27 +53,21 @@ async fn handle(state: AppState, body: Body) -> Response {
     responses((status = 200, body = LegacySubmitResponse), (status = 400, body = LegacySubmitResponse)))]
 pub async fn legacy_submit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Response {
-    if let Err(e) = auth::client(&state, &headers) {
-        return failure(e.0);
-    }
-    handle(state, body).await
+    handle(state, caller, body).await
 }
 
 /// The same, for clients that cannot send headers: the token is a path prefix
 /// (`connect("http://host:8001/t/TOKEN")` in the seed's Python client).
+#[utoipa::path(post, path = "/t/{token}/job/submit", tag = "legacy", params(("token" = String, Path)),
+    request_body(content = Object, description = "The seed's job body, sent as JSON whatever the Content-Type"),
+    responses((status = 200, body = LegacySubmitResponse), (status = 400, body = LegacySubmitResponse)))]
 pub async fn legacy_submit_with_path_token(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Response {
-    if !state.config.api_tokens.is_empty() && !auth::token_is_api_token(&state, &token) {
-        return failure(CodedError::new(
-            ErrorCode::Unauthorized,
-            "a valid token is required",
-        ));
-    }
-    handle(state, body).await
+    handle(state, caller, body).await
 }

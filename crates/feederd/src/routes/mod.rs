@@ -1,4 +1,7 @@
-//! The HTTP surface: one module per resource.
+//! The HTTP surface: one module per resource, and one table of every route
+//! with who may call it. A route can only be added through [`Routes::add`],
+//! which puts the access check on it as a layer; a test walks the table and
+//! the OpenAPI document together.
 
 mod health;
 mod jobs;
@@ -6,19 +9,26 @@ mod legacy;
 mod nodes;
 mod workers;
 
+use crate::auth::{Access, Guard, Shape};
 use crate::error::ApiError;
 use crate::AppState;
-use axum::routing::{get, post};
+use axum::extract::MatchedPath;
+use axum::http::{Method, Request};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use nommer_model::ErrorCode;
 use tower_http::trace::TraceLayer;
 
-pub use health::__path_healthz;
+pub use crate::autoscaler::__path_fleet_view;
+pub use health::{__path_healthz, __path_openapi};
 pub use jobs::{
     __path_cancel_job, __path_get_job, __path_job_deliveries, __path_list_jobs, __path_submit_job,
 };
-pub use legacy::__path_legacy_submit;
+pub use legacy::{__path_legacy_submit, __path_legacy_submit_with_path_token, legacy_failure};
 pub use nodes::__path_list_nodes;
+pub use workers::{
+    __path_heartbeat, __path_lease, __path_release, __path_report_state, __path_report_states,
+};
 
 async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such route")
@@ -31,75 +41,171 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(
+/// One route: where, which method, and who may call it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+struct Routes {
+    /// None when only the table is wanted (the OpenAPI document).
+    state: Option<AppState>,
+    router: Router<AppState>,
+    table: Vec<RouteInfo>,
+}
+
+impl Routes {
+    fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: MethodRouter<AppState>,
+    ) -> Routes {
+        let shape = if path.ends_with("/job/submit") || path.ends_with("/job/submit/") {
+            Shape::Legacy
+        } else {
+            Shape::V1
+        };
+        if let Some(state) = &self.state {
+            let guard = Guard {
+                state: state.clone(),
+                access,
+                shape,
+            };
+            let handler = handler.layer(axum::middleware::from_fn_with_state(
+                guard,
+                crate::auth::guard,
+            ));
+            self.router = self.router.route(path, handler);
+        }
+        self.table.push(RouteInfo {
+            method,
+            path,
+            access,
+        });
+        self
+    }
+}
+
+fn routes(state: Option<&AppState>) -> Routes {
+    use Access::*;
+    let routes = Routes {
+        state: state.cloned(),
+        router: Router::new(),
+        table: Vec::new(),
+    };
+    routes
+        .add(Method::GET, "/healthz", Public, get(health::healthz))
+        .add(Method::GET, "/openapi.json", Public, get(health::openapi))
+        .add(
+            Method::GET,
+            "/metrics",
+            ReadFleet,
+            get(crate::metrics::metrics),
+        )
+        .add(
+            Method::POST,
             "/job/submit",
-            post(legacy::legacy_submit).fallback(method_not_allowed),
+            Submit,
+            post(legacy::legacy_submit),
         )
-        .route(
+        .add(
+            Method::POST,
             "/job/submit/",
-            post(legacy::legacy_submit).fallback(method_not_allowed),
+            Submit,
+            post(legacy::legacy_submit),
         )
-        .route(
+        .add(
+            Method::POST,
             "/t/{token}/job/submit",
-            post(legacy::legacy_submit_with_path_token).fallback(method_not_allowed),
+            SubmitByPath,
+            post(legacy::legacy_submit_with_path_token),
         )
-        .route(
+        .add(
+            Method::POST,
             "/t/{token}/job/submit/",
-            post(legacy::legacy_submit_with_path_token).fallback(method_not_allowed),
+            SubmitByPath,
+            post(legacy::legacy_submit_with_path_token),
         )
-        .route(
-            "/v1/jobs",
-            post(jobs::submit_job)
-                .get(jobs::list_jobs)
-                .fallback(method_not_allowed),
-        )
-        .route(
-            "/v1/jobs/{id}",
-            get(jobs::get_job).fallback(method_not_allowed),
-        )
-        .route(
+        .add(Method::POST, "/v1/jobs", Submit, post(jobs::submit_job))
+        .add(Method::GET, "/v1/jobs", ReadJobs, get(jobs::list_jobs))
+        .add(Method::GET, "/v1/jobs/{id}", ReadJobs, get(jobs::get_job))
+        .add(
+            Method::POST,
             "/v1/jobs/{id}/cancel",
-            post(jobs::cancel_job).fallback(method_not_allowed),
+            CancelJobs,
+            post(jobs::cancel_job),
         )
-        .route(
+        .add(
+            Method::GET,
             "/v1/jobs/{id}/deliveries",
-            get(jobs::job_deliveries).fallback(method_not_allowed),
+            ReadJobs,
+            get(jobs::job_deliveries),
         )
-        .route(
-            "/v1/nodes",
-            get(nodes::list_nodes).fallback(method_not_allowed),
-        )
-        .route(
+        .add(Method::GET, "/v1/nodes", ReadFleet, get(nodes::list_nodes))
+        .add(
+            Method::GET,
             "/v1/fleet",
-            get(crate::autoscaler::fleet_view).fallback(method_not_allowed),
+            ReadFleet,
+            get(crate::autoscaler::fleet_view),
         )
-        .route(
+        .add(
+            Method::POST,
             "/v1/workers/lease",
-            post(workers::lease).fallback(method_not_allowed),
+            Worker,
+            post(workers::lease),
         )
-        .route(
+        .add(
+            Method::POST,
             "/v1/workers/heartbeat",
-            post(workers::heartbeat).fallback(method_not_allowed),
+            Worker,
+            post(workers::heartbeat),
         )
-        .route(
+        .add(
+            Method::POST,
             "/v1/workers/jobs/{id}/state",
-            post(workers::report_state).fallback(method_not_allowed),
+            Worker,
+            post(workers::report_state),
         )
-        .route(
+        .add(
+            Method::POST,
             "/v1/workers/reports",
-            post(workers::report_states).fallback(method_not_allowed),
+            Worker,
+            post(workers::report_states),
         )
-        .route(
+        .add(
+            Method::POST,
             "/v1/workers/jobs/{id}/release",
-            post(workers::release).fallback(method_not_allowed),
+            Worker,
+            post(workers::release),
         )
-        .route("/healthz", get(health::healthz))
-        .route("/openapi.json", get(health::openapi))
-        .route("/metrics", get(crate::metrics::metrics))
+}
+
+/// Every route feederd serves.
+pub fn table() -> Vec<RouteInfo> {
+    routes(None).table
+}
+
+/// The route's template (`/t/{token}/job/submit`), never the raw path, which
+/// may carry a token.
+fn span_for<B>(request: &Request<B>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str())
+        .unwrap_or("unmatched");
+    tracing::debug_span!("request", method = %request.method(), route)
+}
+
+pub fn router(state: AppState) -> Router {
+    routes(Some(&state))
+        .router
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(span_for))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::count_requests,

@@ -2,10 +2,9 @@
 //! hand-backs. Every write is fenced by the lease token.
 
 use crate::error::{parse_json, read_body, ApiError, ApiResult};
-use crate::{auth, AppState};
+use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::Json;
 use nommer_model::api::*;
 use nommer_model::now_ms;
@@ -13,18 +12,28 @@ use nommer_store::HolderReport;
 use std::time::Duration;
 
 async fn body<T: serde::de::DeserializeOwned>(state: &AppState, body: Body) -> ApiResult<T> {
-    let bytes = read_body(body, state.config.max_body_bytes).await?;
+    let bytes = read_body(body, &state.config).await?;
     parse_json(&bytes)
 }
 
-pub async fn lease(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: Body,
-) -> ApiResult<Json<LeaseResponse>> {
-    auth::worker(&state, &headers)?;
+/// Lease jobs: long-polls up to `wait_ms` (at most 25 s) for one to be ready.
+#[utoipa::path(post, path = "/v1/workers/lease", tag = "workers", request_body = LeaseRequest,
+    responses((status = 200, body = LeaseResponse), (status = 401, body = nommer_model::error::ApiErrorBody)))]
+pub async fn lease(State(state): State<AppState>, request: Body) -> ApiResult<Json<LeaseResponse>> {
     let request: LeaseRequest = body(&state, request).await?;
+    // A node takes at most as many jobs as it has slots, so one worker
+    // cannot claim the backlog.
+    let max = request
+        .max
+        .min(request.node.max_jobs)
+        .min(state.config.max_node_slots);
     let wait = Duration::from_millis(request.wait_ms).min(state.config.max_lease_wait);
+    let slot = match wait.is_zero() {
+        true => None,
+        false => state.long_polls.clone().try_acquire_owned().ok(),
+    };
+    // Past the replica's long-poll bound, a lease request is answered at once.
+    let wait = if slot.is_some() { wait } else { Duration::ZERO };
     let deadline = tokio::time::Instant::now() + wait;
     let signal = state.store.jobs_signal();
     loop {
@@ -32,12 +41,9 @@ pub async fn lease(
         let notified = signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let claimed = state
-            .store
-            .claim(&request.node, request.max, now_ms())
-            .await?;
+        let claimed = state.store.claim(&request.node, max, now_ms()).await?;
         let now = tokio::time::Instant::now();
-        if !claimed.is_empty() || now >= deadline || request.max == 0 {
+        if !claimed.is_empty() || now >= deadline || max == 0 {
             let ttl_ms = state.config.lease_ttl.as_millis() as u64;
             crate::metrics::Metrics::add(&state.metrics.leases_granted, claimed.len() as u64);
             let leases = claimed
@@ -55,6 +61,7 @@ pub async fn lease(
                         job_options: c.job.job_options.clone(),
                         max_runtime_s: c.job.max_runtime_s,
                         file_roots: state.config.file_roots.list(),
+                        net_policy: state.config.net_policy,
                     }
                 })
                 .collect();
@@ -69,13 +76,24 @@ pub async fn lease(
     }
 }
 
+/// Renew leases and report the node; answers which leases still hold.
+#[utoipa::path(post, path = "/v1/workers/heartbeat", tag = "workers", request_body = HeartbeatRequest,
+    responses((status = 200, body = HeartbeatResponse), (status = 400, body = nommer_model::error::ApiErrorBody)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
-    headers: HeaderMap,
     request: Body,
 ) -> ApiResult<Json<HeartbeatResponse>> {
-    auth::worker(&state, &headers)?;
     let request: HeartbeatRequest = body(&state, request).await?;
+    if request.leases.len() > state.config.max_heartbeat_leases {
+        return Err(ApiError::new(
+            nommer_model::ErrorCode::TooManyLeases,
+            format!(
+                "a heartbeat lists at most {} leases, not {}",
+                state.config.max_heartbeat_leases,
+                request.leases.len()
+            ),
+        ));
+    }
     let leases = state
         .store
         .heartbeat(&request.node, &request.leases, now_ms())
@@ -89,13 +107,14 @@ pub async fn heartbeat(
     }))
 }
 
+/// One state change by the lease holder, fenced by its token.
+#[utoipa::path(post, path = "/v1/workers/jobs/{id}/state", tag = "workers", params(("id" = String, Path)), request_body = StateReport,
+    responses((status = 200, body = Job), (status = 409, body = nommer_model::error::ApiErrorBody)))]
 pub async fn report_state(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     request: Body,
 ) -> ApiResult<Json<Job>> {
-    auth::worker(&state, &headers)?;
     let report: StateReport = body(&state, request).await?;
     let holder = HolderReport {
         job_id: &id,
@@ -125,12 +144,12 @@ pub async fn report_state(
 
 /// Several state reports in one request: a worker with many slots sends
 /// what queued up while its previous request was in flight.
+#[utoipa::path(post, path = "/v1/workers/reports", tag = "workers", request_body = StateReportBatch,
+    responses((status = 200, body = StateReportResults), (status = 400, body = nommer_model::error::ApiErrorBody)))]
 pub async fn report_states(
     State(state): State<AppState>,
-    headers: HeaderMap,
     request: Body,
 ) -> ApiResult<Json<StateReportResults>> {
-    auth::worker(&state, &headers)?;
     let batch: StateReportBatch = body(&state, request).await?;
     if batch.reports.len() > MAX_REPORTS_PER_BATCH {
         return Err(ApiError::new(
@@ -176,13 +195,15 @@ pub async fn report_states(
     Ok(Json(StateReportResults { results }))
 }
 
+/// Hand a leased job back unfinished (shutdown, spot interruption); it is
+/// claimable again at once and the attempt does not count.
+#[utoipa::path(post, path = "/v1/workers/jobs/{id}/release", tag = "workers", params(("id" = String, Path)), request_body = ReleaseRequest,
+    responses((status = 200, body = Job), (status = 409, body = nommer_model::error::ApiErrorBody)))]
 pub async fn release(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     request: Body,
 ) -> ApiResult<Json<Job>> {
-    auth::worker(&state, &headers)?;
     let request: ReleaseRequest = body(&state, request).await?;
     let job = state
         .store

@@ -47,6 +47,8 @@ pub struct Feederd {
     pub proc: Proc,
     pub port: u16,
     pub store: String,
+    /// NOMMER_LOG for the process.
+    pub log_level: String,
 }
 
 /// Settings every test daemon shares: short leases so failures show quickly.
@@ -55,32 +57,43 @@ pub const FAST: &str = "lease_ttl = 3\nlease_retry_backoff = 1\nnommerd_heartbea
 impl Feederd {
     /// A feederd on its own SQLite store.
     pub fn start(config: &str) -> Feederd {
+        Feederd::start_logging(config, "info")
+    }
+
+    /// A feederd on its own SQLite store, logging at `level` (`debug`, say).
+    pub fn start_logging(config: &str, level: &str) -> Feederd {
         let dir = tempfile::tempdir().unwrap();
         let store = format!("sqlite://{}", dir.path().join("jobs.db").display());
-        Feederd::launch(dir, config, store)
+        Feederd::launch(dir, config, store, level)
     }
 
     /// A feederd replica on a shared store (PostgreSQL).
     pub fn start_on(store: &str, config: &str) -> Feederd {
-        Feederd::launch(tempfile::tempdir().unwrap(), config, store.to_string())
+        Feederd::launch(
+            tempfile::tempdir().unwrap(),
+            config,
+            store.to_string(),
+            "info",
+        )
     }
 
-    fn launch(dir: tempfile::TempDir, config: &str, store: String) -> Feederd {
+    fn launch(dir: tempfile::TempDir, config: &str, store: String, level: &str) -> Feederd {
         std::fs::write(dir.path().join("feederd.toml"), format!("{FAST}{config}")).unwrap();
         let port = free_port();
-        let proc = Feederd::spawn(dir.path(), port, &store);
+        let proc = Feederd::spawn(dir.path(), port, &store, level);
         let feederd = Feederd {
             url: format!("http://127.0.0.1:{port}"),
             dir,
             proc,
             port,
             store,
+            log_level: level.to_string(),
         };
         feederd.wait_healthy();
         feederd
     }
 
-    fn spawn(dir: &Path, port: u16, store: &str) -> Proc {
+    fn spawn(dir: &Path, port: u16, store: &str, level: &str) -> Proc {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -96,7 +109,7 @@ impl Feederd {
                 "--store",
                 store,
             ])
-            .env("NOMMER_LOG", "info")
+            .env("NOMMER_LOG", level)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -118,7 +131,7 @@ impl Feederd {
     /// Start it again on the same port, store and settings (after a kill).
     pub fn restart(&mut self) {
         self.proc.kill9();
-        self.proc = Feederd::spawn(self.dir.path(), self.port, &self.store);
+        self.proc = Feederd::spawn(self.dir.path(), self.port, &self.store, &self.log_level);
         self.wait_healthy();
     }
 

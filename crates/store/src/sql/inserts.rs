@@ -16,6 +16,7 @@ const MAX_ROWS: usize = 100;
 pub struct Sealed {
     pub job: NewJob,
     pub secret_uris: String,
+    pub notify_url: Option<String>,
 }
 
 type Pending = (Sealed, oneshot::Sender<StoreResult<JobRecord>>);
@@ -75,9 +76,9 @@ async fn run(
 async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<String, JobRecord>> {
     let values: Vec<String> = (0..batch.len())
         .map(|i| {
-            let p = |n: usize| format!("${}", i * 11 + n);
+            let p = |n: usize| format!("${}", i * 13 + n);
             format!(
-                "({}, 'PENDING', {}, {}, {}, {}, {}, {}, {}, {}, {}, {t}, {t}, {t}, {t})",
+                "({}, 'PENDING', {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {t}, {t}, {t}, {t})",
                 p(1),
                 p(2),
                 p(3),
@@ -88,17 +89,24 @@ async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<S
                 p(8),
                 p(9),
                 p(10),
-                t = p(11),
+                p(11),
+                p(12),
+                t = p(13),
             )
         })
         .collect();
     let sql = format!(
-        "INSERT INTO jobs (id, state, warnings, max_attempts, max_runtime_s, source_path, dest_path, secret_uris, notify_url, nommer, job_options, run_after, created_at, updated_at, state_changed_at)
+        "INSERT INTO jobs (id, state, warnings, max_attempts, max_runtime_s, source_path, dest_path, secret_uris, notify_url, notify_url_shown, submitted_by, nommer, job_options, run_after, created_at, updated_at, state_changed_at)
          VALUES {} RETURNING {JOB_COLUMNS}",
         values.join(", ")
     );
     let mut query = sqlx::query(&sql);
-    for Sealed { job, secret_uris } in batch {
+    for Sealed {
+        job,
+        secret_uris,
+        notify_url,
+    } in batch
+    {
         query = query
             .bind(&job.id)
             .bind(serde_json::to_string(&job.warnings).unwrap_or_default())
@@ -107,7 +115,9 @@ async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<S
             .bind(&job.source_path)
             .bind(&job.dest_path)
             .bind(secret_uris)
-            .bind(&job.notify_url)
+            .bind(notify_url)
+            .bind(job.notify_url.as_deref().map(nommer_model::uri::redact_str))
+            .bind(&job.submitted_by)
             .bind(&job.nommer)
             .bind(job.job_options.to_string())
             .bind(job.created_at);

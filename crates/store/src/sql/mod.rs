@@ -288,6 +288,10 @@ impl Store for SqlStore {
         let sealed = inserts::Sealed {
             job: job.clone(),
             secret_uris,
+            notify_url: job
+                .notify_url
+                .as_deref()
+                .map(|url| crate::sealer::seal(self.sealer.as_ref(), url)),
         };
         self.inserter.insert(sealed).await
     }
@@ -301,19 +305,16 @@ impl Store for SqlStore {
         row.as_ref().map(rows::job).transpose()
     }
 
-    async fn list_jobs(
-        &self,
-        state: Option<JobState>,
-        limit: u32,
-        before: Option<&str>,
-    ) -> StoreResult<Vec<JobRecord>> {
+    async fn list_jobs(&self, query: &JobQuery<'_>) -> StoreResult<Vec<JobRecord>> {
         self.count(1);
         let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR id < $2)
+               AND ($3 IS NULL OR submitted_by = $3) ORDER BY id DESC LIMIT $4"
         ))
-        .bind(state.map(|s| s.as_str()))
-        .bind(before)
-        .bind(limit as i64)
+        .bind(query.state.map(|s| s.as_str()))
+        .bind(query.before)
+        .bind(query.submitted_by)
+        .bind(query.limit as i64)
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(rows::job).collect()
@@ -670,7 +671,43 @@ impl Store for SqlStore {
         .bind(limit as i64)
         .fetch_all(&self.writer)
         .await?;
-        rows.iter().map(rows::event).collect()
+        let mut due = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut event = rows::event(row)?;
+            if let Some(stored) = &event.notify_url {
+                match crate::sealer::unseal(self.sealer.as_ref(), stored) {
+                    Ok(url) => event.notify_url = Some(url),
+                    Err(e) => {
+                        // Never deliverable with this key: it must not hold
+                        // up the outbox. The attempt says why.
+                        let attempt = AttemptRecord {
+                            attempt: event.attempts + 1,
+                            attempted_at: now,
+                            status_code: None,
+                            error: Some(e.to_string()),
+                            duration_ms: 0,
+                        };
+                        self.record_delivery(event.seq, &attempt, DeliveryOutcome::Failed)
+                            .await?;
+                        continue;
+                    }
+                }
+            }
+            due.push(event);
+        }
+        Ok(due)
+    }
+
+    async fn postpone_delivery(&self, seq: i64, until: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE job_events SET next_attempt_at = $1 WHERE seq = $2 AND delivery = 'pending'",
+        )
+        .bind(until)
+        .bind(seq)
+        .execute(&self.writer)
+        .await?;
+        self.count(1);
+        Ok(())
     }
 
     async fn record_delivery(

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::str::FromStr;
 
-pub const JOB_COLUMNS: &str = "id, state, state_details, error_code, warnings, progress, attempts, max_attempts, max_runtime_s, source_path, dest_path, notify_url, nommer, job_options, node_id, lease_expires_at, cancel_requested, created_at, updated_at, state_changed_at";
+pub const JOB_COLUMNS: &str = "id, state, state_details, error_code, warnings, progress, attempts, max_attempts, max_runtime_s, source_path, dest_path, notify_url, notify_url_shown, submitted_by, nommer, job_options, node_id, lease_expires_at, cancel_requested, created_at, updated_at, state_changed_at";
 pub const EVENT_COLUMNS: &str =
     "seq, job_id, state, details, created_at, delivery, notify_url, next_attempt_at, attempts";
 
@@ -31,7 +31,8 @@ pub fn job(row: &AnyRow) -> StoreResult<JobRecord> {
             .map(|s| s as u64),
         source_path: row.try_get("source_path")?,
         dest_path: row.try_get("dest_path")?,
-        notify_url: row.try_get("notify_url")?,
+        notify_url: shown_notify_url(row.try_get("notify_url_shown")?, row.try_get("notify_url")?),
+        submitted_by: row.try_get("submitted_by")?,
         nommer: row.try_get("nommer")?,
         job_options: serde_json::from_str(&job_options).unwrap_or_default(),
         node_id: row.try_get("node_id")?,
@@ -40,6 +41,15 @@ pub fn job(row: &AnyRow) -> StoreResult<JobRecord> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         state_changed_at: row.try_get("state_changed_at")?,
+    })
+}
+
+/// Rows written before notify_url was sealed hold it plain, with no shown form.
+fn shown_notify_url(shown: Option<String>, stored: Option<String>) -> Option<String> {
+    shown.or_else(|| {
+        stored
+            .filter(|s| !crate::sealer::is_sealed(s))
+            .map(|s| nommer_model::uri::redact_str(&s))
     })
 }
 
