@@ -26,7 +26,8 @@ pub struct FeederdConfig {
     pub prune_jobs_interval: Duration,
     pub webhook_timeout: Duration,
     pub webhook_connect_timeout: Duration,
-    /// Deliveries in flight to one receiving host.
+    /// Deliveries in flight at once, and to one receiving host.
+    pub webhook_concurrency: usize,
     pub webhook_per_host: usize,
     pub webhook_retry_period: Duration,
     /// Longest a lease request waits for a job.
@@ -38,6 +39,8 @@ pub struct FeederdConfig {
     /// Long-polls (lease requests and job GETs that wait) one replica holds
     /// at once; past it, they are answered at once.
     pub max_long_polls: usize,
+    /// Connections open at once; past it, accepting waits.
+    pub max_connections: usize,
     /// How long a request's headers may take to arrive.
     pub header_timeout: Duration,
     /// How long a request's body may take to arrive.
@@ -64,12 +67,14 @@ impl Default for FeederdConfig {
             prune_jobs_interval: Duration::from_secs(300),
             webhook_timeout: Duration::from_secs(10),
             webhook_connect_timeout: Duration::from_secs(3),
+            webhook_concurrency: 16,
             webhook_per_host: 4,
             webhook_retry_period: Duration::from_secs(86_400),
             max_lease_wait: Duration::from_secs(25),
             max_node_slots: 64,
             max_heartbeat_leases: 256,
             max_long_polls: 1024,
+            max_connections: 4096,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             submit_check_timeout: Duration::from_secs(5),

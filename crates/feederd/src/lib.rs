@@ -32,8 +32,13 @@ pub struct AppState {
     pub storage: nommer_storage::Storage,
     /// The fleet this feederd scales (none for a static fleet).
     pub fleet: Option<Arc<autoscaler::FleetState>>,
-    /// Slots for long-polls, `max_long_polls` of them.
+    /// Slots for clients' long-polls (job GETs that wait), `max_long_polls`.
     pub long_polls: Arc<tokio::sync::Semaphore>,
+    /// Slots for workers' lease waits, as many again: clients cannot starve
+    /// the workers of theirs.
+    pub lease_polls: Arc<tokio::sync::Semaphore>,
+    /// Turns true when feederd stops: long-polls answer at once.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -45,12 +50,22 @@ impl AppState {
         );
         AppState {
             store,
-            long_polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls)),
+            long_polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls.max(1))),
+            lease_polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls.max(1))),
+            shutdown: watch::channel(false).1,
             config: Arc::new(config),
             leadership,
             metrics: Arc::default(),
             storage,
             fleet: None,
+        }
+    }
+
+    /// Resolves when feederd begins to stop (never, without a shutdown signal).
+    pub async fn stopping(&self) {
+        let mut shutdown = self.shutdown.clone();
+        if shutdown.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 
@@ -79,9 +94,19 @@ pub async fn run(
         tokio::spawn(notifier::run(state.clone(), shutdown.clone())),
         tokio::spawn(autoscaler::run(state.clone(), shutdown.clone())),
     ];
-    let header_timeout = state.config.header_timeout;
+    let (header_timeout, max_connections) =
+        (state.config.header_timeout, state.config.max_connections);
+    let mut state = state;
+    state.shutdown = shutdown.clone();
     let app = routes::router(state);
-    let result = serve::serve(listener, app, header_timeout, shutdown.clone()).await;
+    let result = serve::serve(
+        listener,
+        app,
+        header_timeout,
+        max_connections,
+        shutdown.clone(),
+    )
+    .await;
     for task in loops {
         let _ = task.await;
     }

@@ -2,7 +2,7 @@
 //! with exponential backoff for `webhook_retry_period`, signed per Standard
 //! Webhooks when a secret is configured.
 //!
-//! Deliveries run as their own tasks, at most `CONCURRENCY` at once and
+//! Deliveries run as their own tasks, at most `webhook_concurrency` at once and
 //! `webhook_per_host` to any one host: a receiver that never answers holds
 //! only its own slots, and its other events wait (when they would fill a
 //! whole batch, postponed without an attempt) while the rest of the outbox
@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-const CONCURRENCY: usize = 16;
 const BATCH: u32 = 64;
 const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
 
@@ -210,6 +209,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         USER_AGENT,
     );
     let per_host = state.config.webhook_per_host.max(1);
+    let concurrency = state.config.webhook_concurrency.max(1);
     let signal = state.store.events_signal();
     let mut in_flight = InFlight::default();
     let mut tasks: JoinSet<()> = JoinSet::new();
@@ -235,7 +235,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             if in_flight.events.contains(&event.seq) {
                 continue;
             }
-            if in_flight.events.len() >= CONCURRENCY {
+            if in_flight.events.len() >= concurrency {
                 break;
             }
             let host = host_of(&event);

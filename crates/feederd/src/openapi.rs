@@ -66,13 +66,14 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
     components.add_security_scheme("api_token", bearer());
     components.add_security_scheme("worker_token", bearer());
-    // The seed's client puts the token in the path; OpenAPI has no such
-    // scheme, so this one is described, and the path's parameter carries it.
+    // The seed's client puts the token in the path. OpenAPI has no scheme
+    // for that; this one names it and says so, and the path's `{token}`
+    // parameter is what carries it (no header is read).
     components.add_security_scheme(
         "path_token",
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-            "x-path-token",
-            "the API token as the {token} segment of /t/{token}/job/submit",
+            "unused",
+            "Not a header: the API token is the {token} segment of /t/{token}/job/submit.",
         ))),
     );
     for route in crate::routes::table() {

@@ -1,30 +1,41 @@
-//! The HTTP server: the router on hyper, with the bound `axum::serve` does
-//! not expose: a connection's request headers must arrive within
-//! `header_timeout` (a slow-loris client holds a socket no longer).
+//! The HTTP server: the router on hyper's HTTP/1 server, with the bounds
+//! `axum::serve` does not expose: a request's headers must arrive within
+//! `header_timeout` (a connection that sends nothing, or trickles a header,
+//! is closed), and at most `max_connections` are open at once (past it,
+//! accepting waits). HTTP/1 only: HTTP/2 has no header timer, and nothing
+//! here needs it or connection upgrades.
 
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
-/// How long in-flight requests may take to finish after shutdown begins.
-const DRAIN: Duration = Duration::from_secs(30);
+/// How long in-flight requests may take to finish after shutdown begins
+/// (long-polls answer at once then); well inside the units' TimeoutStopSec.
+const DRAIN: Duration = Duration::from_secs(15);
 
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,
+    max_connections: usize,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -43,19 +54,16 @@ pub async fn serve(
             app.clone()
                 .map_request(|request: hyper::Request<Incoming>| request.map(Body::new)),
         );
-        let mut builder = Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let connection = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

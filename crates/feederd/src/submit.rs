@@ -8,7 +8,9 @@ use nommer_model::uri::{Location, MediaUri};
 use nommer_model::{now_ms, CodedError, ErrorCode, JobId};
 use nommer_store::{JobRecord, NewJob};
 
-async fn check_location(state: &AppState, field: &str, uri: &MediaUri) -> Result<(), CodedError> {
+/// What needs no lookup: the scheme is served and a `file://` path lies in
+/// `file_roots`. Always run, whatever the lookups below take.
+fn check_location(state: &AppState, field: &str, uri: &MediaUri) -> Result<(), CodedError> {
     if !nommer_storage::supports(uri.scheme()) {
         return Err(CodedError::new(
             ErrorCode::UriUnknownScheme,
@@ -23,13 +25,22 @@ async fn check_location(state: &AppState, field: &str, uri: &MediaUri) -> Result
             e.message = format!("{field}: {}", e.message);
             e
         }),
-        Location::Http { url } => nommer_storage::net::check_host(url, &state.config.net_policy)
-            .await
+        Location::Http { url } => nommer_storage::net::check_literal(url, &state.config.net_policy)
             .map_err(|reason| {
                 CodedError::new(ErrorCode::AddressNotAllowed, format!("{field}: {reason}"))
             }),
         Location::Object { .. } => Ok(()),
     }
+}
+
+/// An http(s) host's addresses, looked up now (and checked again at connect
+/// time, whatever this finds).
+async fn check_resolved(state: &AppState, field: &str, url: &url::Url) -> Result<(), CodedError> {
+    nommer_storage::net::check_host(url, &state.config.net_policy)
+        .await
+        .map_err(|reason| {
+            CodedError::new(ErrorCode::AddressNotAllowed, format!("{field}: {reason}"))
+        })
 }
 
 /// A source in object storage that feederd can look at (credentials in the
@@ -63,23 +74,31 @@ async fn check_source_exists(state: &AppState, uri: &MediaUri) -> Result<(), Cod
 
 pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, CodedError> {
     let submission = submit::parse_body(body, &state.config.allowlist)?;
-    // DNS and the object store may not hold a submission: past the bound the
-    // checks are left to connect time and to the worker.
+    check_location(state, "source_path", &submission.source)?;
+    check_location(state, "dest_path", &submission.dest)?;
+    if let Some(url) = &submission.notify_url {
+        nommer_storage::net::check_literal(url, &state.config.net_policy).map_err(|reason| {
+            CodedError::new(
+                ErrorCode::AddressNotAllowed,
+                format!("notify_url: {reason}"),
+            )
+        })?;
+    }
+    // DNS and the object store may not hold a submission: past the bound
+    // these lookups are left to connect time and to the worker.
     let checks = async {
-        check_location(state, "source_path", &submission.source).await?;
-        check_location(state, "dest_path", &submission.dest).await?;
-        check_source_exists(state, &submission.source).await?;
-        if let Some(url) = &submission.notify_url {
-            nommer_storage::net::check_host(url, &state.config.net_policy)
-                .await
-                .map_err(|reason| {
-                    CodedError::new(
-                        ErrorCode::AddressNotAllowed,
-                        format!("notify_url: {reason}"),
-                    )
-                })?;
+        for (field, uri) in [
+            ("source_path", &submission.source),
+            ("dest_path", &submission.dest),
+        ] {
+            if let Location::Http { url } = uri.location() {
+                check_resolved(state, field, url).await?;
+            }
         }
-        Ok::<(), CodedError>(())
+        if let Some(url) = &submission.notify_url {
+            check_resolved(state, "notify_url", url).await?;
+        }
+        check_source_exists(state, &submission.source).await
     };
     match tokio::time::timeout(state.config.submit_check_timeout, checks).await {
         Ok(result) => result?,

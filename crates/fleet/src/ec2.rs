@@ -58,11 +58,11 @@ pub struct Instance {
 pub struct MetadataOptions {
     /// `required`: only session-token (IMDSv2) requests are answered.
     #[serde(rename = "httpTokens")]
-    pub http_tokens: String,
+    pub http_tokens: Option<String>,
     /// How many network hops the token's PUT answer may travel: 1 keeps it
     /// on the instance (no container or forwarded host can fetch one).
     #[serde(rename = "httpPutResponseHopLimit")]
-    pub hop_limit: u32,
+    pub hop_limit: Option<u32>,
 }
 
 pub struct Ec2Client {

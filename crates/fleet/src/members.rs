@@ -118,7 +118,9 @@ impl LocalFleet {
 pub struct Ec2Fleet {
     pub client: Ec2Client,
     pub config: Ec2Config,
-    pub user_data: String,
+    /// Rendered at each launch, so a worker token reloaded on SIGHUP reaches
+    /// the instances launched after it.
+    pub user_data: Box<dyn Fn() -> String + Send + Sync>,
 }
 
 impl Ec2Fleet {
@@ -170,7 +172,7 @@ impl Ec2Fleet {
             iam_instance_profile: self.config.iam_instance_profile.clone(),
             spot: self.config.spot,
             terminate_on_shutdown: true,
-            user_data: self.user_data.clone(),
+            user_data: (self.user_data)(),
             tags,
         };
         let ids = self

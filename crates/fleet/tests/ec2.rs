@@ -49,8 +49,12 @@ async fn launch_count_by_tag_across_pages_tag_and_terminate() {
     // Launched with IMDSv2 only, hop limit 1, as EC2 reports back.
     for instance in &ours {
         let metadata = instance.metadata.as_ref().expect("metadataOptions");
-        assert_eq!(metadata.http_tokens, "required", "{instance:?}");
-        assert_eq!(metadata.hop_limit, 1, "{instance:?}");
+        assert_eq!(
+            metadata.http_tokens.as_deref(),
+            Some("required"),
+            "{instance:?}"
+        );
+        assert_eq!(metadata.hop_limit, Some(1), "{instance:?}");
     }
 
     // More than a page (50): the client follows NextToken.

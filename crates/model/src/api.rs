@@ -177,6 +177,10 @@ pub struct LeaseGrant {
     /// `file://` paths only beneath these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub file_roots: Vec<String>,
+    /// feederd allows no `file://` at all (it listens beyond loopback with no
+    /// `file_roots`): a worker with no roots of its own allows none either.
+    #[serde(default)]
+    pub files_off: bool,
     /// feederd's address policy: the worker applies the stricter of this and
     /// its own to every address a job makes it contact.
     #[serde(default)]

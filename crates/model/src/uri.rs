@@ -355,7 +355,12 @@ pub fn redact_str(raw: &str) -> String {
         Some(Scheme::S3 | Scheme::Gs | Scheme::Az) => match split_seed_credentials(rest) {
             (Some(_), after) if !after.contains('@') => format!("{scheme}://REDACTED@{after}"),
             (Some(_), _) => scheme_only(),
-            (None, _) => raw.to_string(),
+            // No credentials read, but text before an `@` that holds a `:`
+            // (an empty access key, say) may still be one: show none of it.
+            (None, _) => match rest.split_once('@') {
+                Some((before, _)) if before.contains(':') => scheme_only(),
+                _ => raw.to_string(),
+            },
         },
         // A file URI has no userinfo unless its authority holds an `@`.
         Some(Scheme::File) if !rest.split('/').next().unwrap_or("").contains('@') => {
@@ -366,6 +371,33 @@ pub fn redact_str(raw: &str) -> String {
             _ => scheme_only(),
         },
     }
+}
+
+/// How a notify_url is shown: scheme, userinfo redacted, host and port; the
+/// path and query redacted too, since receivers keep secrets in either
+/// (`/services/T0/B0/SECRET`, `?token=...`).
+pub fn redact_notify_url(raw: &str) -> String {
+    let Ok(url) = url::Url::parse(raw) else {
+        return redact_str(raw);
+    };
+    let mut shown = format!("{}://", url.scheme());
+    if !url.username().is_empty() || url.password().is_some() {
+        shown.push_str("REDACTED@");
+    }
+    if let Some(host) = url.host() {
+        shown.push_str(&host.to_string());
+    }
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    shown.push('/');
+    if url.path() != "/" {
+        shown.push_str("REDACTED");
+    }
+    if url.query().is_some() {
+        shown.push_str("?REDACTED");
+    }
+    shown
 }
 
 /// A notify_url: http(s) only.
@@ -491,6 +523,13 @@ mod tests {
             "postgres://REDACTED@db.internal/nommer"
         );
         assert_eq!(redact_str("ftp://"), "ftp://REDACTED");
+        // An empty access key reads no credentials; the secret is still hidden.
+        assert_eq!(redact_str("s3://:SECRET@bucket/k"), "s3://REDACTED");
+        assert_eq!(
+            redact_notify_url("https://u:p@hooks.example:8443/services/T0/B0/S3CR3T?t=1#f"),
+            "https://REDACTED@hooks.example:8443/REDACTED?REDACTED"
+        );
+        assert_eq!(redact_notify_url("http://[::1]/"), "http://[::1]/");
         assert_eq!(redact_str("AK:secret@bucket/key"), "REDACTED");
         assert_eq!(redact_str("bucket/key"), "bucket/key");
     }

@@ -62,7 +62,9 @@ pub fn feederd_config(s: &Settings, loopback: bool) -> anyhow::Result<FeederdCon
         webhook_retry_period: Duration::from_secs(s.webhook_retry_period),
         allowlist: s.allowlist()?,
         webhook_connect_timeout: Duration::from_secs(s.webhook_connect_timeout.max(1)),
+        webhook_concurrency: s.webhook_concurrency.max(1),
         webhook_per_host: s.webhook_per_host.max(1),
+        max_connections: s.max_connections.max(1),
         max_node_slots: s.max_lease_batch.max(1),
         max_heartbeat_leases: s.max_heartbeat_leases.max(1),
         max_long_polls: s.max_long_polls,
@@ -199,7 +201,9 @@ pub async fn start(
     let store: Arc<dyn Store> = Arc::new(store);
     let token_set = config.tokens.clone();
     let mut state = AppState::new(store, config, leadership);
-    state.fleet = fleet(settings, addr).await?.map(Arc::new);
+    state.fleet = fleet(settings, addr, token_set.clone())
+        .await?
+        .map(Arc::new);
     let fleet_state = state.fleet.clone();
     let server = tokio::spawn(nommer_feederd::run(listener, state, rx.clone()));
     let url = format!("http://{addr}");
@@ -228,7 +232,11 @@ pub async fn start(
 }
 
 /// The fleet feederd scales, from `fleet`.
-async fn fleet(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Option<FleetState>> {
+async fn fleet(
+    settings: &Settings,
+    addr: SocketAddr,
+    tokens: Arc<TokenSet>,
+) -> anyhow::Result<Option<FleetState>> {
     let scaling = FleetSettings {
         max_nodes: settings.max_num_ec2_instances,
         per_node: settings.max_encoding_jobs_per_ec2_instance.max(1),
@@ -268,17 +276,21 @@ async fn fleet(settings: &Settings, addr: SocketAddr) -> anyhow::Result<Option<F
                     .with_context(|| format!("reading the user-data template {path}"))?,
                 None => userdata::BUILT_IN.to_string(),
             };
-            let worker_token = settings.worker_token()?;
-            let user_data = userdata::render(
-                &template,
-                &userdata::UserData {
-                    feederd_url,
-                    worker_token: worker_token.as_deref().unwrap_or_default(),
-                    max_jobs: scaling.per_node,
-                    max_inactivity_s: settings.nommerd_max_inactivity,
-                    region: &ec2.region,
-                },
-            );
+            let (feederd_url, region) = (feederd_url.to_string(), ec2.region.clone());
+            let (max_jobs, max_inactivity_s) = (scaling.per_node, settings.nommerd_max_inactivity);
+            let user_data = Box::new(move || {
+                let worker = tokens.current().worker.clone().unwrap_or_default();
+                userdata::render(
+                    &template,
+                    &userdata::UserData {
+                        feederd_url: &feederd_url,
+                        worker_token: &worker,
+                        max_jobs,
+                        max_inactivity_s,
+                        region: &region,
+                    },
+                )
+            });
             let client = Ec2Client::new(&ec2.region, ec2.endpoint.as_deref()).await;
             Fleet::Ec2(Box::new(Ec2Fleet {
                 client,

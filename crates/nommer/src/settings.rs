@@ -149,8 +149,12 @@ pub struct Settings {
     pub webhook_timeout: u64,
     /// Seconds a webhook receiver has to accept the connection.
     pub webhook_connect_timeout: u64,
+    /// Webhook deliveries in flight at once.
+    pub webhook_concurrency: usize,
     /// Deliveries in flight to any one receiving host.
     pub webhook_per_host: usize,
+    /// Connections feederd holds open at once; past it, accepting waits.
+    pub max_connections: usize,
     /// The most jobs one lease request takes (also bounded by the node's slots).
     pub max_lease_batch: u32,
     /// The most leases one heartbeat may list (400 too_many_leases past it).
@@ -260,7 +264,9 @@ impl Default for Settings {
             feederd_prune_jobs_interval: 300,
             webhook_timeout: 10,
             webhook_connect_timeout: 3,
+            webhook_concurrency: 16,
             webhook_per_host: 4,
+            max_connections: 4096,
             max_lease_batch: 64,
             max_heartbeat_leases: 256,
             max_long_polls: 1024,

@@ -411,6 +411,22 @@ async fn requests_stay_within_their_bounds() {
         "a connection with unfinished headers stays open"
     );
     assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
+    // Nothing at all, and nothing after a first request: closed as well.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", feederd.port))
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(15), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "a connection that sends nothing stays open");
+    let mut kept = tokio::net::TcpStream::connect(("127.0.0.1", feederd.port))
+        .await
+        .unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), kept.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "an idle kept-alive connection stays open");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
 }
 
 /// A loopback server that accepts connections and never answers, counting
@@ -787,7 +803,11 @@ async fn no_secret_shows_in_any_log_answer_or_webhook() {
         None,
     )
     .await;
-    assert_eq!(job["notify_url"], format!("{hook}?REDACTED"), "{job}");
+    assert_eq!(
+        job["notify_url"],
+        hook.replace("/hook", "/REDACTED?REDACTED"),
+        "{job}"
+    );
     assert_eq!(
         job["source_path"],
         format!("s3://REDACTED@{bucket}/in/a.mp4")

@@ -178,7 +178,7 @@ impl Pipeline {
         // ... and contacts only the addresses both its policy and feederd's allow.
         let storage = self
             .storage
-            .with_lease_roots(&grant.file_roots)
+            .with_lease_roots(&grant.file_roots, grant.files_off)
             .with_lease_policy(grant.net_policy);
         if nommer == Nommer::Copy && Storage::streams_to(&dest) {
             return self.copy(&storage, grant, job, &source, &dest).await;

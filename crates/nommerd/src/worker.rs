@@ -157,6 +157,19 @@ pub async fn run_in(
             _ = shutdown.wait_for(|s| *s) => break,
         };
         let grants = match answer {
+            Ok(answer)
+                if answer.leases.is_empty() && asked_at.elapsed() < config.lease_wait / 2 =>
+            {
+                // An empty answer long before the wait was over: feederd is
+                // out of long-poll slots or stopping. Ask again in a moment,
+                // not at once.
+                failures = 0;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+                continue;
+            }
             Ok(answer) => {
                 failures = 0;
                 answer.leases

@@ -185,10 +185,13 @@ impl StagedFile {
 /// File to file: the kernel copies (copy_file_range), a chunk at a time so
 /// progress shows. A staged copy is synced at commit; a copy into scratch
 /// needs no sync.
+/// More than `max` bytes (a source that grew after it was opened) is an
+/// error, and nothing past `max + 1` is read.
 pub async fn copy(
     input: std::fs::File,
     mut output: std::fs::File,
     shown: &Path,
+    max: u64,
     progress: crate::ProgressFn,
 ) -> Result<crate::Transferred, StorageError> {
     const STEP: u64 = 64 * 1024 * 1024;
@@ -205,11 +208,21 @@ pub async fn copy(
         let mut done = 0u64;
         loop {
             // `&File` keeps std's copy_file_range path (a `&mut File` would not).
-            let n = std::io::copy(&mut (&input).take(STEP), &mut output).map_err(failed)?;
+            let step = STEP.min(max.saturating_add(1) - done);
+            let n = std::io::copy(&mut (&input).take(step), &mut output).map_err(failed)?;
             if n == 0 {
                 break;
             }
             done += n;
+            if done > max {
+                return Err(StorageError::new(
+                    StorageErrorKind::TooLarge,
+                    format!(
+                        "{} grew past max_download_bytes ({max} bytes)",
+                        shown.display()
+                    ),
+                ));
+            }
             progress(done, Some(total));
         }
         Ok(crate::Transferred {
@@ -226,10 +239,11 @@ pub async fn copy(
 pub async fn stage(
     input: std::fs::File,
     target: &Anchor,
+    max: u64,
     progress: crate::ProgressFn,
 ) -> Result<(StagedFile, crate::Transferred), StorageError> {
     let (staged, writer) = StagedFile::beside(target).await?;
-    match copy(input, writer, &target.path, progress).await {
+    match copy(input, writer, &target.path, max, progress).await {
         Ok(done) => Ok((staged, done)),
         Err(e) => {
             staged.abort().await;

@@ -201,9 +201,14 @@ impl Storage {
 
     /// This storage with `roots` for `file://`, when it has none of its own:
     /// a worker then allows only what feederd allowed.
-    pub fn with_lease_roots(&self, roots: &[String]) -> Storage {
+    pub fn with_lease_roots(&self, roots: &[String], off: bool) -> Storage {
         let mut storage = self.clone();
-        if storage.file_roots == FileRoots::Any && !roots.is_empty() {
+        if storage.file_roots != FileRoots::Any {
+            return storage;
+        }
+        if off {
+            storage.file_roots = FileRoots::Off;
+        } else if !roots.is_empty() {
             storage.file_roots = FileRoots::only(roots.iter().map(PathBuf::from));
         }
         storage
@@ -247,7 +252,14 @@ impl Storage {
                     format!("creating {}: {e}", dest.display()),
                 )
             })?;
-            return file::copy(input, output, &anchor.path, progress).await;
+            return file::copy(
+                input,
+                output,
+                &anchor.path,
+                self.max_download_bytes,
+                progress,
+            )
+            .await;
         }
         let mut sink = Sink::file(dest.to_path_buf()).await?;
         let done =
@@ -290,7 +302,7 @@ impl Storage {
                     format!("reading {}: {e}", src.display()),
                 )
             })?;
-            return file::stage(input, &anchor, progress)
+            return file::stage(input, &anchor, u64::MAX, progress)
                 .await
                 .map(|(staged, _)| Staged::File(staged));
         }
@@ -311,7 +323,7 @@ impl Storage {
     ) -> Result<(Staged, Transferred), StorageError> {
         if let (Some(from), Some(to)) = (self.file_anchor(src)?, self.file_anchor(dest)?) {
             let input = self.open_file_source(src, &from)?;
-            return file::stage(input, &to, progress)
+            return file::stage(input, &to, self.max_download_bytes, progress)
                 .await
                 .map(|(staged, done)| (Staged::File(staged), done));
         }
@@ -441,5 +453,25 @@ mod tests {
             .unwrap()
             .stream;
         assert!(exact.next().await.unwrap().is_ok() && exact.next().await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_file_that_grows_past_the_bound_is_not_read_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+        std::fs::write(&src, [1u8; 20]).unwrap();
+        let copy = |max| {
+            let input = std::fs::File::open(&src).unwrap();
+            let output = std::fs::File::create(&dst).unwrap();
+            file::copy(input, output, &src, max, Arc::new(|_, _| {}))
+        };
+        let e = copy(10).await.unwrap_err();
+        assert_eq!(e.kind, StorageErrorKind::TooLarge);
+        assert_eq!(
+            std::fs::metadata(&dst).unwrap().len(),
+            11,
+            "read one byte past, no more"
+        );
+        assert_eq!(copy(20).await.unwrap().bytes, 20);
     }
 }

@@ -95,7 +95,7 @@ async fn owners_and_notify_urls(store: &dyn Store) {
     assert_eq!(mine.submitted_by.as_deref(), Some("app"));
     assert_eq!(
         mine.notify_url.as_deref(),
-        Some("https://REDACTED@app.example/done?REDACTED")
+        Some("https://REDACTED@app.example/REDACTED?REDACTED")
     );
     let mut theirs = new_job(T0 + 1, false);
     theirs.submitted_by = Some("other".into());

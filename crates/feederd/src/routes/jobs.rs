@@ -116,6 +116,7 @@ pub async fn get_job(
         tokio::select! {
             _ = changed => {}
             _ = tokio::time::sleep(nap) => {}
+            _ = state.stopping() => return Ok(Json(job.to_api())),
         }
     }
 }

@@ -30,11 +30,11 @@ pub async fn lease(State(state): State<AppState>, request: Body) -> ApiResult<Js
     let wait = Duration::from_millis(request.wait_ms).min(state.config.max_lease_wait);
     let slot = match wait.is_zero() {
         true => None,
-        false => state.long_polls.clone().try_acquire_owned().ok(),
+        false => state.lease_polls.clone().try_acquire_owned().ok(),
     };
     // Past the replica's long-poll bound, a lease request is answered at once.
     let wait = if slot.is_some() { wait } else { Duration::ZERO };
-    let deadline = tokio::time::Instant::now() + wait;
+    let mut deadline = tokio::time::Instant::now() + wait;
     let signal = state.store.jobs_signal();
     loop {
         // Register for wake-ups before looking, so a job submitted in between is not missed.
@@ -61,6 +61,7 @@ pub async fn lease(State(state): State<AppState>, request: Body) -> ApiResult<Js
                         job_options: c.job.job_options.clone(),
                         max_runtime_s: c.job.max_runtime_s,
                         file_roots: state.config.file_roots.list(),
+                        files_off: state.config.file_roots == nommer_storage::FileRoots::Off,
                         net_policy: state.config.net_policy,
                     }
                 })
@@ -72,6 +73,8 @@ pub async fn lease(State(state): State<AppState>, request: Body) -> ApiResult<Js
         tokio::select! {
             _ = notified => {}
             _ = tokio::time::sleep(nap) => {}
+            // Stopping: look once more, then answer.
+            _ = state.stopping() => deadline = now,
         }
     }
 }

@@ -116,7 +116,11 @@ async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<S
             .bind(&job.dest_path)
             .bind(secret_uris)
             .bind(notify_url)
-            .bind(job.notify_url.as_deref().map(nommer_model::uri::redact_str))
+            .bind(
+                job.notify_url
+                    .as_deref()
+                    .map(nommer_model::uri::redact_notify_url),
+            )
             .bind(&job.submitted_by)
             .bind(&job.nommer)
             .bind(job.job_options.to_string())

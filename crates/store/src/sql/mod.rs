@@ -678,17 +678,12 @@ impl Store for SqlStore {
                 match crate::sealer::unseal(self.sealer.as_ref(), stored) {
                     Ok(url) => event.notify_url = Some(url),
                     Err(e) => {
-                        // Never deliverable with this key: it must not hold
-                        // up the outbox. The attempt says why.
-                        let attempt = AttemptRecord {
-                            attempt: event.attempts + 1,
-                            attempted_at: now,
-                            status_code: None,
-                            error: Some(e.to_string()),
-                            duration_ms: 0,
-                        };
-                        self.record_delivery(event.seq, &attempt, DeliveryOutcome::Failed)
-                            .await?;
+                        // This replica's key cannot open it (a replica with
+                        // the wrong or no secrets_key leads): it must neither
+                        // hold up the outbox nor be lost. Put it off; a
+                        // leader with the right key delivers it.
+                        tracing::error!(seq = event.seq, job_id = %event.job_id, error = %e, "cannot open a sealed notify_url; delivery put off a minute");
+                        self.postpone_delivery(event.seq, now + 60_000).await?;
                         continue;
                     }
                 }

@@ -49,7 +49,7 @@ fn shown_notify_url(shown: Option<String>, stored: Option<String>) -> Option<Str
     shown.or_else(|| {
         stored
             .filter(|s| !crate::sealer::is_sealed(s))
-            .map(|s| nommer_model::uri::redact_str(&s))
+            .map(|s| nommer_model::uri::redact_notify_url(&s))
     })
 }
 
