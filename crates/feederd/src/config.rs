@@ -33,7 +33,7 @@ pub struct FeederdConfig {
     /// Longest a lease request waits for a job.
     pub max_lease_wait: Duration,
     /// The most jobs one lease request takes, whatever slots a node claims.
-    pub max_node_slots: u32,
+    pub max_lease_batch: u32,
     /// The most leases one heartbeat may list.
     pub max_heartbeat_leases: usize,
     /// Long-polls (lease requests and job GETs that wait) one replica holds
@@ -71,7 +71,7 @@ impl Default for FeederdConfig {
             webhook_per_host: 4,
             webhook_retry_period: Duration::from_secs(86_400),
             max_lease_wait: Duration::from_secs(25),
-            max_node_slots: 64,
+            max_lease_batch: 64,
             max_heartbeat_leases: 256,
             max_long_polls: 1024,
             max_connections: 4096,

@@ -166,7 +166,7 @@ type Done = Result<(tokio::task::Id, ()), tokio::task::JoinError>;
 /// Deliveries in flight: their tasks, their events, and how many per host.
 #[derive(Default)]
 struct InFlight {
-    tasks: HashMap<tokio::task::Id, (i64, String)>,
+    tasks: HashMap<tokio::task::Id, (i64, String, Instant)>,
     events: HashSet<i64>,
     hosts: HashMap<String, usize>,
 }
@@ -175,7 +175,7 @@ impl InFlight {
     fn start(&mut self, task: tokio::task::Id, seq: i64, host: String) {
         self.events.insert(seq);
         *self.hosts.entry(host.clone()).or_default() += 1;
-        self.tasks.insert(task, (seq, host));
+        self.tasks.insert(task, (seq, host, Instant::now()));
     }
 
     /// A task ended, delivered, failed or panicked: its slots are free.
@@ -184,7 +184,7 @@ impl InFlight {
             Ok((id, ())) => id,
             Err(e) => e.id(),
         };
-        let Some((seq, host)) = self.tasks.remove(&id) else {
+        let Some((seq, host, _)) = self.tasks.remove(&id) else {
             return;
         };
         self.events.remove(&seq);
@@ -198,6 +198,17 @@ impl InFlight {
 
     fn on_host(&self, host: &str) -> usize {
         self.hosts.get(host).copied().unwrap_or(0)
+    }
+
+    /// How long the host's oldest delivery in flight has run: long for a
+    /// receiver that does not answer, milliseconds for a busy healthy one.
+    fn stuck_for(&self, host: &str) -> Duration {
+        self.tasks
+            .values()
+            .filter(|(_, h, _)| h == host)
+            .map(|(_, _, started)| started.elapsed())
+            .max()
+            .unwrap_or_default()
     }
 }
 
@@ -240,7 +251,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             }
             let host = host_of(&event);
             if in_flight.on_host(&host) >= per_host {
-                waiting.push(event.seq);
+                waiting.push((event.seq, host));
                 continue;
             }
             let seq = event.seq;
@@ -249,11 +260,18 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             started = true;
         }
         // A full batch of events whose hosts are all busy would hide every
-        // other host's events: put them off until those slots may be free
-        // (no attempt is counted), and look again at once.
-        if crowded && !started && !waiting.is_empty() {
-            let later = now + state.config.webhook_timeout.as_millis() as i64;
-            for seq in waiting {
+        // other host's events: put them off (no attempt is counted) for as
+        // long as their host has kept its oldest delivery, between 250 ms and
+        // webhook_timeout, and look again at once. Not when every slot is
+        // busy: then the next free one decides.
+        let free = in_flight.events.len() < concurrency;
+        if crowded && !started && free && !waiting.is_empty() {
+            for (seq, host) in waiting {
+                let least = Duration::from_millis(250);
+                let wait = in_flight
+                    .stuck_for(&host)
+                    .clamp(least, state.config.webhook_timeout.max(least));
+                let later = now + wait.as_millis() as i64;
                 if let Err(e) = state.store.postpone_delivery(seq, later).await {
                     tracing::error!(error = %e, seq, "cannot postpone a webhook");
                 }

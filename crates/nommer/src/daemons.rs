@@ -65,7 +65,7 @@ pub fn feederd_config(s: &Settings, loopback: bool) -> anyhow::Result<FeederdCon
         webhook_concurrency: s.webhook_concurrency.max(1),
         webhook_per_host: s.webhook_per_host.max(1),
         max_connections: s.max_connections.max(1),
-        max_node_slots: s.max_lease_batch.max(1),
+        max_lease_batch: s.max_lease_batch.max(1),
         max_heartbeat_leases: s.max_heartbeat_leases.max(1),
         max_long_polls: s.max_long_polls,
         header_timeout: Duration::from_secs(s.header_timeout.max(1)),

@@ -94,10 +94,9 @@ pub async fn get_job(
         ),
     };
     // Past the replica's long-poll bound, a wait is answered at once.
-    let slot = match wait.is_zero() {
-        true => None,
-        false => state.long_polls.clone().try_acquire_owned().ok(),
-    };
+    let slot = (!wait.is_zero())
+        .then(|| state.long_polls.clone().try_acquire_owned().ok())
+        .flatten();
     let wait = if slot.is_some() { wait } else { Duration::ZERO };
     let deadline = tokio::time::Instant::now() + wait.min(MAX_JOB_WAIT);
     let changes = state.store.changes_signal();

@@ -26,12 +26,11 @@ pub async fn lease(State(state): State<AppState>, request: Body) -> ApiResult<Js
     let max = request
         .max
         .min(request.node.max_jobs)
-        .min(state.config.max_node_slots);
+        .min(state.config.max_lease_batch);
     let wait = Duration::from_millis(request.wait_ms).min(state.config.max_lease_wait);
-    let slot = match wait.is_zero() {
-        true => None,
-        false => state.lease_polls.clone().try_acquire_owned().ok(),
-    };
+    let slot = (!wait.is_zero())
+        .then(|| state.lease_polls.clone().try_acquire_owned().ok())
+        .flatten();
     // Past the replica's long-poll bound, a lease request is answered at once.
     let wait = if slot.is_some() { wait } else { Duration::ZERO };
     let mut deadline = tokio::time::Instant::now() + wait;
