@@ -23,11 +23,16 @@ pub const RETIRED: &[(&str, &str)] = &[
     ),
 ];
 
-fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+/// A list, or (from an environment variable) comma-separated strings.
+fn list_or_csv<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + From<String>,
+{
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Either {
-        List(Vec<String>),
+    enum Either<T> {
+        List(Vec<T>),
         Csv(String),
     }
     Ok(match Either::deserialize(d)? {
@@ -36,6 +41,7 @@ fn list_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
             .split(',')
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
+            .map(T::from)
             .collect(),
     })
 }
@@ -61,22 +67,11 @@ pub struct NamedToken {
     pub role: nommer_feederd::auth::Role,
 }
 
-fn tokens_or_csv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TokenEntry>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        List(Vec<TokenEntry>),
-        Csv(String),
+/// `NOMMER_API_TOKENS=a,b` gives bare tokens.
+impl From<String> for TokenEntry {
+    fn from(token: String) -> TokenEntry {
+        TokenEntry::Bare(token)
     }
-    Ok(match Either::deserialize(d)? {
-        Either::List(list) => list,
-        Either::Csv(text) => text
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .map(TokenEntry::Bare)
-            .collect(),
-    })
 }
 
 /// A secret given inline or in a file (trailing whitespace dropped).
@@ -116,7 +111,7 @@ pub struct Settings {
     /// Allow listening beyond loopback without tokens.
     pub insecure: bool,
     /// `[{name, token | token_file, role}]`; roles are `submit`, `read`, `admin`.
-    #[serde(deserialize_with = "tokens_or_csv")]
+    #[serde(deserialize_with = "list_or_csv")]
     pub api_tokens: Vec<TokenEntry>,
     pub worker_token: Option<String>,
     /// A file holding the worker token, read at start and on SIGHUP.
