@@ -25,12 +25,19 @@ fn check_location(state: &AppState, field: &str, uri: &MediaUri) -> Result<(), C
             e.message = format!("{field}: {}", e.message);
             e
         }),
-        Location::Http { url } => nommer_storage::net::check_literal(url, &state.config.net_policy)
-            .map_err(|reason| {
-                CodedError::new(ErrorCode::AddressNotAllowed, format!("{field}: {reason}"))
-            }),
+        Location::Http { url } => check_literal(state, field, url),
         Location::Object { .. } => Ok(()),
     }
+}
+
+fn address_not_allowed(field: &str, reason: String) -> CodedError {
+    CodedError::new(ErrorCode::AddressNotAllowed, format!("{field}: {reason}"))
+}
+
+/// An http(s) URL that names an IP literal the address policy forbids.
+fn check_literal(state: &AppState, field: &str, url: &url::Url) -> Result<(), CodedError> {
+    nommer_storage::net::check_literal(url, &state.config.net_policy)
+        .map_err(|reason| address_not_allowed(field, reason))
 }
 
 /// An http(s) host's addresses, looked up now (and checked again at connect
@@ -38,9 +45,7 @@ fn check_location(state: &AppState, field: &str, uri: &MediaUri) -> Result<(), C
 async fn check_resolved(state: &AppState, field: &str, url: &url::Url) -> Result<(), CodedError> {
     nommer_storage::net::check_host(url, &state.config.net_policy)
         .await
-        .map_err(|reason| {
-            CodedError::new(ErrorCode::AddressNotAllowed, format!("{field}: {reason}"))
-        })
+        .map_err(|reason| address_not_allowed(field, reason))
 }
 
 /// A source in object storage that feederd can look at (credentials in the
@@ -77,12 +82,7 @@ pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, Coded
     check_location(state, "source_path", &submission.source)?;
     check_location(state, "dest_path", &submission.dest)?;
     if let Some(url) = &submission.notify_url {
-        nommer_storage::net::check_literal(url, &state.config.net_policy).map_err(|reason| {
-            CodedError::new(
-                ErrorCode::AddressNotAllowed,
-                format!("notify_url: {reason}"),
-            )
-        })?;
+        check_literal(state, "notify_url", url)?;
     }
     // DNS and the object store may not hold a submission: past the bound
     // these lookups are left to connect time and to the worker.
