@@ -68,6 +68,10 @@ impl HttpStorage {
         }
     }
 
+    pub fn policy(&self) -> NetPolicy {
+        self.policy
+    }
+
     /// The resource's bytes from `offset` on (a Range request when resuming).
     pub async fn open(
         &self,

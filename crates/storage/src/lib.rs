@@ -89,6 +89,9 @@ pub struct Storage {
     pub file_roots: FileRoots,
     policy: nommer_model::netpolicy::NetPolicy,
     http: http::HttpStorage,
+    /// The client for the last stricter policy a lease asked for: a
+    /// feederd's policy is the same on every lease, so it is built once.
+    stricter: Arc<std::sync::Mutex<Option<http::HttpStorage>>>,
     object: object::ObjectStorage,
     /// The most bytes read from any one source.
     max_download_bytes: u64,
@@ -113,6 +116,7 @@ impl Storage {
             file_roots,
             policy,
             http: http::HttpStorage::new(policy),
+            stricter: Arc::default(),
             object: object::ObjectStorage::new(objects),
             max_download_bytes: u64::MAX,
         }
@@ -129,10 +133,16 @@ impl Storage {
     pub fn with_lease_policy(&self, lease: nommer_model::netpolicy::NetPolicy) -> Storage {
         let policy = self.policy.strictest(lease);
         let mut storage = self.clone();
-        if policy != self.policy {
-            storage.policy = policy;
-            storage.http = http::HttpStorage::new(policy);
+        if policy == self.policy {
+            return storage;
         }
+        let mut stricter = self.stricter.lock().unwrap_or_else(|e| e.into_inner());
+        let http = match stricter.as_ref() {
+            Some(http) if http.policy() == policy => http.clone(),
+            _ => stricter.insert(http::HttpStorage::new(policy)).clone(),
+        };
+        storage.policy = policy;
+        storage.http = http;
         storage
     }
 
@@ -453,6 +463,34 @@ mod tests {
             .unwrap()
             .stream;
         assert!(exact.next().await.unwrap().is_ok() && exact.next().await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_lease_policy_can_only_tighten_the_workers_own() {
+        use nommer_model::netpolicy::NetPolicy;
+        let open = Storage::new(FileRoots::Any, NetPolicy::default(), Default::default());
+        let strict = NetPolicy {
+            forbid_private: true,
+            ..Default::default()
+        };
+        let uri = MediaUri::parse("http://127.0.0.1:9/a.mp4").unwrap();
+        let denied = |storage: Storage| {
+            let uri = uri.clone();
+            async move {
+                match storage.open(&uri, 0).await {
+                    Err(e) => e.kind == StorageErrorKind::Denied,
+                    Ok(_) => false,
+                }
+            }
+        };
+        assert!(!denied(open.with_lease_policy(NetPolicy::default())).await);
+        assert!(denied(open.with_lease_policy(strict)).await);
+        // The stricter client is made once and kept for the next lease.
+        assert!(denied(open.with_lease_policy(strict)).await);
+        assert!(open.stricter.lock().unwrap().is_some());
+        // A lease cannot loosen a worker's own policy.
+        let own = Storage::new(FileRoots::Any, strict, Default::default());
+        assert!(denied(own.with_lease_policy(NetPolicy::default())).await);
     }
 
     #[tokio::test]
