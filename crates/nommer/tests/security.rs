@@ -61,10 +61,36 @@ async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-async fn submit_as(feederd: &Feederd, token: &str, body: &Value) -> String {
-    let http = reqwest::Client::new();
-    let url = format!("{}/v1/jobs", feederd.url);
-    let (status, job) = call(&http, "POST", &url, Some(token), Some(body)).await;
+/// Requests to one feederd as one caller: a token, or none.
+#[derive(Clone)]
+struct As {
+    http: reqwest::Client,
+    base: String,
+    token: Option<&'static str>,
+}
+
+fn as_(feederd: &Feederd, token: Option<&'static str>) -> As {
+    As {
+        http: reqwest::Client::new(),
+        base: feederd.url.clone(),
+        token,
+    }
+}
+
+impl As {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        call(&self.http, "GET", &url, self.token, None).await
+    }
+
+    async fn post(&self, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        call(&self.http, "POST", &url, self.token, body).await
+    }
+}
+
+async fn submit_as(feederd: &Feederd, token: &'static str, body: &Value) -> String {
+    let (status, job) = as_(feederd, Some(token)).post("/v1/jobs", Some(body)).await;
     assert_eq!(status, 201, "{job}");
     job["id"].as_str().unwrap().to_string()
 }
@@ -78,14 +104,7 @@ async fn every_route_answers_each_token_as_its_security_says() {
     let feederd = Feederd::start(&tokens());
     let http = reqwest::Client::new();
     let id = submit_as(&feederd, APP, &pending_job()).await;
-    let (status, doc) = call(
-        &http,
-        "GET",
-        &format!("{}/openapi.json", feederd.url),
-        None,
-        None,
-    )
-    .await;
+    let (status, doc) = as_(&feederd, None).get("/openapi.json").await;
     assert_eq!(status, 200);
     let by_role = [("submit", APP), ("read", DASH), ("admin", OPS)];
     let mut walked = BTreeMap::new();
@@ -189,18 +208,11 @@ async fn every_route_answers_each_token_as_its_security_says() {
 #[tokio::test]
 async fn tokens_name_their_jobs_and_a_submit_token_sees_only_its_own() {
     let feederd = Feederd::start(&tokens());
-    let http = reqwest::Client::new();
-    let url = |path: &str| format!("{}{path}", feederd.url);
     let mine = submit_as(&feederd, APP, &pending_job()).await;
     let theirs = submit_as(&feederd, APP2, &pending_job()).await;
-    let (status, seed) = call(
-        &http,
-        "POST",
-        &url(&format!("/t/{APP}/job/submit")),
-        None,
-        Some(&pending_job()),
-    )
-    .await;
+    let (status, seed) = as_(&feederd, None)
+        .post(&format!("/t/{APP}/job/submit"), Some(&pending_job()))
+        .await;
     assert_eq!((status, &seed["success"]), (200, &json!(true)), "{seed}");
     let by_path = seed["job_id"].as_str().unwrap().to_string();
 
@@ -212,11 +224,11 @@ async fn tokens_name_their_jobs_and_a_submit_token_sees_only_its_own() {
             .map(|j| j["id"].as_str().unwrap().to_string())
             .collect()
     };
-    let (_, list) = call(&http, "GET", &url("/v1/jobs"), Some(APP), None).await;
+    let (_, list) = as_(&feederd, Some(APP)).get("/v1/jobs").await;
     assert_eq!(ids(&list), vec![by_path.clone(), mine.clone()]);
-    let (_, list) = call(&http, "GET", &url("/v1/jobs"), Some(APP2), None).await;
+    let (_, list) = as_(&feederd, Some(APP2)).get("/v1/jobs").await;
     assert_eq!(ids(&list), vec![theirs.clone()]);
-    let (_, list) = call(&http, "GET", &url("/v1/jobs"), Some(DASH), None).await;
+    let (_, list) = as_(&feederd, Some(DASH)).get("/v1/jobs").await;
     assert_eq!(ids(&list).len(), 3);
     for job in list["jobs"].as_array().unwrap() {
         let expected = if job["id"] == theirs { "app2" } else { "app" };
@@ -228,55 +240,39 @@ async fn tokens_name_their_jobs_and_a_submit_token_sees_only_its_own() {
         ("GET", format!("/v1/jobs/{mine}/deliveries")),
         ("POST", format!("/v1/jobs/{mine}/cancel")),
     ] {
-        let (status, body) = call(&http, method, &url(&path), Some(APP2), None).await;
+        let app2 = as_(&feederd, Some(APP2));
+        let (status, body) = match method {
+            "GET" => app2.get(&path).await,
+            _ => app2.post(&path, None).await,
+        };
         assert_eq!(
             (status, body["error_code"].as_str()),
             (404, Some("not_found")),
             "{path}"
         );
     }
-    let (_, job) = call(
-        &http,
-        "GET",
-        &url(&format!("/v1/jobs/{mine}")),
-        Some(APP),
-        None,
-    )
-    .await;
+    let (_, job) = as_(&feederd, Some(APP))
+        .get(&format!("/v1/jobs/{mine}"))
+        .await;
     assert_eq!(
         job["state"], "PENDING",
         "another token's cancel changed nothing"
     );
-    let (status, _) = call(
-        &http,
-        "POST",
-        &url(&format!("/v1/jobs/{mine}/cancel")),
-        Some(DASH),
-        None,
-    )
-    .await;
+    let (status, _) = as_(&feederd, Some(DASH))
+        .post(&format!("/v1/jobs/{mine}/cancel"), None)
+        .await;
     assert_eq!(status, 403);
-    let (status, job) = call(
-        &http,
-        "POST",
-        &url(&format!("/v1/jobs/{mine}/cancel")),
-        Some(APP),
-        None,
-    )
-    .await;
+    let (status, job) = as_(&feederd, Some(APP))
+        .post(&format!("/v1/jobs/{mine}/cancel"), None)
+        .await;
     assert_eq!(
         (status, job["state"].as_str()),
         (200, Some("CANCELED")),
         "{job}"
     );
-    let (status, job) = call(
-        &http,
-        "POST",
-        &url(&format!("/v1/jobs/{theirs}/cancel")),
-        Some(OPS),
-        None,
-    )
-    .await;
+    let (status, job) = as_(&feederd, Some(OPS))
+        .post(&format!("/v1/jobs/{theirs}/cancel"), None)
+        .await;
     assert_eq!(
         (status, job["state"].as_str()),
         (200, Some("CANCELED")),
@@ -286,14 +282,9 @@ async fn tokens_name_their_jobs_and_a_submit_token_sees_only_its_own() {
     // The old form: strings are admin tokens named token-1, token-2, ...
     let flat = Feederd::start("api_tokens = [\"flat-one\", \"flat-two\"]\n");
     let id = submit_as(&flat, "flat-two", &pending_job()).await;
-    let (_, job) = call(
-        &http,
-        "GET",
-        &format!("{}/v1/jobs/{id}", flat.url),
-        Some("flat-one"),
-        None,
-    )
-    .await;
+    let (_, job) = as_(&flat, Some("flat-one"))
+        .get(&format!("/v1/jobs/{id}"))
+        .await;
     assert_eq!(job["submitted_by"], "token-2");
     assert!(
         flat.log().contains("plain strings are admin tokens"),
@@ -321,15 +312,9 @@ async fn tokens_name_their_jobs_and_a_submit_token_sees_only_its_own() {
         assert!(Instant::now() < deadline, "{}", rotating.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let submit = format!("{}/v1/jobs", rotating.url);
-    let (status, _) = call(
-        &http,
-        "POST",
-        &submit,
-        Some("first-t0ken"),
-        Some(&pending_job()),
-    )
-    .await;
+    let (status, _) = as_(&rotating, Some("first-t0ken"))
+        .post("/v1/jobs", Some(&pending_job()))
+        .await;
     assert_eq!(status, 401, "the old token is gone");
     submit_as(&rotating, "second-t0ken", &pending_job()).await;
 }
@@ -341,7 +326,7 @@ async fn tokens_name_their_jobs_and_a_submit_token_sees_only_its_own() {
 async fn requests_stay_within_their_bounds() {
     let feederd = Feederd::start("max_long_polls = 1\nmax_lease_batch = 2\nheader_timeout = 1\n");
     let api = Api::new(&feederd.url);
-    let http = reqwest::Client::new();
+    let open = as_(&feederd, None);
     for _ in 0..4 {
         api.submit_id(&pending_job()).await;
     }
@@ -349,9 +334,8 @@ async fn requests_stay_within_their_bounds() {
         let node = json!({"node_id": format!("n{max_jobs}"), "fleet": "static", "version": "t",
             "max_jobs": max_jobs, "running_jobs": 0, "state": "active"});
         let body = json!({"node": node, "max": max, "wait_ms": 0});
-        let url = format!("{}/v1/workers/lease", feederd.url);
-        let http = http.clone();
-        async move { call(&http, "POST", &url, None, Some(&body)).await.1 }
+        let open = open.clone();
+        async move { open.post("/v1/workers/lease", Some(&body)).await.1 }
     };
     assert_eq!(
         lease(1, 50).await["leases"].as_array().unwrap().len(),
@@ -367,33 +351,26 @@ async fn requests_stay_within_their_bounds() {
     // Two long-polls on a job that does not change: one holds the only slot,
     // the other answers at once; the held one answers when the job changes.
     let id = api.submit_id(&pending_job()).await;
-    let poll = |http: reqwest::Client, url: String| async move {
-        let started = Instant::now();
-        let (status, job) = call(&http, "GET", &url, None, None).await;
-        (status, job, started.elapsed())
+    let poll = || {
+        let (open, path) = (
+            open.clone(),
+            format!("/v1/jobs/{id}?state=PENDING&wait_ms=30000"),
+        );
+        tokio::spawn(async move { open.get(&path).await })
     };
-    let url = format!("{}/v1/jobs/{id}?state=PENDING&wait_ms=30000", feederd.url);
-    let mut first = tokio::spawn(poll(http.clone(), url.clone()));
-    let mut second = tokio::spawn(poll(http.clone(), url.clone()));
+    let (mut first, mut second) = (poll(), poll());
     let (done, still_waiting) = tokio::select! {
         done = &mut first => (done, second),
         done = &mut second => (done, first),
     };
-    let (status, job, _) = done.unwrap();
+    let (status, job) = done.unwrap();
     assert_eq!((status, job["state"].as_str()), (200, Some("PENDING")));
     assert!(
         !still_waiting.is_finished(),
         "the other poll holds the slot"
     );
-    call(
-        &http,
-        "POST",
-        &format!("{}/v1/jobs/{id}/cancel", feederd.url),
-        None,
-        None,
-    )
-    .await;
-    let (status, job, _) = still_waiting.await.unwrap();
+    open.post(&format!("/v1/jobs/{id}/cancel"), None).await;
+    let (status, job) = still_waiting.await.unwrap();
     assert_eq!((status, job["state"].as_str()), (200, Some("CANCELED")));
 
     // Headers that never end: the connection is closed.
@@ -526,77 +503,30 @@ async fn a_webhook_receiver_that_never_answers_delays_only_its_own_jobs() {
 /// carries the policy to the worker; an operator may allow them explicitly.
 #[tokio::test]
 async fn private_addresses_are_forbidden_beyond_loopback_unless_allowed() {
-    let start = |extra: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        std::fs::write(dir.path().join("f.toml"), format!("{}{extra}", tokens())).unwrap();
-        let store = format!("sqlite://{}", dir.path().join("j.db").display());
-        let child = std::process::Command::new(BIN)
-            .args([
-                "--config",
-                dir.path().join("f.toml").to_str().unwrap(),
-                "feederd",
-            ])
-            .args(["--listen", &format!("0.0.0.0:{port}"), "--store", &store])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        (dir, port, Proc(child))
-    };
-    let http = reqwest::Client::new();
     let http_source = json!({"source_path": "http://127.0.0.1:9/in.mp4", "dest_path": "s3://b/out.mp4",
         "notify_url": null, "job_options": {"nommer": "copy", "options": [{}]}});
+    let object = json!({"source_path": "s3://b/in.mp4", "dest_path": "s3://b/out.mp4",
+        "notify_url": null, "job_options": {"nommer": "copy", "options": [{}]}});
     for (extra, forbidden) in [("", true), ("forbid_private_addresses = false\n", false)] {
-        let (_dir, port, _proc) = start(extra);
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let healthy = |url: String| {
-            let http = http.clone();
-            async move { http.get(url).send().await.is_ok_and(|r| r.status() == 200) }
-        };
-        while !healthy(format!("{url}/healthz")).await {
-            assert!(Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let (status, answer) = call(
-            &http,
-            "POST",
-            &format!("{url}/v1/jobs"),
-            Some(OPS),
-            Some(&http_source),
-        )
-        .await;
+        let feederd = Feederd::start_listening(&format!("{}{extra}", tokens()), "0.0.0.0");
+        let ops = as_(&feederd, Some(OPS));
+        let (status, answer) = ops.post("/v1/jobs", Some(&http_source)).await;
         if forbidden {
             assert_eq!(
                 (status, answer["error_code"].as_str()),
                 (400, Some("address_not_allowed")),
                 "{answer}"
             );
-            let object = json!({"source_path": "s3://b/in.mp4", "dest_path": "s3://b/out.mp4",
-                "notify_url": null, "job_options": {"nommer": "copy", "options": [{}]}});
-            let (status, _) = call(
-                &http,
-                "POST",
-                &format!("{url}/v1/jobs"),
-                Some(OPS),
-                Some(&object),
-            )
-            .await;
-            assert_eq!(status, 201);
+            assert_eq!(ops.post("/v1/jobs", Some(&object)).await.0, 201);
         } else {
             assert_eq!(status, 201, "{answer}");
         }
         let node = json!({"node_id": "n", "fleet": "static", "version": "t", "max_jobs": 1,
             "running_jobs": 0, "state": "active"});
         let lease = json!({"node": node, "max": 1, "wait_ms": 0});
-        let (_, leased) = call(
-            &http,
-            "POST",
-            &format!("{url}/v1/workers/lease"),
-            Some(WORKER),
-            Some(&lease),
-        )
-        .await;
+        let (_, leased) = as_(&feederd, Some(WORKER))
+            .post("/v1/workers/lease", Some(&lease))
+            .await;
         assert_eq!(
             leased["leases"][0]["net_policy"]["forbid_private"], forbidden,
             "{leased}"
@@ -737,20 +667,15 @@ async fn no_secret_shows_in_any_log_answer_or_webhook() {
     let http = reqwest::Client::new();
     let mut answers = Vec::new();
     let url = |path: &str| format!("{}{path}", feederd.url);
-    let (status, job) = call(&http, "POST", &url("/v1/jobs"), Some(APP), Some(&body)).await;
+    let (status, job) = as_(&feederd, Some(APP)).post("/v1/jobs", Some(&body)).await;
     assert_eq!(status, 201, "{job}");
     answers.push(job.to_string());
     let id = job["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let (_, job) = call(
-            &http,
-            "GET",
-            &url(&format!("/v1/jobs/{id}")),
-            Some(APP),
-            None,
-        )
-        .await;
+        let (_, job) = as_(&feederd, Some(APP))
+            .get(&format!("/v1/jobs/{id}"))
+            .await;
         if job["state"] == "FINISHED" {
             break;
         }
@@ -786,23 +711,13 @@ async fn no_secret_shows_in_any_log_answer_or_webhook() {
         answers.push(response.text().await.unwrap());
     }
     // The seed's path form: request spans name the route, not the path.
-    let (status, _) = call(
-        &http,
-        "POST",
-        &url(&format!("/t/{APP}/job/submit")),
-        None,
-        Some(&json!({})),
-    )
-    .await;
+    let (status, _) = as_(&feederd, None)
+        .post(&format!("/t/{APP}/job/submit"), Some(&json!({})))
+        .await;
     assert_eq!(status, 200);
-    let (_, job) = call(
-        &http,
-        "GET",
-        &url(&format!("/v1/jobs/{id}")),
-        Some(APP),
-        None,
-    )
-    .await;
+    let (_, job) = as_(&feederd, Some(APP))
+        .get(&format!("/v1/jobs/{id}"))
+        .await;
     assert_eq!(
         job["notify_url"],
         hook.replace("/hook", "/REDACTED?REDACTED"),

@@ -49,6 +49,8 @@ pub struct Feederd {
     pub store: String,
     /// NOMMER_LOG for the process.
     pub log_level: String,
+    /// The address it listens on (`127.0.0.1:PORT`, or `0.0.0.0:PORT`).
+    pub listen: String,
 }
 
 /// Settings every test daemon shares: short leases so failures show quickly.
@@ -64,7 +66,15 @@ impl Feederd {
     pub fn start_logging(config: &str, level: &str) -> Feederd {
         let dir = tempfile::tempdir().unwrap();
         let store = format!("sqlite://{}", dir.path().join("jobs.db").display());
-        Feederd::launch(dir, config, store, level)
+        Feederd::launch(dir, config, store, level, "127.0.0.1")
+    }
+
+    /// A feederd listening on `host` (`0.0.0.0`: beyond loopback), reached
+    /// through loopback.
+    pub fn start_listening(config: &str, host: &str) -> Feederd {
+        let dir = tempfile::tempdir().unwrap();
+        let store = format!("sqlite://{}", dir.path().join("jobs.db").display());
+        Feederd::launch(dir, config, store, "info", host)
     }
 
     /// A feederd replica on a shared store (PostgreSQL).
@@ -74,13 +84,21 @@ impl Feederd {
             config,
             store.to_string(),
             "info",
+            "127.0.0.1",
         )
     }
 
-    fn launch(dir: tempfile::TempDir, config: &str, store: String, level: &str) -> Feederd {
+    fn launch(
+        dir: tempfile::TempDir,
+        config: &str,
+        store: String,
+        level: &str,
+        host: &str,
+    ) -> Feederd {
         std::fs::write(dir.path().join("feederd.toml"), format!("{FAST}{config}")).unwrap();
         let port = free_port();
-        let proc = Feederd::spawn(dir.path(), port, &store, level);
+        let listen = format!("{host}:{port}");
+        let proc = Feederd::spawn(dir.path(), &listen, &store, level);
         let feederd = Feederd {
             url: format!("http://127.0.0.1:{port}"),
             dir,
@@ -88,12 +106,13 @@ impl Feederd {
             port,
             store,
             log_level: level.to_string(),
+            listen,
         };
         feederd.wait_healthy();
         feederd
     }
 
-    fn spawn(dir: &Path, port: u16, store: &str, level: &str) -> Proc {
+    fn spawn(dir: &Path, listen: &str, store: &str, level: &str) -> Proc {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -105,7 +124,7 @@ impl Feederd {
                 dir.join("feederd.toml").to_str().unwrap(),
                 "feederd",
                 "--listen",
-                &format!("127.0.0.1:{port}"),
+                listen,
                 "--store",
                 store,
             ])
@@ -131,7 +150,7 @@ impl Feederd {
     /// Start it again on the same port, store and settings (after a kill).
     pub fn restart(&mut self) {
         self.proc.kill9();
-        self.proc = Feederd::spawn(self.dir.path(), self.port, &self.store, &self.log_level);
+        self.proc = Feederd::spawn(self.dir.path(), &self.listen, &self.store, &self.log_level);
         self.wait_healthy();
     }
 
