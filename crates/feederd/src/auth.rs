@@ -4,7 +4,6 @@
 //! `submit` caller sees to its own jobs ([`Caller::owner`]).
 
 use crate::error::ApiError;
-use crate::AppState;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
@@ -263,7 +262,8 @@ pub enum Shape {
 /// What the layer on one route checks.
 #[derive(Clone)]
 pub struct Guard {
-    pub state: AppState,
+    /// Only the tokens: the guard's state is cloned for every request.
+    pub tokens: Arc<TokenSet>,
     pub access: Access,
     pub shape: Shape,
 }
@@ -292,7 +292,7 @@ fn presented(access: Access, request: &Request) -> Option<String> {
 
 /// The layer: 401 without a valid token, 403 with one whose role may not.
 pub async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
-    let tokens = guard.state.config.tokens.current();
+    let tokens = guard.tokens.current();
     let shape = guard.shape;
     match guard.access {
         Access::Public => {}

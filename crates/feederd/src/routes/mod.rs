@@ -71,7 +71,7 @@ impl Routes {
         };
         if let Some(state) = &self.state {
             let guard = Guard {
-                state: state.clone(),
+                tokens: state.config.tokens.clone(),
                 access,
                 shape,
             };
