@@ -5,7 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Env {
-    /// The release `nommer` binary beside this one.
+    /// The release `nommer` binary beside this one, or `BENCH_NOMMER` (to
+    /// measure another build, such as the previous commit's, with these suites).
     pub nommer: PathBuf,
     pub dir: tempfile::TempDir,
 }
@@ -13,7 +14,10 @@ pub struct Env {
 impl Env {
     pub fn new() -> anyhow::Result<Env> {
         let me = std::env::current_exe()?;
-        let nommer = me.with_file_name("nommer");
+        let nommer = match std::env::var_os("BENCH_NOMMER") {
+            Some(path) => PathBuf::from(path),
+            None => me.with_file_name("nommer"),
+        };
         anyhow::ensure!(
             nommer.exists(),
             "{} is missing: build it with cargo build --release -p nommer",

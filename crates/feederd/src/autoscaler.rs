@@ -146,9 +146,9 @@ async fn tick(state: &AppState, fleet: &FleetState) -> anyhow::Result<()> {
             continue;
         };
         let silent = Duration::from_millis((now_ms - node.last_heartbeat_at).max(0) as u64);
-        if matches!(node.state.as_str(), "terminated" | "interrupted" | "gone") {
+        if node.state.has_left() {
             if fleet.seen_leaving.lock().unwrap().insert(member.id.clone()) {
-                let event = if node.state == "terminated" {
+                let event = if node.state == nommer_model::NodeState::Terminated {
                     "terminated_itself"
                 } else {
                     "left"
@@ -184,12 +184,9 @@ async fn tick(state: &AppState, fleet: &FleetState) -> anyhow::Result<()> {
         }
     }
 
-    let counts = state.store.count_jobs().await?;
-    let backlog = counts
-        .iter()
-        .filter(|(st, _)| !st.is_terminal())
-        .map(|(_, n)| *n)
-        .sum();
+    // The backlog is work, not jobs: a job of many tasks asks for many slots.
+    let tasks = state.store.count_tasks().await?;
+    let backlog = tasks.pending + tasks.running;
     let launches_last_hour = {
         let mut launches = fleet.launches.lock().unwrap();
         while launches

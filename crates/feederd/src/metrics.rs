@@ -75,7 +75,9 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         "gauge",
         "Job slots of active workers, and how many are busy.",
     );
-    let active = nodes.iter().filter(|n| n.state == "active");
+    let active = nodes
+        .iter()
+        .filter(|n| n.state == nommer_model::NodeState::Active);
     let (slots, busy) = active.fold((0u64, 0u64), |(s, b), n| {
         (s + u64::from(n.max_jobs), b + u64::from(n.running_jobs))
     });

@@ -38,8 +38,8 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if since.elapsed() >= config.lease_grace {
             match state.store.reap_expired(now).await {
                 Ok(changes) => {
-                    for (job_id, to) in changes {
-                        tracing::warn!(job_id = %job_id, state = %to, "lease expired");
+                    for change in changes {
+                        tracing::warn!(job_id = %change.job_id, task = change.task, state = %change.state, job_state = %change.job_state, "lease expired");
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "reaper cannot read expired leases"),

@@ -125,11 +125,12 @@ pub async fn accept(
         dest_path: submission.dest.redacted(),
         notify_url: submission.notify_url.as_ref().map(|u| u.to_string()),
         submitted_by: caller.name.clone(),
-        nommer: submission.nommer.as_str().to_string(),
+        nommer: submission.nommer.name().to_string(),
         job_options: submission.job_options.clone(),
         warnings: submission.warnings.clone(),
         max_attempts: submission.max_attempts.unwrap_or(state.config.max_attempts),
         max_runtime_s: submission.max_runtime_s,
+        tasks: submission.tasks.clone(),
         created_at: now,
     };
     let record = state

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct ScaleInputs {
-    /// Unfinished jobs: PENDING plus leased.
+    /// Unfinished work: tasks PENDING plus tasks leased.
     pub backlog: u64,
     /// Nodes registered and taking jobs.
     pub running: u32,

@@ -1,6 +1,7 @@
 //! Wire types of the HTTP API: the public v1 API, the seed's `/job/submit`
 //! answer, and the worker lease protocol.
 
+use crate::kinds::{FleetKind, NodeState, TaskKind};
 use crate::state::JobState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,6 +18,30 @@ pub struct Progress {
     /// Encoding speed as a multiple of real time.
     pub speed: Option<f64>,
     pub eta_seconds: Option<f64>,
+    /// Tasks of the job finished, and in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_done: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_total: Option<u32>,
+}
+
+/// One task of a job, as `GET /v1/jobs/{id}/tasks` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Task {
+    pub task: u32,
+    pub kind: TaskKind,
+    pub state: JobState,
+    /// The node that ran it last.
+    pub node: Option<String>,
+    pub attempts: u32,
+    pub progress: Option<Progress>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
 }
 
 /// A job as the v1 API shows it. Credentials in URIs are redacted.
@@ -74,9 +99,9 @@ pub struct LegacySubmitResponse {
 pub struct Node {
     pub id: String,
     pub instance_id: Option<String>,
-    pub fleet: String,
+    pub fleet: FleetKind,
     /// `active`, `draining`, `gone` (said goodbye) or `lost` (heartbeats stopped).
-    pub state: String,
+    pub state: NodeState,
     pub hostname: Option<String>,
     pub version: Option<String>,
     pub max_jobs: u32,
@@ -134,13 +159,13 @@ pub struct Health {
 pub struct NodeReport {
     pub node_id: String,
     pub instance_id: Option<String>,
-    pub fleet: String,
+    pub fleet: FleetKind,
     pub hostname: Option<String>,
     pub version: String,
     pub max_jobs: u32,
     pub running_jobs: u32,
     /// `active`, `draining` (takes no new leases) or `gone`.
-    pub state: String,
+    pub state: NodeState,
     /// What the node's tool sandbox enforces (`off`, `landlock-abi-7+net+scope+seccomp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
@@ -160,8 +185,14 @@ pub struct LeaseRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LeaseGrant {
     pub job_id: String,
-    /// The leased task of the job; 0 while a job is one task.
+    /// The leased task of the job (a plain job has only task 0).
     pub task: u32,
+    /// What the task does; the worker runs it with this kind's runner.
+    pub kind: TaskKind,
+    /// The task's own part of the job (`dest_suffix`, ...).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub spec: crate::tasks::TaskSpec,
     pub token: String,
     pub attempt: u32,
     pub ttl_ms: u64,
@@ -196,6 +227,9 @@ pub struct LeaseResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LeaseReport {
     pub job_id: String,
+    /// The job's task; a report without one (an older nommerd) means task 0.
+    #[serde(default)]
+    pub task: u32,
     pub token: String,
     pub progress: Option<Progress>,
 }
@@ -209,6 +243,8 @@ pub struct HeartbeatRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LeaseStatus {
     pub job_id: String,
+    #[serde(default)]
+    pub task: u32,
     /// False when the lease expired or was taken over: stop and write nothing.
     pub valid: bool,
     /// Time left on the renewed lease.
@@ -225,6 +261,9 @@ pub struct HeartbeatResponse {
 /// A state change reported by the lease holder.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StateReport {
+    /// The job's task; a report without one (an older nommerd) means task 0.
+    #[serde(default)]
+    pub task: u32,
     pub token: String,
     pub state: JobState,
     pub details: Option<String>,
@@ -242,6 +281,9 @@ pub const MAX_REPORTS_PER_BATCH: usize = 256;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobStateReport {
     pub job_id: String,
+    /// The job's task; a report without one (an older nommerd) means task 0.
+    #[serde(default)]
+    pub task: u32,
     pub token: String,
     pub state: JobState,
     pub details: Option<String>,
@@ -262,6 +304,8 @@ pub struct StateReportBatch {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StateReportResult {
     pub job_id: String,
+    #[serde(default)]
+    pub task: u32,
     pub state: Option<JobState>,
     pub error: Option<crate::error::ApiErrorBody>,
 }
@@ -274,6 +318,9 @@ pub struct StateReportResults {
 /// A lease handed back unfinished (worker shutdown).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReleaseRequest {
+    /// The job's task; a report without one (an older nommerd) means task 0.
+    #[serde(default)]
+    pub task: u32,
     pub token: String,
     pub reason: String,
 }

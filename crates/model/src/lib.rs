@@ -5,15 +5,19 @@ pub mod api;
 pub mod error;
 pub mod failure;
 pub mod id;
+pub mod kinds;
 pub mod netpolicy;
+pub mod nommers;
 pub mod options;
 pub mod state;
 pub mod submit;
+pub mod tasks;
 pub mod uri;
 
 pub use error::{CodedError, ErrorCode};
 pub use failure::FailureCode;
 pub use id::JobId;
+pub use kinds::{FleetKind, NodeState, TaskKind};
 pub use state::JobState;
 
 /// Keep only the tail of a long text: errors are at the end of tool output.

@@ -4,7 +4,9 @@
 //! messages; the other checks follow in the order the fields are read.
 
 use crate::error::{CodedError, ErrorCode};
-use crate::options::{self, Allowlist, Nommer, Pass};
+use crate::nommers::{self, Nommer};
+use crate::options::{self, Allowlist, Pass};
+use crate::tasks::TaskPlan;
 use crate::uri::{self, MediaUri};
 use serde_json::{Map, Value};
 
@@ -18,8 +20,10 @@ pub struct Submission {
     pub source: MediaUri,
     pub dest: MediaUri,
     pub notify_url: Option<url::Url>,
-    pub nommer: Nommer,
+    pub nommer: &'static dyn Nommer,
     pub passes: Vec<Pass>,
+    /// The tasks that carry the job out, as its nommer planned them.
+    pub tasks: Vec<TaskPlan>,
     /// The `{nommer, options}` object with `options` in canonical form: the
     /// checked passes, as stored and as the lease carries them.
     pub job_options: Value,
@@ -105,12 +109,13 @@ pub fn parse_payload(
     };
 
     let nommer = match job_options.get("nommer") {
-        Some(Value::String(name)) => Nommer::parse(name).ok_or_else(|| {
+        Some(Value::String(name)) => nommers::find(name).ok_or_else(|| {
             err(
                 ErrorCode::UnknownNommer,
                 format!(
-                    "Unknown nommer \"{name}\"; known: ffmpeg ({}), copy",
-                    options::SEED_FFMPEG_NOMMER
+                    "Unknown nommer \"{name}\"; known: {} (also {})",
+                    nommers::names().join(", "),
+                    nommers::SEED_FFMPEG_NOMMER
                 ),
             )
         })?,
@@ -186,10 +191,11 @@ pub fn parse_payload(
         }
     };
 
-    let (passes, warnings) = match nommer {
-        Nommer::Ffmpeg => ffmpeg_passes(&raw_options, &dest, allow)?,
-        Nommer::Copy => (copy_passes(&raw_options)?, Vec::new()),
-    };
+    let nommers::Checked {
+        passes,
+        warnings,
+        tasks,
+    } = nommer.check(&raw_options, &dest, allow)?;
 
     let mut normalized = job_options.clone();
     normalized.insert("options".into(), options::passes_to_json(&passes));
@@ -199,6 +205,7 @@ pub fn parse_payload(
         notify_url,
         nommer,
         passes,
+        tasks,
         job_options: Value::Object(normalized),
         warnings,
         max_attempts,
@@ -217,20 +224,6 @@ fn uri_field(payload: &Map<String, Value>, key: &str) -> Result<MediaUri, CodedE
             format!("{key} must be a URI string"),
         )),
     }
-}
-
-fn ffmpeg_passes(
-    raw: &Value,
-    dest: &MediaUri,
-    allow: &Allowlist,
-) -> Result<(Vec<Pass>, Vec<String>), CodedError> {
-    let mut passes = options::parse_passes(raw)?;
-    let warnings = options::modernize(&mut passes);
-    let passes = options::check_passes(passes, allow)?;
-    if passes.iter().any(|pass| pass.output_format().is_none()) {
-        inferred_format(dest)?;
-    }
-    Ok((passes, warnings))
 }
 
 /// The muxer for a destination whose passes name none: from its extension,
@@ -258,20 +251,6 @@ pub fn inferred_format(dest: &MediaUri) -> Result<&'static str, CodedError> {
     ))
 }
 
-fn copy_passes(raw: &Value) -> Result<Vec<Pass>, CodedError> {
-    let passes = options::parse_passes(raw)?;
-    let has_flags = passes
-        .iter()
-        .any(|pass| !pass.infile_options.is_empty() || !pass.outfile_options.is_empty());
-    if has_flags || passes.len() != 1 {
-        return Err(err(
-            ErrorCode::InvalidJobOptions,
-            "the copy nommer takes exactly one pass with no options: \"options\": [{}]",
-        ));
-    }
-    Ok(passes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,7 +263,7 @@ mod tests {
 
     fn example() -> Value {
         json!({"source_path": "file:///in/a.mp4", "dest_path": "file:///out/b.mp4", "notify_url": null,
-               "job_options": {"nommer": options::SEED_FFMPEG_NOMMER, "options": [{"outfile_options": [["vcodec", "libx264"], ["f", "mp4"]]}]}})
+               "job_options": {"nommer": nommers::SEED_FFMPEG_NOMMER, "options": [{"outfile_options": [["vcodec", "libx264"], ["f", "mp4"]]}]}})
     }
 
     #[test]
@@ -322,7 +301,7 @@ mod tests {
     #[test]
     fn accepts_the_example_and_json_string_options() {
         let ok = parse_body(example().to_string().as_bytes(), Allowlist::builtin()).unwrap();
-        assert_eq!(ok.nommer, Nommer::Ffmpeg);
+        assert_eq!(ok.nommer.name(), "ffmpeg");
         assert!(ok.notify_url.is_none());
         let mut body = example();
         body["job_options"]["options"] =

@@ -91,7 +91,7 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     config.net_policy = net_policy(s, true);
     config.max_download_bytes = s.max_download_bytes;
     config.objects = s.objects();
-    config.fleet = s.fleet.clone();
+    config.fleet = s.fleet;
     config.ec2 = s.ec2.clone();
     config.max_inactivity = Duration::from_secs(s.nommerd_max_inactivity);
     config.terminate_when_idle = s.nommerd_terminate_when_idle;
@@ -210,7 +210,7 @@ pub async fn start(
     let mut workers = Vec::new();
     for i in 0..local_workers {
         let mut config = nommerd_config(settings, &url)?;
-        config.fleet = "local".into();
+        config.fleet = nommer_model::FleetKind::Local;
         config.node_id = format!("{}-local{i}", config.node_id);
         // A worker that cannot sandbox its tools stops feederd from starting.
         let sandbox = std::sync::Arc::new(nommer_nommerd::worker::start_sandbox(&config)?);
@@ -247,9 +247,9 @@ async fn fleet(
         boot_grace: Duration::from_secs(settings.ec2.boot_grace),
         zombie_after: Duration::from_secs(settings.ec2.zombie_after),
     };
-    let fleet = match settings.fleet.as_str() {
-        "static" => return Ok(None),
-        "local" => Fleet::Local(LocalFleet::new(
+    let fleet = match settings.fleet {
+        nommer_model::FleetKind::Static => return Ok(None),
+        nommer_model::FleetKind::Local => Fleet::Local(LocalFleet::new(
             std::env::current_exe()?,
             vec![
                 "--feederd".into(),
@@ -261,7 +261,7 @@ async fn fleet(
             Vec::new(),
             &format!("feederd-{}", addr.port()),
         )),
-        "ec2" => {
+        nommer_model::FleetKind::Ec2 => {
             let ec2 = &settings.ec2;
             let Some(feederd_url) = ec2.feederd_url.as_deref() else {
                 anyhow::bail!(
@@ -298,7 +298,6 @@ async fn fleet(
                 user_data,
             }))
         }
-        other => anyhow::bail!("fleet must be static, local or ec2, not {other}"),
     };
     tracing::info!(
         fleet = fleet.kind(),

@@ -174,7 +174,7 @@ pub struct Settings {
     // ---- the fleet ----
     /// `static` (you start workers), `local` (feederd starts nommerd
     /// processes) or `ec2` (feederd launches instances; on a worker: EC2 mode).
-    pub fleet: String,
+    pub fleet: nommer_model::FleetKind,
     /// Seed: MAX_NUM_EC2_INSTANCES, the most nodes the autoscaler runs (any fleet).
     pub max_num_ec2_instances: u32,
     /// Seed: JOB_OVERFLOW_THRESH, backlog beyond capacity tolerated before launching.
@@ -272,7 +272,7 @@ impl Default for Settings {
             s3: Default::default(),
             gcs: Default::default(),
             azure: Default::default(),
-            fleet: "static".into(),
+            fleet: nommer_model::FleetKind::Static,
             max_num_ec2_instances: 3,
             job_overflow_thresh: 2,
             feederd_auto_scale_interval: 60,

@@ -19,7 +19,7 @@ pub struct NommerdConfig {
     pub feederd_url: String,
     pub worker_token: Option<String>,
     pub node_id: String,
-    pub fleet: String,
+    pub fleet: nommer_model::FleetKind,
     pub instance_id: Option<String>,
     /// The seed's MAX_ENCODING_JOBS_PER_EC2_INSTANCE.
     pub max_jobs: u32,
@@ -58,7 +58,7 @@ impl NommerdConfig {
             feederd_url: feederd_url.to_string(),
             worker_token: None,
             node_id: default_node_id(),
-            fleet: "static".into(),
+            fleet: nommer_model::FleetKind::Static,
             instance_id: None,
             max_jobs: 2,
             work_dir: std::env::temp_dir().join("nommer-work"),

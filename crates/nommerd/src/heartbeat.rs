@@ -1,8 +1,8 @@
 //! The node's heartbeat: renews every lease, carries progress, and brings
-//! back cancels and lost leases. Sent each `progress_interval` while jobs run,
+//! back cancels and lost leases. Sent each `progress_interval` while tasks run,
 //! each `heartbeat_interval` when idle.
 
-use crate::job::Stop;
+use crate::task::Stop;
 use crate::worker::Shared;
 use nommer_model::api::{HeartbeatRequest, LeaseReport};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                     .iter()
                     .map(|job| LeaseReport {
                         job_id: job.job_id.clone(),
+                        task: job.task,
                         token: job.token.clone(),
                         progress: job.progress(),
                     })
@@ -31,11 +32,14 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             match shared.client.heartbeat(&request).await {
                 Ok(answer) => {
                     for status in answer.leases {
-                        let Some(job) = running.iter().find(|j| j.job_id == status.job_id) else {
+                        let found = running
+                            .iter()
+                            .find(|j| j.job_id == status.job_id && j.task == status.task);
+                        let Some(job) = found else {
                             continue;
                         };
                         if !status.valid {
-                            tracing::warn!(job_id = %job.job_id, "feederd says this lease is gone; stopping the job");
+                            tracing::warn!(job_id = %job.job_id, task = job.task, "feederd says this lease is gone; stopping the task");
                             job.stop(Stop::LeaseLost);
                         } else if status.cancel_requested {
                             job.stop(Stop::Canceled);

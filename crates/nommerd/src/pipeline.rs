@@ -1,28 +1,29 @@
-//! One job from lease to its last state: DOWNLOADING (set at lease) ->
+//! One task from lease to its last state: DOWNLOADING (set at lease) ->
 //! ENCODING -> UPLOADING -> FINISHED, or ERROR / CANCELED / handed back.
-//! Every report carries the lease token; a refused report means the lease is
-//! lost and the job stops without writing anything more.
+//! Its kind's runner does the work with the steps here; every report names
+//! job, task and lease token, and a refused report means the lease is lost
+//! and the task stops without writing anything more.
 
 use crate::config::NommerdConfig;
-use crate::job::{RunningJob, Stop};
-use crate::nommers::{FfmpegRun, NomError, ENCODE_SPAN, ENCODE_START};
 use crate::reporter::Reporter;
+use crate::runners::{NomError, TaskRun, ENCODE_SPAN, ENCODE_START};
+use crate::task::{RunningTask, Stop};
 use nommer_client::{Client, ClientError};
 use nommer_media::process::Confinement;
 use nommer_media::sandbox::{Jail, Sandbox};
 use nommer_model::api::{
     HeartbeatRequest, JobStateReport, LeaseGrant, LeaseReport, NodeReport, Progress, ReleaseRequest,
 };
-use nommer_model::options::{self, Nommer};
+use nommer_model::options;
 use nommer_model::uri::MediaUri;
 use nommer_model::{FailureCode, JobState};
 use nommer_storage::{ProgressFn, Staged, Storage, StorageError, StorageErrorKind, Transferred};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A job warning when a transfer had to be resumed, so the retries show.
-fn retried(what: &str, done: Transferred) -> Vec<String> {
+pub fn retried(what: &str, done: Transferred) -> Vec<String> {
     if done.retries == 0 {
         return Vec::new();
     }
@@ -45,8 +46,8 @@ pub struct Pipeline {
     pub node: Arc<dyn Fn() -> NodeReport + Send + Sync>,
 }
 
-/// How a job ended on this worker.
-enum End {
+/// How a task ended on this worker.
+pub enum End {
     Finished,
     /// ERROR, with the code the job's `error_code` shows.
     Error(&'static str, String),
@@ -54,7 +55,7 @@ enum End {
 }
 
 impl End {
-    fn failed(code: FailureCode, details: impl Into<String>) -> End {
+    pub fn failed(code: FailureCode, details: impl Into<String>) -> End {
         End::Error(code.as_str(), details.into())
     }
 }
@@ -83,14 +84,19 @@ impl From<StorageError> for End {
 }
 
 impl Pipeline {
-    pub async fn run(&self, grant: LeaseGrant, job: Arc<RunningJob>) {
+    pub async fn run(&self, grant: LeaseGrant, task: Arc<RunningTask>) {
         let mut scratch = Scratch {
             // A fresh nonce makes it unique per lease (a store that lost a
-            // write can hand the same job and attempt out twice) and carries
-            // nothing of the lease token, which tool output could show.
+            // write can hand the same task and attempt out twice) and carries
+            // nothing of the lease token, which tool output could show. A
+            // job's later tasks say which they are (`-tN`).
             path: self.config.work_dir.join(format!(
-                "job-{}-{}-{:08x}",
+                "job-{}{}-{}-{:08x}",
                 grant.job_id,
+                match grant.task {
+                    0 => String::new(),
+                    n => format!("-t{n}"),
+                },
                 grant.attempt,
                 rand::random::<u32>()
             )),
@@ -101,7 +107,7 @@ impl Pipeline {
             None => self.config.max_job_runtime,
         };
         // Dropping the work on time-out kills its tools and abandons its transfers.
-        let end = match tokio::time::timeout(limit, self.nom(&grant, &job, &mut scratch)).await {
+        let end = match tokio::time::timeout(limit, self.nom(&grant, &task, &mut scratch)).await {
             Ok(end) => end,
             Err(_) => End::failed(
                 FailureCode::RuntimeExceeded,
@@ -112,19 +118,25 @@ impl Pipeline {
             ),
         };
         scratch.remove(&grant.job_id).await;
+        self.end(&task, end).await;
+    }
+
+    /// Tell feederd how the task ended.
+    pub async fn end(&self, task: &Arc<RunningTask>, end: End) {
+        let (job_id, number) = (&task.job_id, task.task);
         match end {
             End::Finished => {}
             End::Error(code, details) => {
-                tracing::warn!(job_id = %grant.job_id, error_code = code, details = %nommer_model::tail_chars(&details, 300), "job failed");
+                tracing::warn!(job_id = %job_id, task = number, error_code = code, details = %nommer_model::tail_chars(&details, 300), "task failed");
                 let _ = self
-                    .report_coded(&job, JobState::Error, Some(details), Vec::new(), Some(code))
+                    .report_coded(task, JobState::Error, Some(details), Vec::new(), Some(code))
                     .await;
             }
             End::Stopped(Stop::Canceled) => {
-                tracing::info!(job_id = %grant.job_id, "job canceled");
+                tracing::info!(job_id = %job_id, task = number, "task canceled");
                 let _ = self
                     .report(
-                        &job,
+                        task,
                         JobState::Canceled,
                         Some("canceled by request".into()),
                         Vec::new(),
@@ -132,47 +144,52 @@ impl Pipeline {
                     .await;
             }
             End::Stopped(Stop::LeaseLost) => {
-                tracing::warn!(job_id = %grant.job_id, "lease lost: another worker may hold this job now; its result here is discarded");
+                tracing::warn!(job_id = %job_id, task = number, "lease lost: another worker may hold this task now; its result here is discarded");
             }
             End::Stopped(Stop::Handback) => {
                 let request = ReleaseRequest {
-                    token: job.token.clone(),
+                    task: number,
+                    token: task.token.clone(),
                     reason: "worker shutting down".into(),
                 };
-                match self.client.release(&job.job_id, &request).await {
-                    Ok(_) => tracing::info!(job_id = %job.job_id, "lease handed back"),
+                match self.client.release(job_id, &request).await {
+                    Ok(_) => tracing::info!(job_id = %job_id, task = number, "lease handed back"),
                     Err(e) => {
-                        tracing::warn!(job_id = %job.job_id, error = %e, "cannot hand the lease back; it will expire")
+                        tracing::warn!(job_id = %job_id, task = number, error = %e, "cannot hand the lease back; it will expire")
                     }
                 }
             }
         }
     }
 
-    async fn nom(&self, grant: &LeaseGrant, job: &Arc<RunningJob>, scratch: &mut Scratch) -> End {
+    async fn nom(&self, grant: &LeaseGrant, task: &Arc<RunningTask>, scratch: &mut Scratch) -> End {
         let source = match MediaUri::parse(&grant.source_uri) {
             Ok(uri) => uri,
             Err(e) => return End::Error(e.code.as_str(), e.message),
         };
-        let dest = match MediaUri::parse(&grant.dest_uri) {
+        let dest_uri = match &grant.spec.dest_suffix {
+            Some(suffix) => format!("{}{suffix}", grant.dest_uri),
+            None => grant.dest_uri.clone(),
+        };
+        let dest = match MediaUri::parse(&dest_uri) {
             Ok(uri) => uri,
             Err(e) => return End::Error(e.code.as_str(), e.message),
         };
-        let nommer = grant.job_options["nommer"].as_str().and_then(Nommer::parse);
-        let Some(nommer) = nommer else {
-            return End::Error(
-                nommer_model::ErrorCode::UnknownNommer.as_str(),
-                "unknown nommer".into(),
-            );
-        };
         // The same check feederd ran at submit, before anything runs here: a
-        // job that fails it ends in ERROR with the check's code.
-        let checked = match nommer {
-            Nommer::Ffmpeg => match self.check_options(grant, &dest) {
-                Ok(checked) => Some(checked),
-                Err(e) => return End::Error(e.code.as_str(), e.message),
-            },
-            Nommer::Copy => None,
+        // task that fails it ends in ERROR with the check's code.
+        let passes = match self.check_options(grant, &dest) {
+            Ok(passes) => passes,
+            Err(e) => return End::Error(e.code.as_str(), e.message),
+        };
+        #[cfg(feature = "test-nommers")]
+        if let Some(message) = &grant.spec.test_panic {
+            panic!("{message}");
+        }
+        let Some(runner) = crate::runners::runner(grant.kind) else {
+            return End::failed(
+                FailureCode::ToolFailed,
+                format!("this worker has no runner for {} tasks", grant.kind),
+            );
         };
         // With no file_roots of its own, the worker allows what feederd allowed.
         // ... and contacts only the addresses both its policy and feederd's allow.
@@ -180,190 +197,116 @@ impl Pipeline {
             .storage
             .with_lease_roots(&grant.file_roots, grant.files_off)
             .with_lease_policy(grant.net_policy);
-        if nommer == Nommer::Copy && Storage::streams_to(&dest) {
-            return self.copy(&storage, grant, job, &source, &dest).await;
-        }
-        if let Err(end) = scratch.create().await {
-            return end;
-        }
-        let scratch = scratch.path.as_path();
+        let run = TaskRun {
+            pipeline: self,
+            grant,
+            task,
+            storage: &storage,
+            source: &source,
+            dest: &dest,
+            passes: &passes,
+            scratch,
+        };
+        runner.run(run).await
+    }
 
-        let input = scratch.join(match source.extension() {
+    /// Into the scratch directory: the source downloaded and handed to the
+    /// sandbox user, and ENCODING reported. The source's path.
+    pub async fn download(&self, run: &mut TaskRun<'_>) -> Result<PathBuf, End> {
+        run.scratch.create().await?;
+        let task = run.task;
+        let input = run.scratch.path.join(match run.source.extension() {
             Some(ext) => format!("source.{ext}"),
             None => "source".into(),
         });
-        let output = scratch.join(match dest.extension() {
-            Some(ext) => format!("output.{ext}"),
-            None => "output".into(),
-        });
-
-        tracing::info!(job_id = %grant.job_id, source = %source, "downloading");
-        let download_progress = self.transfer_progress(job, "downloading", 0.0, ENCODE_START);
+        tracing::info!(job_id = %task.job_id, task = task.task, source = %run.source, "downloading");
+        let progress = self.transfer_progress(task, "downloading", 0.0, ENCODE_START);
         let downloaded = match self
-            .stoppable(job, storage.download(&source, &input, download_progress))
+            .stoppable(task, run.storage.download(run.source, &input, progress))
             .await
         {
             Ok(Ok(done)) => done,
-            Ok(Err(e)) => return e.into(),
-            Err(stop) => return End::Stopped(stop),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(stop) => return Err(End::Stopped(stop)),
         };
-        tracing::info!(job_id = %grant.job_id, bytes = downloaded.bytes, retries = downloaded.retries, "downloaded");
+        tracing::info!(job_id = %task.job_id, task = task.task, bytes = downloaded.bytes, retries = downloaded.retries, "downloaded");
         // The tools run as the sandbox user: the directory and the source are theirs.
-        if let Err(e) = self.sandbox.hand_over(scratch) {
-            return End::failed(
+        if let Err(e) = self.sandbox.hand_over(&run.scratch.path) {
+            return Err(End::failed(
                 FailureCode::ToolFailed,
                 format!("cannot hand the scratch directory to the sandbox user: {e}"),
-            );
+            ));
         }
-        let confinement = Confinement {
+        self.report(
+            task,
+            JobState::Encoding,
+            None,
+            retried("download", downloaded),
+        )
+        .await?;
+        Ok(input)
+    }
+
+    /// The sandbox and jail a task's tools run in.
+    pub fn confinement(&self, scratch: &Path) -> Confinement {
+        Confinement {
             sandbox: self.sandbox.clone(),
             jail: Jail {
                 scratch: scratch.to_path_buf(),
                 inputs: Vec::new(),
             },
             max_runtime: None,
-        };
+        }
+    }
+
+    /// UPLOADING reported, `result` staged at the task's destination and
+    /// committed under the lease.
+    pub async fn upload(&self, run: &TaskRun<'_>, result: &Path) -> End {
+        let task = run.task;
         if let Err(end) = self
-            .report(
-                job,
-                JobState::Encoding,
-                None,
-                retried("download", downloaded),
-            )
+            .report(task, JobState::Uploading, None, Vec::new())
             .await
         {
             return end;
         }
-
-        let result_path = match checked {
-            None => input.clone(),
-            Some((passes, inferred)) => {
-                // The duration only scales progress: ffprobe reads it beside
-                // the first pass instead of before it.
-                let duration_s = Arc::new(std::sync::OnceLock::new());
-                let probe = {
-                    let (ffprobe, input) = (self.config.ffprobe.clone(), input.clone());
-                    let (duration_s, job_id) = (duration_s.clone(), grant.job_id.clone());
-                    let confinement = confinement.clone();
-                    AbortOnDrop(tokio::spawn(async move {
-                        match nommer_media::probe::probe(&ffprobe, &input, Some(confinement)).await
-                        {
-                            Ok(probe) => {
-                                if let Some(seconds) = probe.duration_seconds() {
-                                    let _ = duration_s.set(seconds);
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(job_id = %job_id, error = %e, "ffprobe cannot read the source; encoding without a duration")
-                            }
-                        }
-                    }))
-                };
-                let run = FfmpegRun {
-                    ffmpeg: &self.config.ffmpeg,
-                    passes: &passes,
-                    input: &input,
-                    output: &output,
-                    scratch,
-                    inferred_format: inferred,
-                    duration_s: &duration_s,
-                    confinement: &confinement,
-                    max_stall: self.config.max_tool_stall,
-                };
-                let ran = run.run(job).await;
-                drop(probe);
-                if let Err(e) = ran {
-                    return e.into();
-                }
-                if let Err(e) = nommer_media::sandbox::plain_output(&output) {
-                    return End::failed(FailureCode::ToolFailed, e.to_string());
-                }
-                output.clone()
-            }
-        };
-
-        if let Err(end) = self
-            .report(job, JobState::Uploading, None, Vec::new())
-            .await
-        {
-            return end;
-        }
-        tracing::info!(job_id = %grant.job_id, dest = %dest, "uploading");
-        let upload_progress = self.transfer_progress(
-            job,
+        tracing::info!(job_id = %task.job_id, task = task.task, dest = %run.dest, "uploading");
+        let progress = self.transfer_progress(
+            task,
             "uploading",
             ENCODE_START + ENCODE_SPAN,
             100.0 - ENCODE_START - ENCODE_SPAN,
         );
         let staged = match self
-            .stoppable(
-                job,
-                storage.stage_upload(&result_path, &dest, upload_progress),
-            )
+            .stoppable(task, run.storage.stage_upload(result, run.dest, progress))
             .await
         {
             Ok(Ok(staged)) => staged,
             Ok(Err(e)) => return e.into(),
             Err(stop) => return End::Stopped(stop),
         };
-        self.commit(job, staged).await
+        self.commit(task, staged).await
     }
 
-    /// The job's passes through the option check, and the muxer its
-    /// destination implies.
+    /// The job's passes through its nommer's check.
     fn check_options(
         &self,
         grant: &LeaseGrant,
         dest: &MediaUri,
-    ) -> Result<(Vec<options::Pass>, Option<&'static str>), nommer_model::CodedError> {
-        let mut passes = options::parse_passes(&grant.job_options["options"])?;
-        options::modernize(&mut passes);
-        let passes = options::check_passes(passes, &self.config.allowlist)?;
-        let inferred = match passes.iter().all(|pass| pass.output_format().is_some()) {
-            true => None,
-            false => Some(nommer_model::submit::inferred_format(dest)?),
-        };
-        Ok((passes, inferred))
-    }
-
-    /// The `copy` nommer: the source streams straight to the destination
-    /// during DOWNLOADING; ENCODING has nothing to do; UPLOADING is the commit.
-    async fn copy(
-        &self,
-        storage: &Storage,
-        grant: &LeaseGrant,
-        job: &Arc<RunningJob>,
-        source: &MediaUri,
-        dest: &MediaUri,
-    ) -> End {
-        tracing::info!(job_id = %grant.job_id, source = %source, dest = %dest, "copying");
-        let progress = self.transfer_progress(job, "copying", 0.0, 95.0);
-        let (staged, copied) = match self
-            .stoppable(job, storage.stage_copy(source, dest, progress))
-            .await
-        {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return e.into(),
-            Err(stop) => return End::Stopped(stop),
-        };
-        tracing::info!(job_id = %grant.job_id, bytes = copied.bytes, retries = copied.retries, "copied");
-        for state in [JobState::Encoding, JobState::Uploading] {
-            let warnings = if state == JobState::Encoding {
-                retried("copy", copied)
-            } else {
-                Vec::new()
-            };
-            if let Err(end) = self.report(job, state, None, warnings).await {
-                staged.abort().await;
-                return end;
-            }
-        }
-        self.commit(job, staged).await
+    ) -> Result<Vec<options::Pass>, nommer_model::CodedError> {
+        let name = grant.job_options["nommer"].as_str().unwrap_or_default();
+        let nommer = nommer_model::nommers::find(name).ok_or_else(|| {
+            nommer_model::CodedError::new(
+                nommer_model::ErrorCode::UnknownNommer,
+                format!("unknown nommer \"{name}\""),
+            )
+        })?;
+        let checked = nommer.check(&grant.job_options["options"], dest, &self.config.allowlist)?;
+        Ok(checked.passes)
     }
 
     /// Fencing: commit only under a lease just renewed, so a worker that lost
     /// its lease never overwrites a result another worker now owns.
-    async fn commit(&self, job: &Arc<RunningJob>, staged: Staged) -> End {
+    pub async fn commit(&self, job: &Arc<RunningTask>, staged: Staged) -> End {
         if let Err(end) = self.confirm_lease(job).await {
             staged.abort().await;
             return end;
@@ -373,7 +316,7 @@ impl Pipeline {
         }
         match self.report(job, JobState::Finished, None, Vec::new()).await {
             Ok(()) => {
-                tracing::info!(job_id = %job.job_id, "job finished");
+                tracing::info!(job_id = %job.job_id, task = job.task, "task finished");
                 End::Finished
             }
             Err(end) => end,
@@ -381,9 +324,9 @@ impl Pipeline {
     }
 
     /// Run `work` unless the job is told to stop first.
-    async fn stoppable<T>(
+    pub async fn stoppable<T>(
         &self,
-        job: &Arc<RunningJob>,
+        job: &Arc<RunningTask>,
         work: impl std::future::Future<Output = T>,
     ) -> Result<T, Stop> {
         let mut stop = job.watch_stop();
@@ -393,9 +336,9 @@ impl Pipeline {
         }
     }
 
-    fn transfer_progress(
+    pub fn transfer_progress(
         &self,
-        job: &Arc<RunningJob>,
+        job: &Arc<RunningTask>,
         phase: &'static str,
         start: f64,
         span: f64,
@@ -414,7 +357,7 @@ impl Pipeline {
         })
     }
 
-    async fn confirm_lease(&self, job: &Arc<RunningJob>) -> Result<(), End> {
+    async fn confirm_lease(&self, job: &Arc<RunningTask>) -> Result<(), End> {
         // Every accepted report renews the lease: one sent moments ago (the
         // UPLOADING report before a streamed copy's commit) is confirmation enough.
         if job.lease_left() >= job.ttl / 2 {
@@ -425,6 +368,7 @@ impl Pipeline {
             node: (self.node)(),
             leases: vec![LeaseReport {
                 job_id: job.job_id.clone(),
+                task: job.task,
                 token: job.token.clone(),
                 progress: job.progress(),
             }],
@@ -442,9 +386,9 @@ impl Pipeline {
     }
 
     /// Report a state change under the lease token.
-    async fn report(
+    pub async fn report(
         &self,
-        job: &Arc<RunningJob>,
+        job: &Arc<RunningTask>,
         state: JobState,
         details: Option<String>,
         warnings: Vec<String>,
@@ -455,7 +399,7 @@ impl Pipeline {
     /// Report a state change, with the error code of an ERROR.
     async fn report_coded(
         &self,
-        job: &Arc<RunningJob>,
+        job: &Arc<RunningTask>,
         state: JobState,
         details: Option<String>,
         warnings: Vec<String>,
@@ -468,6 +412,7 @@ impl Pipeline {
         }
         let report = JobStateReport {
             job_id: job.job_id.clone(),
+            task: job.task,
             token: job.token.clone(),
             state,
             details,
@@ -490,7 +435,7 @@ impl Pipeline {
     /// as `REPORT_PATIENCE`: the lease stays ours until a feederd says
     /// otherwise, and a restarted feederd grants a grace period to renew it.
     /// A refused lease stops the job.
-    async fn retrying<T, F, Fut>(&self, job: &Arc<RunningJob>, call: F) -> Result<T, End>
+    async fn retrying<T, F, Fut>(&self, job: &Arc<RunningTask>, call: F) -> Result<T, End>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
@@ -525,8 +470,8 @@ impl Pipeline {
 
 /// A job's scratch directory, made only when a job needs one (a streamed
 /// copy does not) and removed when the job ends.
-struct Scratch {
-    path: PathBuf,
+pub struct Scratch {
+    pub path: PathBuf,
     created: bool,
 }
 
@@ -560,7 +505,7 @@ impl Scratch {
 
 /// A task that ends when its handle is dropped (a job that stops early leaves
 /// nothing running behind it).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -85,6 +85,7 @@ fn outcome(result: Option<StateReportResult>) -> Result<(), ClientError> {
 async fn one_by_one(client: &Client, reports: Vec<JobStateReport>, answers: Vec<Answer>) {
     for (report, answer) in reports.into_iter().zip(answers) {
         let single = nommer_model::api::StateReport {
+            task: report.task,
             token: report.token,
             state: report.state,
             details: report.details,

@@ -1,45 +1,64 @@
 //! The worker's main loop: lease while there are free slots (long-polling
-//! when idle), run each job in its own task, and drain on shutdown.
+//! when idle), run each leased task in a [`Slots`] set, and drain on shutdown.
 
 use crate::config::{NommerdConfig, ShutdownMode};
 use crate::ec2::Leaving;
-use crate::job::{RunningJob, Stop};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{End, Pipeline};
+use crate::task::{RunningTask, Stop, TaskKey};
 use nommer_client::Client;
 use nommer_fleet::imds::Imds;
 use nommer_media::sandbox::Sandbox;
-use nommer_model::api::{HeartbeatRequest, LeaseRequest, NodeReport};
+use nommer_model::api::{HeartbeatRequest, LeaseGrant, LeaseRequest, NodeReport};
+use nommer_model::{FailureCode, NodeState};
 use nommer_storage::Storage;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
+use tokio::task::{Id, JoinError, JoinSet};
 
 pub struct Shared {
     pub config: Arc<NommerdConfig>,
     pub client: Client,
     pub sandbox: Arc<Sandbox>,
-    jobs: Mutex<HashMap<String, Arc<RunningJob>>>,
+    tasks: Mutex<HashMap<TaskKey, Arc<RunningTask>>>,
     draining: AtomicBool,
-    slot_freed: Notify,
-    /// When the last job ended (or the worker started).
+    /// When the last task ended (or the worker started).
     last_active: Mutex<Instant>,
     /// The node state reported while leaving (`terminating`).
-    leaving_state: Mutex<Option<&'static str>>,
+    leaving_state: Mutex<Option<NodeState>>,
 }
 
 impl Shared {
-    /// How long the node has had no job; None while jobs run.
+    /// How long the node has had no task; None while tasks run.
     pub fn idle_for(&self) -> Option<Duration> {
-        if !self.jobs.lock().unwrap().is_empty() {
+        if !self.tasks.lock().unwrap().is_empty() {
             return None;
         }
         Some(self.last_active.lock().unwrap().elapsed())
     }
 
-    pub fn running(&self) -> Vec<Arc<RunningJob>> {
-        self.jobs.lock().unwrap().values().cloned().collect()
+    pub fn running(&self) -> Vec<Arc<RunningTask>> {
+        self.tasks.lock().unwrap().values().cloned().collect()
+    }
+
+    fn running_count(&self) -> u32 {
+        self.tasks.lock().unwrap().len() as u32
+    }
+
+    /// The task's slot is free again: only this lease's entry (the same task
+    /// may have been leased to this node again meanwhile).
+    fn forget(&self, task: &RunningTask) {
+        let mut tasks = self.tasks.lock().unwrap();
+        if tasks
+            .get(&task.key())
+            .is_some_and(|t| t.token == task.token)
+        {
+            tasks.remove(&task.key());
+        }
+        drop(tasks);
+        *self.last_active.lock().unwrap() = Instant::now();
     }
 
     pub fn node_report(&self) -> NodeReport {
@@ -47,15 +66,15 @@ impl Shared {
         NodeReport {
             node_id: config.node_id.clone(),
             instance_id: config.instance_id.clone(),
-            fleet: config.fleet.clone(),
+            fleet: config.fleet,
             hostname: crate::config::hostname(),
             version: env!("CARGO_PKG_VERSION").into(),
             max_jobs: config.max_jobs,
-            running_jobs: self.jobs.lock().unwrap().len() as u32,
+            running_jobs: self.running_count(),
             state: match *self.leaving_state.lock().unwrap() {
-                Some(state) => state.into(),
-                None if self.draining.load(Ordering::Relaxed) => "draining".into(),
-                None => "active".into(),
+                Some(state) => state,
+                None if self.draining.load(Ordering::Relaxed) => NodeState::Draining,
+                None => NodeState::Active,
             },
             sandbox: Some(self.sandbox.describe()),
         }
@@ -74,7 +93,7 @@ pub async fn run_in(
     sandbox: Arc<Sandbox>,
     external: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let imds = if config.fleet == "ec2" {
+    let imds = if config.fleet == nommer_model::FleetKind::Ec2 {
         let imds = Arc::new(Imds::new(&config.ec2.imds_endpoint));
         config.instance_id = Some(crate::ec2::instance_id(&imds).await?);
         Some(imds)
@@ -87,9 +106,8 @@ pub async fn run_in(
         config: config.clone(),
         client: client.clone(),
         sandbox: sandbox.clone(),
-        jobs: Mutex::new(HashMap::new()),
+        tasks: Mutex::new(HashMap::new()),
         draining: AtomicBool::new(false),
-        slot_freed: Notify::new(),
         last_active: Mutex::new(Instant::now()),
         leaving_state: Mutex::new(None),
     });
@@ -132,17 +150,20 @@ pub async fn run_in(
     let heartbeat = tokio::spawn(crate::heartbeat::run(shared.clone(), heartbeat_rx));
     tracing::info!(node_id = %config.node_id, feederd = %config.feederd_url, max_jobs = config.max_jobs, sandbox = %sandbox.describe(), "nommerd started");
 
+    let mut slots = Slots {
+        set: JoinSet::new(),
+        by_id: HashMap::new(),
+        reports: JoinSet::new(),
+        shared: shared.clone(),
+        pipeline: pipeline.clone(),
+    };
     let mut failures = 0u32;
     while !*shutdown.borrow() {
-        let free = config
-            .max_jobs
-            .saturating_sub(shared.jobs.lock().unwrap().len() as u32);
+        let free = config.max_jobs.saturating_sub(shared.running_count());
         if free == 0 {
-            let freed = shared.slot_freed.notified();
             tokio::select! {
-                _ = freed => {}
+                Some(ended) = slots.set.join_next_with_id() => slots.ended(ended),
                 _ = shutdown.wait_for(|s| *s) => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             continue;
         }
@@ -152,10 +173,19 @@ pub async fn run_in(
             wait_ms: config.lease_wait.as_millis() as u64,
         };
         let asked_at = Instant::now();
-        let answer = tokio::select! {
-            answer = client.lease(&request) => answer,
-            _ = shutdown.wait_for(|s| *s) => break,
+        // Tasks that end while the request long-polls are taken off the set
+        // meanwhile; the request itself is never dropped half-way (feederd
+        // may have leased tasks in it).
+        let lease = client.lease(&request);
+        tokio::pin!(lease);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut lease => break Some(answer),
+                Some(ended) = slots.set.join_next_with_id() => slots.ended(ended),
+                _ = shutdown.wait_for(|s| *s) => break None,
+            }
         };
+        let Some(answer) = answer else { break };
         let grants = match answer {
             Ok(answer)
                 if answer.leases.is_empty() && asked_at.elapsed() < config.lease_wait / 2 =>
@@ -186,41 +216,14 @@ pub async fn run_in(
             }
         };
         for grant in grants {
-            let job = Arc::new(RunningJob::new(
-                grant.job_id.clone(),
-                grant.token.clone(),
-                Duration::from_millis(grant.ttl_ms),
-                asked_at,
-            ));
-            shared
-                .jobs
-                .lock()
-                .unwrap()
-                .insert(grant.job_id.clone(), job.clone());
-            tracing::info!(job_id = %grant.job_id, attempt = grant.attempt, "job leased");
-            let pipeline = pipeline.clone();
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let job_id = grant.job_id.clone();
-                let token = grant.token.clone();
-                pipeline.run(grant, job).await;
-                *shared.last_active.lock().unwrap() = Instant::now();
-                // Only this lease's entry: the same job may have been leased
-                // to this node again meanwhile.
-                let mut jobs = shared.jobs.lock().unwrap();
-                if jobs.get(&job_id).is_some_and(|j| j.token == token) {
-                    jobs.remove(&job_id);
-                }
-                drop(jobs);
-                shared.slot_freed.notify_waiters();
-            });
+            slots.start(grant, asked_at);
         }
     }
 
     shared.draining.store(true, Ordering::Relaxed);
     let leaving = *leave_tx.borrow();
     if leaving == Some(Leaving::IdleTermination) {
-        *shared.leaving_state.lock().unwrap() = Some("terminating");
+        *shared.leaving_state.lock().unwrap() = Some(NodeState::Terminating);
     }
     let running = shared.running();
     tracing::info!(node_id = %config.node_id, running = running.len(), mode = ?config.shutdown_mode, "nommerd shutting down");
@@ -232,13 +235,7 @@ pub async fn run_in(
             job.stop(Stop::Handback);
         }
     }
-    while !shared.jobs.lock().unwrap().is_empty() {
-        let freed = shared.slot_freed.notified();
-        tokio::select! {
-            _ = freed => {}
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-    }
+    slots.drain().await;
     let _ = heartbeat_stop.send(true);
     let _ = heartbeat.await;
     if let Some(watcher) = watcher {
@@ -246,11 +243,10 @@ pub async fn run_in(
     }
     let mut goodbye = shared.node_report();
     goodbye.state = match leaving {
-        Some(Leaving::IdleTermination) => "terminated",
-        Some(Leaving::SpotInterruption) => "interrupted",
-        None => "gone",
-    }
-    .into();
+        Some(Leaving::IdleTermination) => NodeState::Terminated,
+        Some(Leaving::SpotInterruption) => NodeState::Interrupted,
+        None => NodeState::Gone,
+    };
     // Tell feederd first, so it leases nothing more here, then go.
     let _ = client
         .heartbeat(&HeartbeatRequest {
@@ -263,6 +259,85 @@ pub async fn run_in(
     }
     tracing::info!(node_id = %config.node_id, "nommerd stopped");
     Ok(())
+}
+
+/// The tasks running on this node, each in its slot of a `JoinSet`. A task
+/// that panics frees its slot and ends in ERROR; draining waits on the set.
+struct Slots {
+    set: JoinSet<()>,
+    /// Which task each entry of the set runs, for a panic's report.
+    by_id: HashMap<Id, Arc<RunningTask>>,
+    /// ERROR reports of tasks that panicked, sent beside the loop.
+    reports: JoinSet<()>,
+    shared: Arc<Shared>,
+    pipeline: Arc<Pipeline>,
+}
+
+impl Slots {
+    fn start(&mut self, grant: LeaseGrant, asked_at: Instant) {
+        let task = Arc::new(RunningTask::new(&grant, asked_at));
+        self.shared
+            .tasks
+            .lock()
+            .unwrap()
+            .insert(task.key(), task.clone());
+        tracing::info!(job_id = %grant.job_id, task = grant.task, kind = %grant.kind, attempt = grant.attempt, "task leased");
+        let (pipeline, shared, running) =
+            (self.pipeline.clone(), self.shared.clone(), task.clone());
+        let handle = self.set.spawn(async move {
+            pipeline.run(grant, running.clone()).await;
+            shared.forget(&running);
+        });
+        self.by_id.insert(handle.id(), task);
+    }
+
+    /// One entry of the set ended: normally (it freed its slot itself), or
+    /// by a panic, which is the task's ERROR.
+    fn ended(&mut self, ended: Result<(Id, ()), JoinError>) {
+        let id = match &ended {
+            Ok((id, ())) => *id,
+            Err(e) => e.id(),
+        };
+        let Some(task) = self.by_id.remove(&id) else {
+            return;
+        };
+        let Err(e) = ended else {
+            return;
+        };
+        self.shared.forget(&task);
+        if !e.is_panic() {
+            return;
+        }
+        let message = panic_message(e.into_panic());
+        tracing::error!(job_id = %task.job_id, task = task.task, panic = %message, "task panicked");
+        // Reported from its own task: the loop must not wait on feederd.
+        let pipeline = self.pipeline.clone();
+        self.reports.spawn(async move {
+            let end = End::failed(
+                FailureCode::ToolFailed,
+                format!("worker panicked: {message}"),
+            );
+            pipeline.end(&task, end).await;
+        });
+    }
+
+    /// Wait for every running task to end.
+    async fn drain(&mut self) {
+        while let Some(ended) = self.set.join_next_with_id().await {
+            self.ended(ended);
+        }
+        while self.reports.join_next().await.is_some() {}
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        return text.to_string();
+    }
+    if let Some(text) = payload.downcast_ref::<String>() {
+        return text.clone();
+    }
+    "a panic with no message".into()
 }
 
 /// The sandbox this worker's tools run in, or why the worker cannot start:

@@ -17,12 +17,12 @@ pub fn node(id: &str) -> NodeReport {
     NodeReport {
         node_id: id.into(),
         instance_id: None,
-        fleet: "static".into(),
+        fleet: nommer_model::FleetKind::Static,
         hostname: Some("test".into()),
         version: "test".into(),
         max_jobs: 2,
         running_jobs: 0,
-        state: "active".into(),
+        state: nommer_model::NodeState::Active,
         sandbox: Some("landlock-abi-7+net+scope+seccomp".into()),
     }
 }
@@ -41,6 +41,9 @@ pub fn new_job(now: i64, notify: bool) -> NewJob {
         warnings: vec!["w".into()],
         max_attempts: 3,
         max_runtime_s: None,
+        tasks: vec![nommer_model::tasks::TaskPlan::of(
+            nommer_model::TaskKind::Ffmpeg,
+        )],
         created_at: now,
     }
 }
@@ -83,7 +86,366 @@ cases!(
     a_batch_of_reports_is_answered_one_by_one,
     error_codes_runtime_limits_and_sandboxes_are_kept,
     owners_and_notify_urls,
+    tasks_are_fenced_each_on_its_own,
+    the_tasks_of_one_job_go_to_one_claimer_each,
+    a_job_of_several_tasks_goes_through_each_state_once,
+    a_failed_task_fails_its_job_and_cancels_the_rest,
+    a_cancel_reaches_every_task,
+    unfinished_work_is_counted_from_the_index,
 );
+
+/// A job carried out by `n` ffmpeg tasks.
+pub fn job_of_tasks(now: i64, n: usize) -> NewJob {
+    let mut job = new_job(now, true);
+    job.tasks = vec![nommer_model::tasks::TaskPlan::of(nommer_model::TaskKind::Ffmpeg); n];
+    job
+}
+
+fn holder<'a>(job_id: &'a str, task: u32, token: &'a str, to: JobState) -> HolderReport<'a> {
+    HolderReport {
+        job_id,
+        task,
+        token,
+        to,
+        details: None,
+        warnings: &[],
+        error_code: None,
+    }
+}
+
+/// The job as it now is.
+async fn job_now(store: &dyn Store, id: &str) -> JobRecord {
+    store.get_job(id).await.unwrap().unwrap()
+}
+
+/// One report, its inner result.
+async fn report(store: &dyn Store, r: HolderReport<'_>) -> StoreResult<TaskChange> {
+    store.report_states(&[r], T0 + 5).await.unwrap().remove(0)
+}
+
+/// The lease of each task of a job, by task number.
+async fn claim_all(store: &dyn Store, node_id: &str, max: u32, now: i64) -> Vec<Claimed> {
+    let mut n = node(node_id);
+    n.max_jobs = max;
+    let mut claimed = store.claim(&n, max, now).await.unwrap();
+    claimed.sort_by_key(|c| c.task.task);
+    claimed
+}
+
+async fn tasks_are_fenced_each_on_its_own(store: &dyn Store) {
+    let job = store.insert_job(&job_of_tasks(T0, 2)).await.unwrap();
+    let leases = claim_all(store, "n1", 2, T0).await;
+    assert_eq!(leases.len(), 2, "both tasks go to the one node");
+    assert_ne!(leases[0].token, leases[1].token);
+    let (t0, t1) = (&leases[0].token, &leases[1].token);
+    // Task 1's token does not move task 0, nor does a token of another job.
+    assert!(matches!(
+        report(store, holder(&job.id, 0, t1, JobState::Encoding)).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(matches!(
+        report(store, holder(&job.id, 7, t0, JobState::Encoding)).await,
+        Err(StoreError::NotFound)
+    ));
+    let moved = report(store, holder(&job.id, 0, t0, JobState::Encoding))
+        .await
+        .unwrap();
+    assert_eq!((moved.task, moved.state), (0, JobState::Encoding));
+    // A heartbeat renews each lease by its own task and token only.
+    let lease = |task: u32, token: &str| LeaseReport {
+        job_id: job.id.clone(),
+        task,
+        token: token.to_string(),
+        progress: None,
+    };
+    let statuses = store
+        .heartbeat(
+            &node("n1"),
+            &[lease(0, t0), lease(1, t0), lease(1, t1)],
+            T0 + 6,
+        )
+        .await
+        .unwrap();
+    let valid: Vec<(u32, bool)> = statuses.iter().map(|s| (s.task, s.valid)).collect();
+    assert_eq!(valid, vec![(0, true), (1, false), (1, true)]);
+    // A hand-back frees only its task.
+    store
+        .release(&job.id, 1, t1, "shutting down", T0 + 7)
+        .await
+        .unwrap();
+    let tasks = store.job_tasks(&job.id).await.unwrap();
+    let states: Vec<JobState> = tasks.iter().map(|t| t.state).collect();
+    assert_eq!(states, vec![JobState::Encoding, JobState::Pending]);
+    assert_eq!(
+        store.get_job(&job.id).await.unwrap().unwrap().state,
+        JobState::Encoding,
+        "a task handed back does not move its job back"
+    );
+}
+
+async fn the_tasks_of_one_job_go_to_one_claimer_each(store: &dyn Store) {
+    let job = store.insert_job(&job_of_tasks(T0, 6)).await.unwrap();
+    let claims = (0..4).map(|i| async move { claim_all(store, &format!("n{i}"), 2, T0 + 1).await });
+    let claimed: Vec<Claimed> = futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut numbers: Vec<u32> = claimed.iter().map(|c| c.task.task).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, vec![0, 1, 2, 3, 4, 5], "each task leased once");
+    let tasks = store.job_tasks(&job.id).await.unwrap();
+    assert!(tasks
+        .iter()
+        .all(|t| t.state == JobState::Downloading && t.attempts == 1));
+    // The job went PENDING -> DOWNLOADING once, however many claims.
+    assert_eq!(
+        event_states(store, &job.id).await,
+        vec![JobState::Pending, JobState::Downloading]
+    );
+}
+
+async fn a_job_of_several_tasks_goes_through_each_state_once(store: &dyn Store) {
+    use JobState::*;
+    let job = store.insert_job(&job_of_tasks(T0, 2)).await.unwrap();
+    let first = claim_all(store, "n1", 1, T0).await.remove(0);
+    assert_eq!(first.task.task, 0);
+    assert_eq!(job_now(store, &job.id).await.state, Downloading);
+    let second = claim_all(store, "n2", 1, T0).await.remove(0);
+    report(store, holder(&job.id, 0, &first.token, Encoding))
+        .await
+        .unwrap();
+    assert_eq!(job_now(store, &job.id).await.state, Encoding);
+    // Task 1's lease is lost: it is retried, and the job does not go back.
+    let changes = store.reap_expired(T0 + POLICY.ttl_ms + 10).await.unwrap();
+    let reaped: Vec<(u32, JobState, JobState)> = changes
+        .iter()
+        .map(|c| (c.task, c.state, c.job_state))
+        .collect();
+    assert!(reaped.contains(&(1, Pending, Encoding)), "{reaped:?}");
+    drop(second);
+    // Task 0 was reaped too (the clock passed its lease): lease it again.
+    let later = T0 + POLICY.ttl_ms + 10 + POLICY.retry_backoff_max_ms;
+    let again = claim_all(store, "n1", 2, later).await;
+    assert_eq!(again.len(), 2);
+    let (t0, t1) = (&again[0].token, &again[1].token);
+    for state in [Encoding, Uploading, Finished] {
+        let change = report(store, holder(&job.id, 0, t0, state)).await.unwrap();
+        assert_eq!(change.state, state);
+    }
+    let shown = job_now(store, &job.id).await;
+    assert_eq!(shown.state, Uploading, "one task of two finished");
+    let progress = shown.progress.unwrap();
+    assert_eq!(
+        (progress.tasks_done, progress.tasks_total),
+        (Some(1), Some(2))
+    );
+    for state in [Encoding, Uploading] {
+        report(store, holder(&job.id, 1, t1, state)).await.unwrap();
+    }
+    let done = report(store, holder(&job.id, 1, t1, Finished))
+        .await
+        .unwrap();
+    assert_eq!(done.job_state, Finished);
+    let shown = job_now(store, &job.id).await;
+    assert_eq!(shown.progress.unwrap().tasks_done, Some(2));
+    assert_eq!(
+        event_states(store, &job.id).await,
+        vec![Pending, Downloading, Encoding, Uploading, Finished]
+    );
+    let tasks = store.job_tasks(&job.id).await.unwrap();
+    assert!(tasks
+        .iter()
+        .all(|t| t.finished_at.is_some() && t.started_at.is_some()));
+    assert_eq!(tasks[1].attempts, 2);
+}
+
+async fn a_failed_task_fails_its_job_and_cancels_the_rest(store: &dyn Store) {
+    let job = store.insert_job(&job_of_tasks(T0, 3)).await.unwrap();
+    let leases = claim_all(store, "n1", 2, T0).await;
+    let failed = HolderReport {
+        details: Some("ffmpeg said no"),
+        error_code: Some("tool_failed"),
+        ..holder(&job.id, 0, &leases[0].token, JobState::Error)
+    };
+    let change = report(store, failed).await.unwrap();
+    assert_eq!(change.job_state, JobState::Error);
+    let shown = store.get_job(&job.id).await.unwrap().unwrap();
+    assert_eq!(shown.state, JobState::Error);
+    assert_eq!(shown.error_code.as_deref(), Some("tool_failed"));
+    assert_eq!(shown.state_details.as_deref(), Some("ffmpeg said no"));
+    let tasks = store.job_tasks(&job.id).await.unwrap();
+    assert_eq!(tasks[2].state, JobState::Canceled, "the waiting task ends");
+    assert!(tasks[1].cancel_requested, "the running one is told to stop");
+    let lease = LeaseReport {
+        job_id: job.id.clone(),
+        task: 1,
+        token: leases[1].token.clone(),
+        progress: None,
+    };
+    let status = store
+        .heartbeat(&node("n1"), &[lease], T0 + 6)
+        .await
+        .unwrap();
+    assert!(status[0].cancel_requested);
+    report(
+        store,
+        holder(&job.id, 1, &leases[1].token, JobState::Canceled),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.get_job(&job.id).await.unwrap().unwrap().state,
+        JobState::Error,
+        "an ended job stays as it ended"
+    );
+    let events = event_states(store, &job.id).await;
+    assert_eq!(events.iter().filter(|s| s.is_terminal()).count(), 1);
+}
+
+async fn a_cancel_reaches_every_task(store: &dyn Store) {
+    let job = store.insert_job(&job_of_tasks(T0, 2)).await.unwrap();
+    let lease = claim_all(store, "n1", 1, T0).await.remove(0);
+    let shown = store.cancel(&job.id, T0 + 1).await.unwrap();
+    assert_eq!(shown.state, JobState::Downloading, "one task still runs");
+    let tasks = store.job_tasks(&job.id).await.unwrap();
+    assert_eq!(tasks[1].state, JobState::Canceled);
+    assert!(tasks[0].cancel_requested);
+    let change = report(store, holder(&job.id, 0, &lease.token, JobState::Canceled))
+        .await
+        .unwrap();
+    assert_eq!(change.job_state, JobState::Canceled);
+    assert!(matches!(
+        store.cancel(&job.id, T0 + 9).await,
+        Err(StoreError::Terminal(JobState::Canceled))
+    ));
+}
+
+async fn unfinished_work_is_counted_from_the_index(store: &dyn Store) {
+    for i in 0..3 {
+        store.insert_job(&new_job(T0 + i, false)).await.unwrap();
+    }
+    store.insert_job(&job_of_tasks(T0 + 5, 3)).await.unwrap();
+    let leases = claim_all(store, "n1", 2, T0 + 10).await;
+    let counts = store.count_tasks().await.unwrap();
+    assert_eq!(
+        counts,
+        TaskCounts {
+            pending: 4,
+            running: 2
+        }
+    );
+    for (i, lease) in leases.iter().enumerate() {
+        let to = if i == 0 {
+            JobState::Error
+        } else {
+            JobState::Canceled
+        };
+        report(
+            store,
+            holder(&lease.job.id, lease.task.task, &lease.token, to),
+        )
+        .await
+        .unwrap();
+    }
+    // Counted twice: the second count reads the totals the first folded in.
+    for _ in 0..2 {
+        let mut counts = store.count_jobs().await.unwrap();
+        counts.sort_by_key(|(state, _)| state.as_str());
+        assert_eq!(
+            counts,
+            vec![
+                (JobState::Canceled, 1),
+                (JobState::Error, 1),
+                (JobState::Pending, 2)
+            ]
+        );
+    }
+}
+
+/// A store written by the previous release's migrations (0001-0004), with a
+/// job waiting, a job leased and a job finished, opened by this one: the
+/// waiting job is leased and finishes, the leased one's worker finishes it
+/// under the token it already holds, and nothing else changes.
+pub async fn upgrade_from_the_previous_release(url: &str) {
+    let old = crate::sql::migrate_to(url, 4).await.unwrap();
+    let insert = "INSERT INTO jobs (id, state, state_details, warnings, progress, attempts, max_attempts, source_path, dest_path,
+        secret_uris, notify_url, nommer, job_options, run_after, lease_token, node_id, lease_expires_at, cancel_requested,
+        created_at, updated_at, state_changed_at, submitted_by)
+        VALUES ($1, $2, NULL, '[]', NULL, $3, 3, 's3://REDACTED@b/in.mp4', 'file:///out/o.mp4',
+        '{\"source\":\"s3://K:S@b/in.mp4\",\"dest\":\"file:///out/o.mp4\"}', NULL, 'ffmpeg',
+        '{\"nommer\":\"ffmpeg\",\"options\":[{}]}', $4, $5, $6, $7, 0, $4, $4, $4, 'app')";
+    // id, state, attempts, lease token, node, lease expiry
+    type OldRow<'a> = (
+        &'a str,
+        &'a str,
+        i64,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<i64>,
+    );
+    let rows: [OldRow; 3] = [
+        ("j1-waiting", "PENDING", 0, None, None, None),
+        (
+            "j2-leased",
+            "DOWNLOADING",
+            1,
+            Some("oldtoken"),
+            Some("n-old"),
+            Some(T0 + 10 * POLICY.ttl_ms),
+        ),
+        ("j3-done", "FINISHED", 1, None, Some("n-old"), None),
+    ];
+    for (id, state, attempts, token, node_id, expires) in rows {
+        sqlx::query(insert)
+            .bind(id)
+            .bind(state)
+            .bind(attempts)
+            .bind(T0)
+            .bind(token)
+            .bind(node_id)
+            .bind(expires)
+            .execute(&old)
+            .await
+            .unwrap();
+    }
+    old.close().await;
+    let store = crate::sql::SqlStore::open(url, POLICY, &crate::sql::PoolSettings::default())
+        .await
+        .unwrap();
+    let tasks = store.job_tasks("j2-leased").await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(
+        (
+            tasks[0].state,
+            tasks[0].node_id.as_deref(),
+            tasks[0].attempts
+        ),
+        (JobState::Downloading, Some("n-old"), 1)
+    );
+    let leased = store.claim(&node("n-new"), 5, T0 + 1).await.unwrap();
+    let ids: Vec<&str> = leased.iter().map(|c| c.job.id.as_str()).collect();
+    assert_eq!(ids, vec!["j1-waiting"], "only the waiting job is claimable");
+    assert_eq!(leased[0].source_uri, "s3://K:S@b/in.mp4");
+    for (id, token) in [
+        ("j1-waiting", leased[0].token.as_str()),
+        ("j2-leased", "oldtoken"),
+    ] {
+        for state in [JobState::Encoding, JobState::Uploading, JobState::Finished] {
+            store
+                .report_state(id, 0, token, state, None, &[], T0 + 2)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.get_job(id).await.unwrap().unwrap().state,
+            JobState::Finished
+        );
+    }
+    let mut counts = store.count_jobs().await.unwrap();
+    counts.sort_by_key(|(state, _)| state.as_str());
+    assert_eq!(counts, vec![(JobState::Finished, 3)]);
+}
 
 /// A job keeps the name of the token that submitted it, and lists filter by
 /// it; its notify_url is shown without query string or userinfo, and only
@@ -138,6 +500,7 @@ async fn error_codes_runtime_limits_and_sandboxes_are_kept(store: &dyn Store) {
     assert_eq!(lease.job.max_runtime_s, Some(90));
     // A code on a report that is not ERROR is not kept.
     let encoding = HolderReport {
+        task: 0,
         job_id: &job.id,
         token: &lease.token,
         to: JobState::Encoding,
@@ -155,13 +518,8 @@ async fn error_codes_runtime_limits_and_sandboxes_are_kept(store: &dyn Store) {
         .report_states(&[encoding, error], T0 + 1)
         .await
         .unwrap();
-    assert_eq!(results[0].as_ref().unwrap().error_code, None);
-    let failed = results[1].as_ref().unwrap();
-    assert_eq!(failed.error_code.as_deref(), Some("output_too_large"));
-    assert_eq!(
-        failed.to_api().error_code.as_deref(),
-        Some("output_too_large")
-    );
+    assert_eq!(results[0].as_ref().unwrap().state, JobState::Encoding);
+    assert_eq!(results[1].as_ref().unwrap().job_state, JobState::Error);
     let stored = store.get_job(&job.id).await.unwrap().unwrap();
     assert_eq!(stored.error_code.as_deref(), Some("output_too_large"));
 
@@ -176,7 +534,10 @@ async fn error_codes_runtime_limits_and_sandboxes_are_kept(store: &dyn Store) {
 
 /// The regression guard on the hot path: SQL statements a job costs from
 /// submit to FINISHED. Raising it needs a reason (and BENCHMARKS.md updated).
-pub const STATEMENTS_PER_JOB: u64 = 6;
+/// Eight since jobs became tasks: the submit inserts the job and its task,
+/// and the claim reads the jobs of the tasks it leased; each report is still
+/// one statement (the job of one task follows it by trigger).
+pub const STATEMENTS_PER_JOB: u64 = 8;
 
 async fn statements_per_job_lifecycle(store: &dyn Store) {
     let before = store.statements();
@@ -184,7 +545,7 @@ async fn statements_per_job_lifecycle(store: &dyn Store) {
     let lease = store.claim(&node("n1"), 1, T0).await.unwrap();
     for state in [JobState::Encoding, JobState::Uploading, JobState::Finished] {
         store
-            .report_state(&job.id, &lease[0].token, state, None, &[], T0 + 1)
+            .report_state(&job.id, 0, &lease[0].token, state, None, &[], T0 + 1)
             .await
             .unwrap();
     }
@@ -198,6 +559,7 @@ async fn an_expired_lease_not_yet_reaped_can_be_renewed(store: &dyn Store) {
     let lease = store.claim(&node("n1"), 1, T0).await.unwrap();
     let late = T0 + 5 * POLICY.ttl_ms;
     let report = LeaseReport {
+        task: 0,
         job_id: job.id.clone(),
         token: lease[0].token.clone(),
         progress: None,
@@ -205,9 +567,10 @@ async fn an_expired_lease_not_yet_reaped_can_be_renewed(store: &dyn Store) {
     let status = store.heartbeat(&node("n1"), &[report], late).await.unwrap();
     assert!(status[0].valid);
     assert!(store.reap_expired(late + 1).await.unwrap().is_empty());
-    let job = store.get_job(&job.id).await.unwrap().unwrap();
-    assert_eq!(job.lease_expires_at, Some(late + POLICY.ttl_ms));
-    assert_eq!(job.attempts, 1);
+    let task = store.job_tasks(&job.id).await.unwrap().remove(0);
+    assert_eq!(task.lease_expires_at, Some(late + POLICY.ttl_ms));
+    assert_eq!(task.attempts, 1);
+    assert_eq!(store.get_job(&job.id).await.unwrap().unwrap().attempts, 1);
 }
 
 async fn jobs_are_counted_by_state(store: &dyn Store) {
@@ -241,13 +604,14 @@ async fn lifecycle_and_events(store: &dyn Store) {
         .is_empty());
     for state in [JobState::Encoding, JobState::Uploading] {
         store
-            .report_state(&job.id, &lease.token, state, None, &[], T0 + 3)
+            .report_state(&job.id, 0, &lease.token, state, None, &[], T0 + 3)
             .await
             .unwrap();
     }
     let done = store
         .report_state(
             &job.id,
+            0,
             &lease.token,
             JobState::Finished,
             None,
@@ -256,6 +620,8 @@ async fn lifecycle_and_events(store: &dyn Store) {
         )
         .await
         .unwrap();
+    assert_eq!(done.state, JobState::Finished);
+    let done = store.get_job(&job.id).await.unwrap().unwrap();
     assert_eq!(done.state, JobState::Finished);
     assert_eq!(done.warnings, vec!["w".to_string(), "late".to_string()]);
     let states = event_states(store, &job.id).await;
@@ -278,7 +644,15 @@ async fn fencing_refuses_stale_tokens(store: &dyn Store) {
     let second = store.claim(&node("n2"), 1, later).await.unwrap().remove(0);
     assert_ne!(first.token, second.token);
     let err = store
-        .report_state(&job.id, &first.token, JobState::Encoding, None, &[], later)
+        .report_state(
+            &job.id,
+            0,
+            &first.token,
+            JobState::Encoding,
+            None,
+            &[],
+            later,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::LeaseLost), "{err:?}");
@@ -286,6 +660,7 @@ async fn fencing_refuses_stale_tokens(store: &dyn Store) {
         .heartbeat(
             &node("n1"),
             &[LeaseReport {
+                task: 0,
                 job_id: job.id.clone(),
                 token: first.token.clone(),
                 progress: None,
@@ -296,11 +671,19 @@ async fn fencing_refuses_stale_tokens(store: &dyn Store) {
         .unwrap();
     assert!(!beats[0].valid);
     assert!(store
-        .release(&job.id, &first.token, "x", later)
+        .release(&job.id, 0, &first.token, "x", later)
         .await
         .is_err());
     store
-        .report_state(&job.id, &second.token, JobState::Encoding, None, &[], later)
+        .report_state(
+            &job.id,
+            0,
+            &second.token,
+            JobState::Encoding,
+            None,
+            &[],
+            later,
+        )
         .await
         .unwrap();
 }
@@ -319,6 +702,7 @@ async fn expiry_requeues_then_fails(store: &dyn Store) {
             ..Default::default()
         };
         let report = LeaseReport {
+            task: 0,
             job_id: job.id.clone(),
             token: lease[0].token.clone(),
             progress: Some(progress),
@@ -344,6 +728,10 @@ async fn expiry_requeues_then_fails(store: &dyn Store) {
         } else {
             JobState::Error
         };
+        let changes: Vec<_> = changes
+            .into_iter()
+            .map(|c| (c.job_id, c.job_state))
+            .collect();
         assert_eq!(changes, vec![(job.id.clone(), expected)]);
         if attempt < 3 {
             // Backoff: not claimable until it has passed.
@@ -383,6 +771,7 @@ async fn cancel_pending_and_leased(store: &dyn Store) {
     assert_eq!(flagged.state, JobState::Downloading);
     assert!(flagged.cancel_requested);
     let report = LeaseReport {
+        task: 0,
         job_id: running.id.clone(),
         token: lease.token.clone(),
         progress: None,
@@ -397,6 +786,7 @@ async fn cancel_pending_and_leased(store: &dyn Store) {
     let done = store
         .report_state(
             &running.id,
+            0,
             &lease.token,
             JobState::Canceled,
             Some("canceled"),
@@ -416,7 +806,7 @@ async fn transitions_are_checked(store: &dyn Store) {
     let job = store.insert_job(&new_job(T0, false)).await.unwrap();
     let lease = store.claim(&node("n1"), 1, T0).await.unwrap().remove(0);
     let skip = store
-        .report_state(&job.id, &lease.token, JobState::Finished, None, &[], T0)
+        .report_state(&job.id, 0, &lease.token, JobState::Finished, None, &[], T0)
         .await;
     assert!(
         matches!(skip, Err(StoreError::InvalidTransition { .. })),
@@ -425,6 +815,7 @@ async fn transitions_are_checked(store: &dyn Store) {
     store
         .report_state(
             &job.id,
+            0,
             &lease.token,
             JobState::Error,
             Some(&"x".repeat(5000)),
@@ -440,7 +831,7 @@ async fn transitions_are_checked(store: &dyn Store) {
     );
     // A finished job never changes again, whoever asks.
     let again = store
-        .report_state(&job.id, &lease.token, JobState::Encoding, None, &[], T0)
+        .report_state(&job.id, 0, &lease.token, JobState::Encoding, None, &[], T0)
         .await;
     assert!(again.is_err());
     assert!(store
@@ -458,7 +849,15 @@ async fn deliveries_in_order_per_job(store: &dyn Store) {
     let a = store.insert_job(&new_job(T0, true)).await.unwrap();
     let lease = store.claim(&node("n1"), 1, T0).await.unwrap().remove(0);
     store
-        .report_state(&a.id, &lease.token, JobState::Encoding, None, &[], T0 + 1)
+        .report_state(
+            &a.id,
+            0,
+            &lease.token,
+            JobState::Encoding,
+            None,
+            &[],
+            T0 + 1,
+        )
         .await
         .unwrap();
     let due = store.due_deliveries(T0 + 5, 10).await.unwrap();
@@ -538,6 +937,7 @@ async fn abandon_only_pending(store: &dyn Store) {
     for _ in 0..5 {
         now += 900;
         let report = LeaseReport {
+            task: 0,
             job_id: idle.id.clone(),
             token: lease.token.clone(),
             progress: None,
@@ -560,9 +960,11 @@ async fn release_does_not_count(store: &dyn Store) {
     let job = store.insert_job(&new_job(T0, true)).await.unwrap();
     let lease = store.claim(&node("n1"), 1, T0).await.unwrap().remove(0);
     let back = store
-        .release(&job.id, &lease.token, "worker shutting down", T0 + 1)
+        .release(&job.id, 0, &lease.token, "worker shutting down", T0 + 1)
         .await
         .unwrap();
+    assert_eq!(back.state, JobState::Pending);
+    let back = store.get_job(&job.id).await.unwrap().unwrap();
     assert_eq!(back.state, JobState::Pending);
     assert_eq!(back.attempts, 0);
     assert!(back.state_details.unwrap().contains("worker shutting down"));
@@ -619,8 +1021,11 @@ async fn nodes_are_tracked_and_lost(store: &dyn Store) {
     assert_eq!(lost, vec!["a".to_string()]);
     let nodes = store.list_nodes().await.unwrap();
     let a = nodes.iter().find(|n| n.id == "a").unwrap();
-    assert_eq!(a.state, "lost");
-    assert_eq!(nodes.iter().find(|n| n.id == "b").unwrap().state, "active");
+    assert_eq!(a.state, nommer_model::NodeState::Lost);
+    assert_eq!(
+        nodes.iter().find(|n| n.id == "b").unwrap().state,
+        nommer_model::NodeState::Active
+    );
     // A lost node that comes back is active again.
     store.heartbeat(&node("a"), &[], T0 + 13_000).await.unwrap();
     assert_eq!(
@@ -632,7 +1037,7 @@ async fn nodes_are_tracked_and_lost(store: &dyn Store) {
             .find(|n| n.id == "a")
             .unwrap()
             .state,
-        "active"
+        nommer_model::NodeState::Active
     );
 }
 
@@ -677,6 +1082,7 @@ async fn a_batch_of_reports_is_answered_one_by_one(store: &dyn Store) {
     assert_ne!(ta, tb, "each job leased together gets its own token");
     let warnings = ["resumed once".to_string()];
     let report = |job_id, token, to, warnings| HolderReport {
+        task: 0,
         job_id,
         token,
         to,
@@ -700,12 +1106,13 @@ async fn a_batch_of_reports_is_answered_one_by_one(store: &dyn Store) {
     assert!(matches!(results[1], Err(StoreError::LeaseLost)));
     let a_now = results[2].as_ref().unwrap();
     assert_eq!(a_now.state, JobState::Uploading);
+    let a_job = store.get_job(&a.id).await.unwrap().unwrap();
     assert_eq!(
-        a_now.warnings,
+        a_job.warnings,
         vec!["w".to_string(), "resumed once".to_string()]
     );
     assert_eq!(
-        a_now.lease_expires_at,
+        store.job_tasks(&a.id).await.unwrap()[0].lease_expires_at,
         Some(T0 + 3 + POLICY.ttl_ms),
         "a report renews the lease"
     );

@@ -124,10 +124,16 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first, a page at a time.
     async fn list_jobs(&self, query: &JobQuery<'_>) -> StoreResult<Vec<JobRecord>>;
     async fn job_events(&self, id: &str) -> StoreResult<Vec<EventRecord>>;
-    /// How many jobs are in each state (states with none are left out).
+    /// How many jobs are in each state (states with none are left out): an
+    /// indexed count of unfinished jobs, and running totals of finished ones.
     async fn count_jobs(&self) -> StoreResult<Vec<(JobState, u64)>>;
+    /// Tasks waiting for a worker and tasks leased, from the index.
+    async fn count_tasks(&self) -> StoreResult<TaskCounts>;
+    /// A job's tasks in order; empty when there is no such job.
+    async fn job_tasks(&self, id: &str) -> StoreResult<Vec<TaskRecord>>;
 
-    /// Lease up to `max` claimable jobs to a node; each goes PENDING -> DOWNLOADING.
+    /// Lease up to `max` claimable tasks to a node; each goes PENDING ->
+    /// DOWNLOADING, and so does its job the first time.
     async fn claim(&self, node: &NodeReport, max: u32, now: i64) -> StoreResult<Vec<Claimed>>;
     /// Renew the node's leases and record their progress.
     async fn heartbeat(
@@ -143,20 +149,23 @@ pub trait Store: Send + Sync + 'static {
         &self,
         reports: &[HolderReport<'_>],
         now: i64,
-    ) -> StoreResult<Vec<StoreResult<JobRecord>>>;
+    ) -> StoreResult<Vec<StoreResult<TaskChange>>>;
 
-    /// One state change by the lease holder, fenced by its token.
+    /// One state change by the lease holder, fenced by job, task and token.
+    #[allow(clippy::too_many_arguments)]
     async fn report_state(
         &self,
         id: &str,
+        task: u32,
         token: &str,
         to: JobState,
         details: Option<&str>,
         warnings: &[String],
         now: i64,
-    ) -> StoreResult<JobRecord> {
+    ) -> StoreResult<TaskChange> {
         let report = HolderReport {
             job_id: id,
+            task,
             token,
             to,
             details,
@@ -166,20 +175,23 @@ pub trait Store: Send + Sync + 'static {
         let mut results = self.report_states(&[report], now).await?;
         results.pop().unwrap_or(Err(StoreError::NotFound))
     }
-    /// The lease holder hands the job back unfinished; it does not count as an attempt.
+    /// The lease holder hands the task back unfinished; it does not count as an attempt.
     async fn release(
         &self,
         id: &str,
+        task: u32,
         token: &str,
         reason: &str,
         now: i64,
-    ) -> StoreResult<JobRecord>;
-    /// Cancel: a PENDING job ends at once; a leased one is flagged for its worker.
+    ) -> StoreResult<TaskChange>;
+    /// Cancel: PENDING tasks end at once; leased ones are flagged for their
+    /// workers. The job is CANCELED once every task is.
     async fn cancel(&self, id: &str, now: i64) -> StoreResult<JobRecord>;
 
-    /// Requeue (or fail, or cancel) jobs whose lease expired. Returns the changes.
-    async fn reap_expired(&self, now: i64) -> StoreResult<Vec<(String, JobState)>>;
-    /// PENDING jobs untouched for `threshold_ms` become ABANDONED.
+    /// Requeue (or fail, or cancel) tasks whose lease expired, in bounded
+    /// batches. Returns each task's change.
+    async fn reap_expired(&self, now: i64) -> StoreResult<Vec<TaskChange>>;
+    /// PENDING jobs untouched for `threshold_ms` become ABANDONED (in bounded batches).
     async fn abandon_stale(&self, now: i64, threshold_ms: i64) -> StoreResult<Vec<String>>;
 
     /// The next undelivered event of each job, if due.

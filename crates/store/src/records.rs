@@ -1,7 +1,8 @@
 //! Rows as the store returns them, and their API views.
 
 use nommer_model::api::{self, Progress};
-use nommer_model::{rfc3339, JobState};
+use nommer_model::tasks::{TaskPlan, TaskSpec};
+use nommer_model::{rfc3339, FleetKind, JobState, NodeState, TaskKind};
 use serde_json::Value;
 
 /// A job to insert, already validated.
@@ -21,6 +22,8 @@ pub struct NewJob {
     pub warnings: Vec<String>,
     pub max_attempts: u32,
     pub max_runtime_s: Option<u64>,
+    /// What carries the job out, numbered from 0: at least one.
+    pub tasks: Vec<TaskPlan>,
     pub created_at: i64,
 }
 
@@ -43,7 +46,6 @@ pub struct JobRecord {
     pub nommer: String,
     pub job_options: Value,
     pub node_id: Option<String>,
-    pub lease_expires_at: Option<i64>,
     pub cancel_requested: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -74,10 +76,68 @@ impl JobRecord {
     }
 }
 
-/// A job leased to a worker, with what only the lease holder may see.
+/// One task of a job.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    pub job_id: String,
+    pub task: u32,
+    pub kind: TaskKind,
+    pub state: JobState,
+    pub state_details: Option<String>,
+    pub error_code: Option<String>,
+    pub spec: TaskSpec,
+    pub progress: Option<Progress>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub node_id: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub cancel_requested: bool,
+    /// The job's only task: the job shows it as it is.
+    pub mirrored: bool,
+    /// The job has a notify_url.
+    pub notifies: bool,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl TaskRecord {
+    pub fn to_api(&self) -> api::Task {
+        api::Task {
+            task: self.task,
+            kind: self.kind,
+            state: self.state,
+            node: self.node_id.clone(),
+            attempts: self.attempts,
+            progress: self.progress.clone(),
+            started_at: self.started_at.map(rfc3339),
+            finished_at: self.finished_at.map(rfc3339),
+        }
+    }
+}
+
+/// What a lease holder's report did: its task's state, and its job's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskChange {
+    pub job_id: String,
+    pub task: u32,
+    pub state: JobState,
+    pub job_state: JobState,
+}
+
+/// Unfinished work, for the autoscaler and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    /// Waiting for a worker (retries backing off included).
+    pub pending: u64,
+    /// Leased to a worker.
+    pub running: u64,
+}
+
+/// A task leased to a worker, with its job and what only the lease holder may see.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub job: JobRecord,
+    pub task: TaskRecord,
     pub token: String,
     pub source_uri: String,
     pub dest_uri: String,
@@ -129,8 +189,8 @@ impl AttemptRecord {
 pub struct NodeRecord {
     pub id: String,
     pub instance_id: Option<String>,
-    pub fleet: String,
-    pub state: String,
+    pub fleet: FleetKind,
+    pub state: NodeState,
     pub hostname: Option<String>,
     pub version: Option<String>,
     pub max_jobs: u32,
@@ -145,8 +205,8 @@ impl NodeRecord {
         api::Node {
             id: self.id.clone(),
             instance_id: self.instance_id.clone(),
-            fleet: self.fleet.clone(),
-            state: self.state.clone(),
+            fleet: self.fleet,
+            state: self.state,
             hostname: self.hostname.clone(),
             version: self.version.clone(),
             max_jobs: self.max_jobs,
@@ -162,6 +222,7 @@ impl NodeRecord {
 #[derive(Debug, Clone, Copy)]
 pub struct HolderReport<'a> {
     pub job_id: &'a str,
+    pub task: u32,
     pub token: &'a str,
     pub to: JobState,
     pub details: Option<&'a str>,

@@ -98,3 +98,94 @@ async fn one_leader_at_a_time_and_a_new_one_when_it_goes() {
         .expect("b took over within seconds");
     assert!(!a.is_leader());
 }
+
+#[tokio::test]
+async fn a_store_of_the_previous_release_is_carried_forward() {
+    let url = PgServer::shared().fresh_database().await;
+    conformance::upgrade_from_the_previous_release(&url).await;
+}
+
+/// Every migration keeps both backends' schemas in step: the same tables,
+/// the same columns with the same nullability, the same indexes.
+#[tokio::test]
+async fn both_backends_have_the_same_schema() {
+    use sqlx::Row;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let pg_url = PgServer::shared().fresh_database().await;
+    let latest = i64::MAX;
+    let sqlite = nommer_store::sql::migrate_to(&sqlite_url, latest)
+        .await
+        .unwrap();
+    let pg = nommer_store::sql::migrate_to(&pg_url, latest)
+        .await
+        .unwrap();
+    let ours = |name: &str| !name.starts_with("_sqlx") && !name.starts_with("sqlite_");
+
+    let mut lite = Vec::new();
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(&sqlite)
+            .await
+            .unwrap();
+    for table in tables.into_iter().filter(|t| ours(t)) {
+        let columns = sqlx::query(&format!(
+            "SELECT name, \"notnull\" AS nn, pk FROM pragma_table_info('{table}')"
+        ))
+        .fetch_all(&sqlite)
+        .await
+        .unwrap();
+        for c in columns {
+            let name: String = c.try_get("name").unwrap();
+            // SQLite's INTEGER PRIMARY KEY is NOT NULL whatever it says.
+            let not_null =
+                c.try_get::<i64, _>("nn").unwrap() != 0 || c.try_get::<i64, _>("pk").unwrap() != 0;
+            lite.push(format!(
+                "{table}.{name} {}",
+                if not_null { "not null" } else { "null" }
+            ));
+        }
+    }
+    let mut post = Vec::new();
+    let columns = sqlx::query(
+        "SELECT table_name::text AS t, column_name::text AS c, is_nullable::text AS n FROM information_schema.columns
+         WHERE table_schema = current_schema()",
+    )
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    for c in columns {
+        let table: String = c.try_get("t").unwrap();
+        if !ours(&table) {
+            continue;
+        }
+        let name: String = c.try_get("c").unwrap();
+        let nullable: String = c.try_get("n").unwrap();
+        post.push(format!(
+            "{table}.{name} {}",
+            if nullable == "NO" { "not null" } else { "null" }
+        ));
+    }
+    lite.sort();
+    post.sort();
+    assert_eq!(lite, post);
+
+    let mut lite_indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
+    )
+    .fetch_all(&sqlite)
+    .await
+    .unwrap();
+    let mut pg_indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND indexname NOT LIKE '%_pkey'",
+    )
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    lite_indexes.retain(|i| ours(i));
+    pg_indexes.retain(|i| ours(i));
+    lite_indexes.sort();
+    pg_indexes.sort();
+    assert_eq!(lite_indexes, pg_indexes);
+    assert!(lite.contains(&"tasks.lease_token null".to_string()));
+}

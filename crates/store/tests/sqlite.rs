@@ -23,3 +23,10 @@ async fn sqlite_in_memory_opens() {
         .unwrap();
     conformance::run("lifecycle_and_events", &store).await;
 }
+
+#[tokio::test]
+async fn a_store_of_the_previous_release_is_carried_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    conformance::upgrade_from_the_previous_release(&url).await;
+}

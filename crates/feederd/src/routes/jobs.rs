@@ -1,4 +1,4 @@
-//! `/v1/jobs`: submit, read, list, cancel, and webhook deliveries.
+//! `/v1/jobs`: submit, read, list, cancel, tasks, and webhook deliveries.
 
 use crate::auth::Caller;
 use crate::error::{read_body, ApiError, ApiResult};
@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use nommer_model::api::{Delivery, DeliveryList, Job, JobList};
+use nommer_model::api::{Delivery, DeliveryList, Job, JobList, TaskList};
 use nommer_model::{now_ms, rfc3339, ErrorCode, JobId, JobState};
 use serde::Deserialize;
 use std::time::Duration;
@@ -231,4 +231,20 @@ pub async fn job_deliveries(
         })
         .collect();
     Ok(Json(DeliveryList { deliveries }))
+}
+
+/// The tasks that carry the job out, in order, with the node each last ran on.
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = TaskList), (status = 404, body = nommer_model::error::ApiErrorBody)))]
+pub async fn job_tasks(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskList>> {
+    let id = job_id(&id)?;
+    visible_job(&state, &caller, id).await?;
+    let tasks = state.store.job_tasks(id).await?;
+    Ok(Json(TaskList {
+        tasks: tasks.iter().map(|t| t.to_api()).collect(),
+    }))
 }

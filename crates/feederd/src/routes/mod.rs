@@ -22,7 +22,8 @@ use tower_http::trace::TraceLayer;
 pub use crate::autoscaler::__path_fleet_view;
 pub use health::{__path_healthz, __path_openapi};
 pub use jobs::{
-    __path_cancel_job, __path_get_job, __path_job_deliveries, __path_list_jobs, __path_submit_job,
+    __path_cancel_job, __path_get_job, __path_job_deliveries, __path_job_tasks, __path_list_jobs,
+    __path_submit_job,
 };
 pub use legacy::{__path_legacy_submit, __path_legacy_submit_with_path_token, legacy_failure};
 pub use nodes::__path_list_nodes;
@@ -144,6 +145,12 @@ fn routes(state: Option<&AppState>) -> Routes {
             "/v1/jobs/{id}/deliveries",
             ReadJobs,
             get(jobs::job_deliveries),
+        )
+        .add(
+            Method::GET,
+            "/v1/jobs/{id}/tasks",
+            ReadJobs,
+            get(jobs::job_tasks),
         )
         .add(Method::GET, "/v1/nodes", ReadFleet, get(nodes::list_nodes))
         .add(

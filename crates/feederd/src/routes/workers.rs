@@ -48,12 +48,14 @@ pub async fn lease(State(state): State<AppState>, request: Body) -> ApiResult<Js
             let leases = claimed
                 .into_iter()
                 .map(|c| {
-                    tracing::info!(job_id = %c.job.id, node_id = %request.node.node_id, attempt = c.job.attempts, "job leased");
+                    tracing::info!(job_id = %c.job.id, task = c.task.task, kind = %c.task.kind, node_id = %request.node.node_id, attempt = c.task.attempts, "task leased");
                     LeaseGrant {
                         job_id: c.job.id.clone(),
-                        task: 0,
+                        task: c.task.task,
+                        kind: c.task.kind,
+                        spec: c.task.spec,
                         token: c.token,
-                        attempt: c.job.attempts,
+                        attempt: c.task.attempts,
                         ttl_ms,
                         source_uri: c.source_uri,
                         dest_uri: c.dest_uri,
@@ -101,7 +103,7 @@ pub async fn heartbeat(
         .heartbeat(&request.node, &request.leases, now_ms())
         .await?;
     for lost in leases.iter().filter(|l| !l.valid) {
-        tracing::warn!(job_id = %lost.job_id, node_id = %request.node.node_id, "heartbeat for a lease this node no longer holds");
+        tracing::warn!(job_id = %lost.job_id, task = lost.task, node_id = %request.node.node_id, "heartbeat for a lease this node no longer holds");
     }
     Ok(Json(HeartbeatResponse {
         ttl_ms: state.config.lease_ttl.as_millis() as u64,
@@ -120,6 +122,7 @@ pub async fn report_state(
     let report: StateReport = body(&state, request).await?;
     let holder = HolderReport {
         job_id: &id,
+        task: report.task,
         token: &report.token,
         to: report.state,
         details: report.details.as_deref(),
@@ -133,12 +136,12 @@ pub async fn report_state(
         .pop()
         .unwrap_or(Err(nommer_store::StoreError::NotFound));
     match result {
-        Ok(job) => {
-            tracing::info!(job_id = %id, state = %job.state, "job state changed");
-            Ok(Json(job.to_api()))
+        Ok(change) => {
+            tracing::info!(job_id = %id, task = change.task, state = %change.state, job_state = %change.job_state, "task state changed");
+            Ok(Json(current_job(&state, &id).await?))
         }
         Err(e) => {
-            tracing::warn!(job_id = %id, state = %report.state, error = %e, "worker state report refused");
+            tracing::warn!(job_id = %id, task = report.task, state = %report.state, error = %e, "worker state report refused");
             Err(ApiError::from(e))
         }
     }
@@ -164,6 +167,7 @@ pub async fn report_states(
         .iter()
         .map(|r| HolderReport {
             job_id: &r.job_id,
+            task: r.task,
             token: &r.token,
             to: r.state,
             details: r.details.as_deref(),
@@ -176,18 +180,20 @@ pub async fn report_states(
         .iter()
         .zip(outcomes)
         .map(|(report, outcome)| match outcome {
-            Ok(job) => {
-                tracing::info!(job_id = %report.job_id, state = %job.state, "job state changed");
+            Ok(change) => {
+                tracing::info!(job_id = %report.job_id, task = change.task, state = %change.state, job_state = %change.job_state, "task state changed");
                 StateReportResult {
-                    job_id: job.id,
-                    state: Some(job.state),
+                    job_id: change.job_id,
+                    task: change.task,
+                    state: Some(change.state),
                     error: None,
                 }
             }
             Err(e) => {
-                tracing::warn!(job_id = %report.job_id, state = %report.to, error = %e, "worker state report refused");
+                tracing::warn!(job_id = %report.job_id, task = report.task, state = %report.to, error = %e, "worker state report refused");
                 StateReportResult {
                     job_id: report.job_id.to_string(),
+                    task: report.task,
                     state: None,
                     error: Some(ApiError::from(e).0.body()),
                 }
@@ -207,10 +213,17 @@ pub async fn release(
     request: Body,
 ) -> ApiResult<Json<Job>> {
     let request: ReleaseRequest = body(&state, request).await?;
-    let job = state
+    state
         .store
-        .release(&id, &request.token, &request.reason, now_ms())
+        .release(&id, request.task, &request.token, &request.reason, now_ms())
         .await?;
-    tracing::info!(job_id = %id, reason = %request.reason, "job handed back");
-    Ok(Json(job.to_api()))
+    tracing::info!(job_id = %id, task = request.task, reason = %request.reason, "task handed back");
+    Ok(Json(current_job(&state, &id).await?))
+}
+
+/// The job as it is after a report on one of its tasks.
+async fn current_job(state: &AppState, id: &str) -> ApiResult<Job> {
+    let job = state.store.get_job(id).await?;
+    job.map(|j| j.to_api())
+        .ok_or_else(|| ApiError::from(nommer_store::StoreError::NotFound))
 }

@@ -1,4 +1,4 @@
-//! Nommers and the FFmpeg nommer's options in the seed's format: a list of at
+//! The FFmpeg nommer's options in the seed's format: a list of at
 //! most two passes, each with `infile_options` and `outfile_options` as ordered
 //! `[flag, value]` pairs and an optional `move_atom_to_front`.
 //!
@@ -22,34 +22,6 @@ pub use formats::format_for_extension;
 
 use crate::error::{CodedError, ErrorCode};
 use serde_json::Value;
-
-/// The seed's dotted class path, accepted as an alias of `ffmpeg`.
-pub const SEED_FFMPEG_NOMMER: &str = "media_nommer.ec2nommerd.nommers.ffmpeg.FFmpegNommer";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Nommer {
-    /// Runs FFmpeg with the job's passes.
-    Ffmpeg,
-    /// Moves the source to the destination unchanged; spawns no process.
-    Copy,
-}
-
-impl Nommer {
-    pub fn parse(name: &str) -> Option<Nommer> {
-        match name {
-            "ffmpeg" | SEED_FFMPEG_NOMMER => Some(Nommer::Ffmpeg),
-            "copy" => Some(Nommer::Copy),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Nommer::Ffmpeg => "ffmpeg",
-            Nommer::Copy => "copy",
-        }
-    }
-}
 
 /// A JSON scalar as the seed rendered it onto the command line.
 #[derive(Debug, Clone, PartialEq)]

@@ -122,3 +122,32 @@ async fn open_postgres(url: &str, settings: &PoolSettings) -> StoreResult<Pools>
         reader: pool,
     })
 }
+
+/// A new store at `url` brought to schema `version` and no further: how a
+/// store written by an earlier release is made, for the upgrade tests. The
+/// pool is for writing that release's rows by hand.
+pub async fn migrate_to(url: &str, version: i64) -> StoreResult<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let dialect =
+        Dialect::from_url(url).ok_or_else(|| StoreError::Other("unsupported store URL".into()))?;
+    let (url, mut migrator) = match dialect {
+        Dialect::Sqlite => (
+            format!("{}?mode=rwc", url.split('?').next().unwrap_or(url)),
+            sqlx::migrate!("migrations/sqlite"),
+        ),
+        Dialect::Postgres => (url.to_string(), sqlx::migrate!("migrations/postgres")),
+    };
+    let earlier: Vec<_> = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version <= version)
+        .cloned()
+        .collect();
+    migrator.migrations = std::borrow::Cow::Owned(earlier);
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await?;
+    migrator.run(&pool).await.map_err(migration_error)?;
+    Ok(pool)
+}

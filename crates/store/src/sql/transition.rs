@@ -1,19 +1,30 @@
-//! The one way a job changes state: one UPDATE whose WHERE admits only the
-//! states the transition table allows (and, for a worker, its lease token).
-//! The database appends the event in the same statement (a trigger).
+//! The one way a task, and through it a job, changes state: one UPDATE whose
+//! WHERE admits only the states the transition table allows (and, for a
+//! worker, its lease token). A job of one task follows it in the same
+//! statement (the `tasks_mirror` triggers), and the job's event is written by
+//! the `jobs_event` trigger. A job of several tasks changes through
+//! [`apply_job`], which [`super::tasks`] calls with the state derived from all
+//! of them.
 
-use super::rows::JOB_COLUMNS;
+use super::rows::{self, JOB_COLUMNS, TASK_COLUMNS};
 use crate::*;
 use nommer_model::state::Actor;
+use sqlx::any::AnyArguments;
+use sqlx::Arguments;
 
 /// What happens to the lease columns.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Lease {
+pub enum Lease<'a> {
     Keep,
     /// Token and expiry cleared; the node stays for the record.
     End,
-    /// Token, expiry and node cleared: the job is free for anyone.
+    /// Token, expiry and node cleared: the task is free for anyone.
     Free,
+    /// A fresh token, made by the database, for this node until `expires`.
+    Grant {
+        node_id: &'a str,
+        expires: i64,
+    },
 }
 
 /// One state change, with what it does to the rest of the row.
@@ -21,15 +32,13 @@ pub struct Transition<'a> {
     pub to: JobState,
     /// None keeps the previous details on the row (ABANDONED, as the seed).
     pub details: Option<Option<&'a str>>,
-    pub lease: Lease,
+    pub lease: Lease<'a>,
     pub run_after: Option<i64>,
     /// None keeps the progress; Some(None) clears it.
     pub progress: Option<Option<String>>,
-    /// The merged warning list, when it changed.
-    pub warnings: Option<String>,
     /// Added to attempts, floored at zero.
     pub attempts_delta: i64,
-    /// Why the job ended in ERROR; None keeps the column as it is.
+    /// Why the task ended in ERROR; None keeps the column as it is.
     pub error_code: Option<&'a str>,
 }
 
@@ -41,7 +50,6 @@ impl<'a> Transition<'a> {
             lease: Lease::Keep,
             run_after: None,
             progress: None,
-            warnings: None,
             attempts_delta: 0,
             error_code: None,
         }
@@ -66,66 +74,247 @@ pub enum Guard<'a> {
     Holder { token: &'a str, renew_until: i64 },
 }
 
-/// Apply `t` to job `id` in one statement; the job as it now is, or None when
-/// the row is not in a state that may move to `t.to` (or, for a holder, the
-/// token no longer matches). The event is written by the `jobs_event` trigger
-/// in the same statement. A holder's change also renews its lease.
+impl Guard<'_> {
+    fn actor(self) -> Actor {
+        match self {
+            Guard::Feederd => Actor::Feederd,
+            Guard::Holder { .. } => Actor::Worker,
+        }
+    }
+}
+
+/// Which tasks change.
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    One {
+        job_id: &'a str,
+        task: u32,
+    },
+    /// Up to `limit` claimable tasks, the oldest first, straight off the
+    /// (state, run_after, job_id, task) index; on PostgreSQL passing over
+    /// rows another replica is claiming.
+    Claimable {
+        now: i64,
+        limit: u32,
+        skip_locked: &'static str,
+        random_token: &'static str,
+    },
+}
+
+/// Positional parameters numbered as they are pushed, so the SQL names only
+/// those it binds (PostgreSQL refuses unused ones).
+#[derive(Default)]
+pub struct Params {
+    args: AnyArguments<'static>,
+    count: usize,
+}
+
+impl Params {
+    pub fn push<T>(&mut self, value: T) -> String
+    where
+        T: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let _ = self.args.add(value);
+        self.count += 1;
+        format!("${}", self.count)
+    }
+
+    pub fn into_args(self) -> AnyArguments<'static> {
+        self.args
+    }
+}
+
+/// The states that may move to `to` by `actor`, as an SQL list.
+fn sources(to: JobState, actor: Actor) -> Option<String> {
+    let list: Vec<String> = JobState::sources(to, actor)
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    (!list.is_empty()).then(|| list.join(", "))
+}
+
+/// Apply `t` to the target tasks in one statement; each task as it now is,
+/// with its lease token. Empty when no row is in a state that may move to
+/// `t.to` (or, for a holder, the token no longer matches). A holder's change
+/// also renews its lease.
 pub async fn apply<'e, E>(
     conn: E,
-    id: &str,
+    target: Target<'_>,
     guard: Guard<'_>,
     t: Transition<'_>,
+    now: i64,
+) -> StoreResult<Vec<(TaskRecord, Option<String>)>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let Some(sources) = sources(t.to, guard.actor()) else {
+        return Ok(Vec::new());
+    };
+    let mut p = Params::default();
+    let to = p.push(t.to.as_str());
+    let at = p.push(now);
+    let mut set = vec![
+        format!("state = {to}"),
+        format!("updated_at = {at}"),
+        format!("state_changed_at = {at}"),
+    ];
+    if let Some(details) = t.details {
+        set.push(format!(
+            "state_details = {}",
+            p.push(details.map(str::to_string))
+        ));
+    }
+    let renew = match guard {
+        Guard::Holder { renew_until, .. } => Some(renew_until),
+        Guard::Feederd => None,
+    };
+    match t.lease {
+        Lease::Keep => {
+            if let Some(until) = renew {
+                set.push(format!("lease_expires_at = {}", p.push(until)));
+            }
+        }
+        Lease::End | Lease::Free => {
+            set.push("lease_token = NULL".into());
+            set.push("lease_expires_at = NULL".into());
+            if t.lease == Lease::Free {
+                set.push("node_id = NULL".into());
+            }
+        }
+        Lease::Grant { node_id, expires } => {
+            let Target::Claimable { random_token, .. } = target else {
+                return Err(StoreError::Other(
+                    "a lease is granted only by a claim".into(),
+                ));
+            };
+            set.push(format!("lease_token = {random_token}"));
+            set.push(format!("node_id = {}", p.push(node_id.to_string())));
+            set.push(format!("lease_expires_at = {}", p.push(expires)));
+            set.push(format!("started_at = COALESCE(started_at, {at})"));
+        }
+    }
+    if t.to.is_terminal() {
+        set.push(format!("finished_at = {at}"));
+    }
+    if let Some(run_after) = t.run_after {
+        set.push(format!("run_after = {}", p.push(run_after)));
+    }
+    if let Some(progress) = t.progress {
+        set.push(format!("progress = {}", p.push(progress)));
+    }
+    if t.attempts_delta != 0 {
+        let delta = p.push(t.attempts_delta);
+        set.push(format!(
+            "attempts = CASE WHEN attempts + {delta} < 0 THEN 0 ELSE attempts + {delta} END"
+        ));
+    }
+    if let Some(code) = t.error_code {
+        set.push(format!("error_code = {}", p.push(code.to_string())));
+    }
+    let set = set.join(", ");
+    let fence = match guard {
+        Guard::Holder { token, .. } => {
+            format!(" AND tasks.lease_token = {}", p.push(token.to_string()))
+        }
+        Guard::Feederd => String::new(),
+    };
+    let returning = format!(
+        "RETURNING {}, tasks.lease_token AS granted",
+        qualified_task_columns()
+    );
+    let sql = match target {
+        Target::One { job_id, task } => format!(
+            "UPDATE tasks SET {set} WHERE job_id = {} AND task = {} AND state IN ({sources}){fence} {returning}",
+            p.push(job_id.to_string()),
+            p.push(task as i64),
+        ),
+        Target::Claimable {
+            now: claim_at,
+            limit,
+            skip_locked,
+            ..
+        } => format!(
+            "WITH picked AS (
+               SELECT job_id AS picked_job, task AS picked_task FROM tasks WHERE state = 'PENDING' AND run_after <= {}
+               ORDER BY run_after, job_id, task LIMIT {}{skip_locked})
+             UPDATE tasks SET {set} FROM picked
+             WHERE tasks.job_id = picked.picked_job AND tasks.task = picked.picked_task AND tasks.state IN ({sources}){fence} {returning}",
+            p.push(claim_at),
+            p.push(limit as i64),
+        ),
+    };
+    let rows = sqlx::query_with(&sql, p.into_args())
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((rows::task(row)?, sqlx::Row::try_get(row, "granted")?)))
+        .collect()
+}
+
+/// [`apply`] to one task; None when it was refused.
+pub async fn apply_one<'e, E>(
+    conn: E,
+    job_id: &str,
+    task: u32,
+    guard: Guard<'_>,
+    t: Transition<'_>,
+    now: i64,
+) -> StoreResult<Option<TaskRecord>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut rows = apply(conn, Target::One { job_id, task }, guard, t, now).await?;
+    Ok(rows.pop().map(|(task, _)| task))
+}
+
+/// TASK_COLUMNS, each named with its table (a claim's UPDATE also reads `picked`).
+fn qualified_task_columns() -> String {
+    TASK_COLUMNS
+        .split(", ")
+        .map(|c| format!("tasks.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A change of a job of several tasks to the state derived from them.
+pub struct JobChange<'a> {
+    pub to: JobState,
+    pub details: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub progress: String,
+    /// The node of the task whose change this is, shown as the job's.
+    pub node_id: Option<&'a str>,
+}
+
+/// Apply a derived change to job `id`, by the actor whose task change caused
+/// it; the job as it now is, or None when the table does not allow it.
+pub async fn apply_job<'e, E>(
+    conn: E,
+    id: &str,
+    actor: Actor,
+    change: JobChange<'_>,
     now: i64,
 ) -> StoreResult<Option<JobRecord>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let (actor, fence, renew_until) = match guard {
-        Guard::Feederd => (Actor::Feederd, "", None),
-        Guard::Holder {
-            token: _,
-            renew_until,
-        } => (Actor::Worker, " AND lease_token = $15", Some(renew_until)),
-    };
-    let sources: Vec<String> = JobState::sources(t.to, actor)
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect();
-    if sources.is_empty() {
+    let Some(sources) = sources(change.to, actor) else {
         return Ok(None);
-    }
+    };
+    let mut p = Params::default();
     let sql = format!(
-        "UPDATE jobs SET state = $1,
-           state_details = CASE WHEN $2 THEN $3 ELSE state_details END,
-           lease_token = CASE WHEN $4 THEN NULL ELSE lease_token END,
-           lease_expires_at = CASE WHEN $4 THEN NULL ELSE COALESCE($13, lease_expires_at) END,
-           node_id = CASE WHEN $5 THEN NULL ELSE node_id END,
-           run_after = COALESCE($6, run_after),
-           progress = CASE WHEN $7 THEN $8 ELSE progress END,
-           warnings = COALESCE($9, warnings),
-           attempts = CASE WHEN attempts + $10 < 0 THEN 0 ELSE attempts + $10 END,
-           error_code = COALESCE($14, error_code),
-           updated_at = $11, state_changed_at = $11
-         WHERE id = $12 AND state IN ({}){fence} RETURNING {JOB_COLUMNS}",
-        sources.join(", ")
+        "UPDATE jobs SET state = {}, state_details = {}, error_code = COALESCE({}, error_code), progress = {},
+           node_id = COALESCE({}, node_id), updated_at = {at}, state_changed_at = {at}
+         WHERE id = {} AND state IN ({sources}) RETURNING {JOB_COLUMNS}",
+        p.push(change.to.as_str()),
+        p.push(change.details.map(str::to_string)),
+        p.push(change.error_code.map(str::to_string)),
+        p.push(change.progress),
+        p.push(change.node_id.map(str::to_string)),
+        p.push(id.to_string()),
+        at = p.push(now),
     );
-    let mut query = sqlx::query(&sql)
-        .bind(t.to.as_str())
-        .bind(t.details.is_some())
-        .bind(t.details.flatten())
-        .bind(t.lease != Lease::Keep)
-        .bind(t.lease == Lease::Free)
-        .bind(t.run_after)
-        .bind(t.progress.is_some())
-        .bind(t.progress.flatten())
-        .bind(t.warnings)
-        .bind(t.attempts_delta)
-        .bind(now)
-        .bind(id)
-        .bind(renew_until)
-        .bind(t.error_code);
-    if let Guard::Holder { token, .. } = guard {
-        query = query.bind(token);
-    }
-    let row = query.fetch_optional(conn).await?;
-    row.map(|row| super::rows::job(&row)).transpose()
+    let row = sqlx::query_with(&sql, p.into_args())
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| rows::job(&row)).transpose()
 }

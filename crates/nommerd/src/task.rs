@@ -1,7 +1,9 @@
-//! One running job as the worker tracks it: its lease, its progress, and why
-//! it must stop, if it must.
+//! One running task as the worker tracks it: its lease, its progress, and
+//! why it must stop, if it must. Keyed by job and task, so two tasks of one
+//! job can run on one node.
 
 use nommer_model::api::Progress;
+use nommer_model::TaskKind;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -16,8 +18,13 @@ pub enum Stop {
     Handback,
 }
 
-pub struct RunningJob {
+/// Which task: its job and its number.
+pub type TaskKey = (String, u32);
+
+pub struct RunningTask {
     pub job_id: String,
+    pub task: u32,
+    pub kind: TaskKind,
     pub token: String,
     /// The lease's time to live: every accepted report or heartbeat renews it.
     pub ttl: Duration,
@@ -28,12 +35,15 @@ pub struct RunningJob {
     stop: watch::Sender<Option<Stop>>,
 }
 
-impl RunningJob {
+impl RunningTask {
     /// `asked_at`: when the lease request that granted it was sent.
-    pub fn new(job_id: String, token: String, ttl: Duration, asked_at: Instant) -> RunningJob {
-        RunningJob {
-            job_id,
-            token,
+    pub fn new(grant: &nommer_model::api::LeaseGrant, asked_at: Instant) -> RunningTask {
+        let ttl = Duration::from_millis(grant.ttl_ms);
+        RunningTask {
+            job_id: grant.job_id.clone(),
+            task: grant.task,
+            kind: grant.kind,
+            token: grant.token.clone(),
             ttl,
             held_until: Mutex::new(asked_at + ttl),
             progress: Mutex::new(None),
@@ -63,7 +73,11 @@ impl RunningJob {
         self.progress.lock().unwrap().clone()
     }
 
-    /// Ask the job to stop; the first reason wins.
+    pub fn key(&self) -> TaskKey {
+        (self.job_id.clone(), self.task)
+    }
+
+    /// Ask the task to stop; the first reason wins.
     pub fn stop(&self, reason: Stop) {
         self.stop.send_if_modified(|current| {
             if current.is_some() {

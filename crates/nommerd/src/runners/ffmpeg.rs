@@ -1,25 +1,87 @@
-//! The nommers: what turns the downloaded source into the output.
+//! `ffmpeg` tasks: download the source, run the job's passes in the
+//! sandbox, upload the output.
 
-use crate::job::{RunningJob, Stop};
+use super::{NomError, Runner, TaskRun, ENCODE_SPAN, ENCODE_START};
+use crate::pipeline::{AbortOnDrop, End};
+use crate::task::{RunningTask, Stop};
 use nommer_media::argv::PassPlan;
 use nommer_media::process::{Confinement, ToolCommand, ToolError};
 use nommer_media::progress::ProgressReader;
 use nommer_model::api::Progress;
 use nommer_model::options::Pass;
-use nommer_model::FailureCode;
+use nommer_model::{FailureCode, TaskKind};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Why nomming ended early.
-pub enum NomError {
-    /// The tool failed: the job's error code and details.
-    Failed(FailureCode, String),
-    Stopped(Stop),
-}
+pub struct Ffmpeg;
 
-/// Share of the job's percent that encoding covers (download before, upload after).
-pub const ENCODE_START: f64 = 10.0;
-pub const ENCODE_SPAN: f64 = 80.0;
+#[async_trait::async_trait]
+impl Runner for Ffmpeg {
+    fn kind(&self) -> TaskKind {
+        TaskKind::Ffmpeg
+    }
+
+    async fn run(&self, mut run: TaskRun<'_>) -> End {
+        let inferred = match run.passes.iter().all(|pass| pass.output_format().is_some()) {
+            true => None,
+            false => match nommer_model::submit::inferred_format(run.dest) {
+                Ok(format) => Some(format),
+                Err(e) => return End::Error(e.code.as_str(), e.message),
+            },
+        };
+        let input = match run.pipeline.download(&mut run).await {
+            Ok(input) => input,
+            Err(end) => return end,
+        };
+        let (pipeline, task) = (run.pipeline, run.task);
+        let scratch = run.scratch.path.clone();
+        let output = scratch.join(match run.dest.extension() {
+            Some(ext) => format!("output.{ext}"),
+            None => "output".into(),
+        });
+        let confinement = pipeline.confinement(&scratch);
+        // The duration only scales progress: ffprobe reads it beside the
+        // first pass instead of before it.
+        let duration_s = Arc::new(std::sync::OnceLock::new());
+        let probe = {
+            let (ffprobe, input) = (pipeline.config.ffprobe.clone(), input.clone());
+            let (duration_s, job_id) = (duration_s.clone(), task.job_id.clone());
+            let confinement = confinement.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                match nommer_media::probe::probe(&ffprobe, &input, Some(confinement)).await {
+                    Ok(probe) => {
+                        if let Some(seconds) = probe.duration_seconds() {
+                            let _ = duration_s.set(seconds);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(job_id = %job_id, error = %e, "ffprobe cannot read the source; encoding without a duration")
+                    }
+                }
+            }))
+        };
+        let ffmpeg = FfmpegRun {
+            ffmpeg: &pipeline.config.ffmpeg,
+            passes: run.passes,
+            input: &input,
+            output: &output,
+            scratch: &scratch,
+            inferred_format: inferred,
+            duration_s: &duration_s,
+            confinement: &confinement,
+            max_stall: pipeline.config.max_tool_stall,
+        };
+        let ran = ffmpeg.run(task).await;
+        drop(probe);
+        if let Err(e) = ran {
+            return e.into();
+        }
+        if let Err(e) = nommer_media::sandbox::plain_output(&output) {
+            return End::failed(FailureCode::ToolFailed, e.to_string());
+        }
+        pipeline.upload(&run, &output).await
+    }
+}
 
 pub struct FfmpegRun<'a> {
     pub ffmpeg: &'a str,
@@ -38,7 +100,7 @@ pub struct FfmpegRun<'a> {
 }
 
 impl FfmpegRun<'_> {
-    pub async fn run(&self, job: &Arc<RunningJob>) -> Result<(), NomError> {
+    pub async fn run(&self, job: &Arc<RunningTask>) -> Result<(), NomError> {
         let count = self.passes.len();
         for (index, pass) in self.passes.iter().enumerate() {
             let plan = PassPlan {
@@ -52,7 +114,7 @@ impl FfmpegRun<'_> {
                 inferred_format: self.inferred_format,
             };
             let argv = plan.argv();
-            tracing::info!(job_id = %job.job_id, pass = index + 1, argv = %argv.join(" "), "running ffmpeg");
+            tracing::info!(job_id = %job.job_id, task = job.task, pass = index + 1, argv = %argv.join(" "), "running ffmpeg");
             let phase = if count > 1 {
                 format!("encoding pass {}/{count}", index + 1)
             } else {
@@ -95,6 +157,7 @@ impl FfmpegRun<'_> {
                     fps: sample.fps,
                     speed: sample.speed,
                     eta_seconds: eta,
+                    ..Default::default()
                 });
             });
             // Dropping `finished` (the other branch) kills ffmpeg.

@@ -1,0 +1,121 @@
+//! Kinds and states other than a job's, as types: each maps to and from its
+//! wire and store name in one place, and the store's CHECK constraints list
+//! the same names.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// An enum whose variants each have one lower-case name, on the wire and in
+/// the store.
+macro_rules! named {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| format!("invalid {}: {s}", stringify!($name)))
+            }
+        }
+    };
+}
+
+named!(
+    /// What a worker node says it is doing, and what feederd concludes when
+    /// it falls silent.
+    NodeState {
+        /// Takes leases.
+        Active = "active",
+        /// Finishing its tasks; takes no new leases.
+        Draining = "draining",
+        /// An EC2 node idle past its limit, about to terminate itself.
+        Terminating = "terminating",
+        /// Gone after an idle termination.
+        Terminated = "terminated",
+        /// Gone after a spot interruption.
+        Interrupted = "interrupted",
+        /// Stopped cleanly.
+        Gone = "gone",
+        /// Heartbeats stopped (feederd's conclusion, never reported).
+        Lost = "lost",
+    }
+);
+
+impl NodeState {
+    /// The node has left for good: its slots count for nothing.
+    pub fn has_left(self) -> bool {
+        matches!(
+            self,
+            NodeState::Terminated | NodeState::Interrupted | NodeState::Gone
+        )
+    }
+}
+
+named!(
+    /// How a node came to be, and who may stop it.
+    FleetKind {
+        /// Started by the operator; never scaled.
+        Static = "static",
+        /// Worker processes feederd spawns on its own machine.
+        Local = "local",
+        /// EC2 instances feederd launches, which terminate themselves when idle.
+        Ec2 = "ec2",
+    }
+);
+
+named!(
+    /// What a task does. Each kind has one runner on the worker.
+    TaskKind {
+        /// FFmpeg runs the job's passes: download, encode, upload.
+        Ffmpeg = "ffmpeg",
+        /// The source goes to the destination unchanged.
+        Copy = "copy",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_on_the_wire_and_as_text() {
+        for state in NodeState::ALL {
+            assert_eq!(state.as_str().parse::<NodeState>().unwrap(), *state);
+            let wire = serde_json::to_string(state).unwrap();
+            assert_eq!(wire, format!("\"{}\"", state.as_str()));
+        }
+        for kind in FleetKind::ALL {
+            assert_eq!(kind.as_str().parse::<FleetKind>().unwrap(), *kind);
+        }
+        for kind in TaskKind::ALL {
+            assert_eq!(kind.as_str().parse::<TaskKind>().unwrap(), *kind);
+        }
+        assert!("ACTIVE".parse::<NodeState>().is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! Runners: how a worker carries out a task of each kind. A job's nommer
+//! (`nommer_model::nommers`) plans its tasks at submit; each task's kind picks
+//! its runner here. Adding a kind is a module here and one line in [`RUNNERS`].
+
+mod copy;
+mod ffmpeg;
+
+use crate::pipeline::{End, Pipeline, Scratch};
+use crate::task::{RunningTask, Stop};
+use nommer_model::api::LeaseGrant;
+use nommer_model::options::Pass;
+use nommer_model::uri::MediaUri;
+use nommer_model::{FailureCode, TaskKind};
+use nommer_storage::Storage;
+use std::sync::Arc;
+
+/// Why a tool ended early.
+pub enum NomError {
+    /// The tool failed: the task's error code and details.
+    Failed(FailureCode, String),
+    Stopped(Stop),
+}
+
+/// Share of the task's percent that encoding covers (download before, upload after).
+pub const ENCODE_START: f64 = 10.0;
+pub const ENCODE_SPAN: f64 = 80.0;
+
+/// Everything a runner works with: the lease, the task's own destination,
+/// the storage the lease allows, its checked passes and its scratch directory.
+pub struct TaskRun<'a> {
+    pub pipeline: &'a Pipeline,
+    pub grant: &'a LeaseGrant,
+    pub task: &'a Arc<RunningTask>,
+    pub storage: &'a Storage,
+    pub source: &'a MediaUri,
+    /// The job's destination with the task's `dest_suffix`, if any.
+    pub dest: &'a MediaUri,
+    /// The job's passes as its nommer's check returned them.
+    pub passes: &'a [Pass],
+    pub scratch: &'a mut Scratch,
+}
+
+#[async_trait::async_trait]
+pub trait Runner: Sync {
+    fn kind(&self) -> TaskKind;
+    /// Carry the task out, from DOWNLOADING (set by its lease) to its last
+    /// report; how it ended.
+    async fn run(&self, run: TaskRun<'_>) -> End;
+}
+
+static RUNNERS: &[&dyn Runner] = &[&ffmpeg::Ffmpeg, &copy::Copy];
+
+/// The runner of tasks of `kind`.
+pub fn runner(kind: TaskKind) -> Option<&'static dyn Runner> {
+    RUNNERS.iter().copied().find(|r| r.kind() == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_kind_has_one_runner() {
+        for kind in TaskKind::ALL {
+            let count = RUNNERS.iter().filter(|r| r.kind() == *kind).count();
+            assert_eq!(count, 1, "{kind}");
+        }
+    }
+}

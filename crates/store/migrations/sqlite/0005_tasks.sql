@@ -1,0 +1,116 @@
+-- A job is carried out by tasks, each leased on its own: the lease moves from
+-- the job's row to its tasks'. A job of one task shows that task (the
+-- tasks_mirror triggers copy it, in the statement that changed the task); a
+-- job of several has its state derived by feederd in the same transaction.
+-- Counting jobs by state reads an index of unfinished jobs and running totals
+-- of finished ones, never the whole table. Node states and fleet kinds are
+-- checked. PostgreSQL's 0005 keeps the same schema.
+
+CREATE TABLE tasks (
+    job_id           TEXT NOT NULL REFERENCES jobs (id),
+    task             INTEGER NOT NULL,
+    kind             TEXT NOT NULL CHECK (kind IN ('ffmpeg', 'copy')),
+    state            TEXT NOT NULL CHECK (state IN ('PENDING', 'DOWNLOADING', 'ENCODING', 'UPLOADING', 'FINISHED', 'ERROR', 'ABANDONED', 'CANCELED')),
+    state_details    TEXT,
+    error_code       TEXT,
+    spec             TEXT NOT NULL DEFAULT '{}',
+    result           TEXT,
+    progress         TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    run_after        INTEGER NOT NULL,
+    lease_token      TEXT,
+    node_id          TEXT,
+    lease_expires_at INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    -- 1: the job's only task, which the job shows as it is
+    mirrored         INTEGER NOT NULL,
+    -- 1: the job has a notify_url (a change may have a webhook to deliver)
+    notifies         INTEGER NOT NULL DEFAULT 0,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    updated_at       INTEGER NOT NULL,
+    state_changed_at INTEGER NOT NULL,
+    PRIMARY KEY (job_id, task)
+);
+
+CREATE INDEX tasks_claimable ON tasks (state, run_after, job_id, task);
+CREATE INDEX tasks_lease_expiry ON tasks (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
+
+-- Every job so far is one task, its lease carried over: a job PENDING or
+-- leased during the upgrade goes on as it was.
+INSERT INTO tasks (job_id, task, kind, state, state_details, error_code, progress, attempts, max_attempts,
+                   run_after, lease_token, node_id, lease_expires_at, cancel_requested, mirrored, notifies,
+                   started_at, finished_at, updated_at, state_changed_at)
+SELECT id, 0, CASE WHEN nommer = 'copy' THEN 'copy' ELSE 'ffmpeg' END, state, state_details, error_code,
+       progress, attempts, max_attempts, run_after, lease_token, node_id, lease_expires_at, cancel_requested, 1,
+       CASE WHEN notify_url IS NULL THEN 0 ELSE 1 END,
+       CASE WHEN state = 'PENDING' AND attempts = 0 THEN NULL ELSE created_at END,
+       CASE WHEN state IN ('FINISHED', 'ERROR', 'ABANDONED', 'CANCELED') THEN state_changed_at END,
+       updated_at, state_changed_at
+FROM jobs;
+
+DROP INDEX jobs_claimable;
+DROP INDEX jobs_lease_expiry;
+ALTER TABLE jobs DROP COLUMN lease_token;
+ALTER TABLE jobs DROP COLUMN lease_expires_at;
+ALTER TABLE jobs DROP COLUMN run_after;
+CREATE INDEX jobs_by_state ON jobs (state, id);
+
+CREATE TRIGGER tasks_mirror_state AFTER UPDATE OF state_changed_at ON tasks WHEN NEW.mirrored = 1
+BEGIN
+    UPDATE jobs SET state = NEW.state, state_details = NEW.state_details, error_code = NEW.error_code,
+        progress = NEW.progress, attempts = NEW.attempts, node_id = NEW.node_id,
+        updated_at = NEW.updated_at, state_changed_at = NEW.state_changed_at
+    WHERE id = NEW.job_id;
+END;
+
+CREATE TRIGGER tasks_mirror_progress AFTER UPDATE OF progress ON tasks
+    WHEN NEW.mirrored = 1 AND NEW.state_changed_at = OLD.state_changed_at
+BEGIN
+    UPDATE jobs SET progress = NEW.progress, updated_at = NEW.updated_at WHERE id = NEW.job_id;
+END;
+
+-- Finished jobs by state: the totals, and one row for each job that has
+-- ended since they were last folded in (inserts never wait on each other).
+CREATE TABLE job_totals (
+    state            TEXT PRIMARY KEY NOT NULL,
+    n                INTEGER NOT NULL
+);
+
+CREATE TABLE job_total_deltas (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    state            TEXT NOT NULL
+);
+
+INSERT INTO job_totals (state, n)
+SELECT state, COUNT(*) FROM jobs WHERE state IN ('FINISHED', 'ERROR', 'ABANDONED', 'CANCELED') GROUP BY state;
+
+CREATE TRIGGER jobs_ended AFTER UPDATE OF state ON jobs
+    WHEN NEW.state IN ('FINISHED', 'ERROR', 'ABANDONED', 'CANCELED')
+     AND OLD.state NOT IN ('FINISHED', 'ERROR', 'ABANDONED', 'CANCELED')
+BEGIN
+    INSERT INTO job_total_deltas (state) VALUES (NEW.state);
+END;
+
+-- Nodes again, with their states and fleet kinds checked.
+CREATE TABLE nodes_checked (
+    id                TEXT PRIMARY KEY NOT NULL,
+    instance_id       TEXT,
+    fleet             TEXT NOT NULL CHECK (fleet IN ('static', 'local', 'ec2')),
+    state             TEXT NOT NULL CHECK (state IN ('active', 'draining', 'terminating', 'terminated', 'interrupted', 'gone', 'lost')),
+    hostname          TEXT,
+    version           TEXT,
+    max_jobs          INTEGER NOT NULL,
+    running_jobs      INTEGER NOT NULL,
+    started_at        INTEGER NOT NULL,
+    last_heartbeat_at INTEGER NOT NULL,
+    sandbox           TEXT
+);
+INSERT INTO nodes_checked SELECT id, instance_id, fleet, state, hostname, version, max_jobs, running_jobs,
+    started_at, last_heartbeat_at, sandbox FROM nodes;
+DROP TABLE nodes;
+ALTER TABLE nodes_checked RENAME TO nodes;
+
+-- How many tasks carry the job out, so its progress can say how many are done.
+ALTER TABLE jobs ADD COLUMN tasks_total INTEGER NOT NULL DEFAULT 1;

@@ -1,0 +1,255 @@
+//! Jobs as clients see them: submit, read, list, count, cancel, and the
+//! abandon check. Their state changes go through their tasks.
+
+use super::rows::{self, JOB_COLUMNS, TASK_COLUMNS};
+use super::transition::{apply_one, check, Guard, Params, Transition};
+use super::{inserts, SqlStore, BATCH};
+use crate::*;
+use nommer_model::state::Actor;
+use sqlx::Row;
+use std::collections::BTreeMap;
+
+/// The states a job may still leave, as an SQL list (the jobs_by_state index
+/// makes counting them cheap however many jobs have ended).
+const UNFINISHED: &str = "'PENDING', 'DOWNLOADING', 'ENCODING', 'UPLOADING'";
+
+impl SqlStore {
+    pub(super) async fn insert(&self, job: &NewJob) -> StoreResult<JobRecord> {
+        if job.tasks.is_empty() {
+            return Err(StoreError::Other("a job needs at least one task".into()));
+        }
+        let secret_uris = crate::sealer::seal(
+            self.sealer.as_ref(),
+            &serde_json::json!({"source": job.source_uri, "dest": job.dest_uri}).to_string(),
+        );
+        let sealed = inserts::Sealed {
+            job: job.clone(),
+            secret_uris,
+            notify_url: job
+                .notify_url
+                .as_deref()
+                .map(|url| crate::sealer::seal(self.sealer.as_ref(), url)),
+        };
+        self.inserter.insert(sealed).await
+    }
+
+    pub(super) async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
+        self.count(1);
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
+    pub(super) async fn jobs(&self, query: &JobQuery<'_>) -> StoreResult<Vec<JobRecord>> {
+        self.count(1);
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR id < $2)
+               AND ($3 IS NULL OR submitted_by = $3) ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(query.state.map(|s| s.as_str()))
+        .bind(query.before)
+        .bind(query.submitted_by)
+        .bind(query.limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(rows::job).collect()
+    }
+
+    /// Unfinished jobs counted off the index; finished ones from their
+    /// totals, after folding in the jobs that ended since the last count.
+    pub(super) async fn counts(&self) -> StoreResult<Vec<(JobState, u64)>> {
+        let mut tx = self.writer.begin().await?;
+        let ended: Vec<String> = sqlx::query_scalar("DELETE FROM job_total_deltas RETURNING state")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut fold: BTreeMap<String, i64> = BTreeMap::new();
+        for state in ended {
+            *fold.entry(state).or_default() += 1;
+        }
+        for (state, n) in &fold {
+            sqlx::query(
+                "INSERT INTO job_totals (state, n) VALUES ($1, $2)
+                 ON CONFLICT (state) DO UPDATE SET n = job_totals.n + excluded.n",
+            )
+            .bind(state)
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT state, COUNT(*) AS n FROM jobs WHERE state IN ({UNFINISHED}) GROUP BY state
+             UNION ALL SELECT state, n FROM job_totals WHERE n > 0"
+        ))
+        .fetch_all(&self.reader)
+        .await?;
+        self.count(2 + fold.len() as u64);
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    rows::parse_state(row.try_get("state")?)?,
+                    row.try_get::<i64, _>("n")? as u64,
+                ))
+            })
+            .collect()
+    }
+
+    /// Cancel: every PENDING task ends at once; every leased one is flagged
+    /// for its worker, which stops and reports CANCELED (or the reaper ends
+    /// it). Tasks are locked before the job, as every change does.
+    pub(super) async fn cancel_job(&self, id: &str, now: i64) -> StoreResult<JobRecord> {
+        let mut tx = self.writer.begin().await?;
+        let tasks = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = $1 ORDER BY task{}",
+            self.dialect.for_update()
+        ))
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let tasks: Vec<TaskRecord> = tasks.iter().map(rows::task).collect::<StoreResult<_>>()?;
+        let current = self.job_state_locked(&mut tx, id).await?;
+        if current.is_terminal() {
+            return Err(StoreError::Terminal(current));
+        }
+        self.count(3);
+        // The worker sees the flag in its next heartbeat answer and stops.
+        let mut p = Params::default();
+        let sql = format!(
+            "UPDATE tasks SET cancel_requested = 1, updated_at = {} WHERE job_id = {} AND state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING')",
+            p.push(now),
+            p.push(id.to_string())
+        );
+        sqlx::query_with(&sql, p.into_args())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for task in tasks.iter().filter(|t| t.state == JobState::Pending) {
+            check(task.state, JobState::Canceled, Actor::Feederd)?;
+            let transition =
+                Transition::to(JobState::Canceled, Some("canceled before a worker took it"));
+            let changed =
+                apply_one(&mut *tx, id, task.task, Guard::Feederd, transition, now).await?;
+            self.count(1);
+            if let Some(changed) = changed.filter(|t| !t.mirrored) {
+                self.settle(&mut tx, &changed, Actor::Feederd, now).await?;
+            }
+        }
+        let record = super::fetch_job(&mut tx, id).await?;
+        self.count(1);
+        tx.commit().await?;
+        if record.state == JobState::Canceled {
+            self.events_signal.notify_waiters();
+            self.changes_signal.notify_waiters();
+        }
+        Ok(record)
+    }
+
+    /// The job's state, its row locked until the transaction ends.
+    pub(super) async fn job_state_locked(
+        &self,
+        conn: &mut super::Conn,
+        id: &str,
+    ) -> StoreResult<JobState> {
+        let state: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT state FROM jobs WHERE id = $1{}",
+            self.dialect.for_update()
+        ))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        rows::parse_state(&state.ok_or(StoreError::NotFound)?)
+    }
+
+    /// PENDING jobs untouched for `threshold_ms` become ABANDONED, a batch
+    /// per transaction. A task claimed meanwhile is left alone: the change
+    /// admits only PENDING tasks.
+    pub(super) async fn abandon(&self, now: i64, threshold_ms: i64) -> StoreResult<Vec<String>> {
+        let mut abandoned = Vec::new();
+        // Each batch moves its jobs out of PENDING (or finds them claimed),
+        // so the loop ends; the bound is a guard against a store that refuses.
+        for _ in 0..64 {
+            let mut tx = self.writer.begin().await?;
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE state = 'PENDING' AND state_changed_at <= $1 ORDER BY id LIMIT $2",
+            )
+            .bind(now - threshold_ms)
+            .bind(BATCH as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            self.count(1);
+            for id in &ids {
+                let pending: Vec<i64> = sqlx::query_scalar(&format!(
+                    "SELECT task FROM tasks WHERE job_id = $1 AND state = 'PENDING' ORDER BY task{}",
+                    self.dialect.skip_locked()
+                ))
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                self.count(1);
+                let mut ended = false;
+                for task in pending {
+                    // The seed keeps the previous details on ABANDONED.
+                    let transition = Transition {
+                        details: None,
+                        ..Transition::to(JobState::Abandoned, None)
+                    };
+                    let changed =
+                        apply_one(&mut *tx, id, task as u32, Guard::Feederd, transition, now)
+                            .await?;
+                    self.count(1);
+                    if let Some(changed) = changed {
+                        ended = true;
+                        if !changed.mirrored {
+                            self.settle(&mut tx, &changed, Actor::Feederd, now).await?;
+                        }
+                    }
+                }
+                if ended {
+                    abandoned.push(id.clone());
+                }
+            }
+            tx.commit().await?;
+            if ids.len() < BATCH as usize {
+                break;
+            }
+        }
+        if !abandoned.is_empty() {
+            self.events_signal.notify_waiters();
+            self.changes_signal.notify_waiters();
+        }
+        Ok(abandoned)
+    }
+}
+
+/// `existing` (a JSON list) with `added` appended, without repeats; None when
+/// nothing is new.
+pub(super) fn merge_warnings(existing: &str, added: &[String]) -> Option<String> {
+    let mut list: Vec<String> = serde_json::from_str(existing).unwrap_or_default();
+    let before = list.len();
+    for w in added {
+        if !list.contains(w) {
+            list.push(w.clone());
+        }
+    }
+    (list.len() > before).then(|| serde_json::to_string(&list).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_warnings;
+
+    #[test]
+    fn warnings_merge_without_repeats() {
+        assert_eq!(merge_warnings("[\"a\"]", &["a".into()]), None);
+        assert_eq!(
+            merge_warnings("[\"a\"]", &["b".into(), "a".into()]).as_deref(),
+            Some("[\"a\",\"b\"]")
+        );
+    }
+}
