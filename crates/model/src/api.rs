@@ -187,8 +187,10 @@ pub struct LeaseGrant {
     pub job_id: String,
     /// The leased task of the job (a plain job has only task 0).
     pub task: u32,
-    /// What the task does; the worker runs it with this kind's runner.
-    pub kind: TaskKind,
+    /// What the task does; the worker runs it with this kind's runner. An
+    /// older feederd sends none: see [`LeaseGrant::task_kind`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TaskKind>,
     /// The task's own part of the job (`dest_suffix`, ...).
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -217,6 +219,18 @@ pub struct LeaseGrant {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub net_policy: crate::netpolicy::NetPolicy,
+}
+
+impl LeaseGrant {
+    /// The task's kind; from a feederd older than tasks, the kind of its
+    /// job's nommer (a job was then one task).
+    pub fn task_kind(&self) -> TaskKind {
+        self.kind
+            .unwrap_or(match self.job_options["nommer"].as_str() {
+                Some("copy") => TaskKind::Copy,
+                _ => TaskKind::Ffmpeg,
+            })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -23,7 +23,7 @@ pub struct TaskSpec {
 }
 
 /// A task a nommer plans for a job at submit.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskPlan {
     pub kind: TaskKind,
     pub spec: TaskSpec,
@@ -60,7 +60,8 @@ fn at_stage(stage: u8) -> JobState {
 
 /// The job's state once its tasks are in `tasks`, from `current`:
 /// - a job of one task shows its task, retries (back to PENDING) included;
-/// - any task in ERROR (out of attempts, or failed for good) makes it ERROR;
+/// - any task in ERROR (out of attempts, or failed for good) makes it ERROR,
+///   and any task ABANDONED (no worker took it in time) makes it ABANDONED;
 /// - all tasks FINISHED make it FINISHED; all ended, some CANCELED, CANCELED;
 /// - otherwise it is at the furthest stage any task reached, and never goes
 ///   back: a retried task does not move it.
@@ -77,12 +78,12 @@ pub fn job_state(current: JobState, tasks: &[JobState]) -> JobState {
     if tasks.contains(&JobState::Error) {
         return JobState::Error;
     }
+    if tasks.contains(&JobState::Abandoned) {
+        return JobState::Abandoned;
+    }
     if !tasks.is_empty() && tasks.iter().all(|t| t.is_terminal()) {
         if tasks.iter().all(|t| *t == JobState::Finished) {
             return JobState::Finished;
-        }
-        if tasks.iter().all(|t| *t == JobState::Abandoned) {
-            return JobState::Abandoned;
         }
         return JobState::Canceled;
     }
@@ -173,6 +174,7 @@ mod tests {
         assert_eq!(job_state(Encoding, &[Canceled, Canceled]), Canceled);
         assert_eq!(job_state(Encoding, &[Finished, Canceled]), Canceled);
         assert_eq!(job_state(Pending, &[Abandoned, Abandoned]), Abandoned);
+        assert_eq!(job_state(Pending, &[Abandoned, Pending]), Abandoned);
         assert_eq!(job_state(Finished, &[Pending, Pending]), Finished);
     }
 

@@ -185,10 +185,10 @@ impl Pipeline {
         if let Some(message) = &grant.spec.test_panic {
             panic!("{message}");
         }
-        let Some(runner) = crate::runners::runner(grant.kind) else {
+        let Some(runner) = crate::runners::runner(task.kind) else {
             return End::failed(
                 FailureCode::ToolFailed,
-                format!("this worker has no runner for {} tasks", grant.kind),
+                format!("this worker has no runner for {} tasks", task.kind),
             );
         };
         // With no file_roots of its own, the worker allows what feederd allowed.
@@ -493,12 +493,23 @@ impl Scratch {
         Ok(())
     }
 
-    async fn remove(self, job_id: &str) {
+    async fn remove(mut self, job_id: &str) {
         if !self.created {
             return;
         }
+        self.created = false;
         if let Err(e) = tokio::fs::remove_dir_all(&self.path).await {
             tracing::warn!(job_id = %job_id, error = %e, "cannot remove the scratch directory");
+        }
+    }
+}
+
+/// A task that panicked never reaches [`Scratch::remove`]: its media goes
+/// as the stack unwinds.
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_dir_all(&self.path);
         }
     }
 }

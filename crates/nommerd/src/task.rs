@@ -42,7 +42,7 @@ impl RunningTask {
         RunningTask {
             job_id: grant.job_id.clone(),
             task: grant.task,
-            kind: grant.kind,
+            kind: grant.task_kind(),
             token: grant.token.clone(),
             ttl,
             held_until: Mutex::new(asked_at + ttl),

@@ -174,8 +174,9 @@ pub async fn run_in(
         };
         let asked_at = Instant::now();
         // Tasks that end while the request long-polls are taken off the set
-        // meanwhile; the request itself is never dropped half-way (feederd
-        // may have leased tasks in it).
+        // meanwhile, so the request is not dropped half-way (feederd may have
+        // leased tasks in it). Only shutdown drops it: a task it leased then
+        // waits for its lease to expire.
         let lease = client.lease(&request);
         tokio::pin!(lease);
         let answer = loop {
@@ -281,7 +282,7 @@ impl Slots {
             .lock()
             .unwrap()
             .insert(task.key(), task.clone());
-        tracing::info!(job_id = %grant.job_id, task = grant.task, kind = %grant.kind, attempt = grant.attempt, "task leased");
+        tracing::info!(job_id = %grant.job_id, task = grant.task, kind = %task.kind, attempt = grant.attempt, "task leased");
         let (pipeline, shared, running) =
             (self.pipeline.clone(), self.shared.clone(), task.clone());
         let handle = self.set.spawn(async move {
@@ -298,6 +299,8 @@ impl Slots {
             Ok((id, ())) => *id,
             Err(e) => e.id(),
         };
+        // Panic reports sent since: off the set.
+        while self.reports.try_join_next().is_some() {}
         let Some(task) = self.by_id.remove(&id) else {
             return;
         };

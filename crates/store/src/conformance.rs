@@ -92,7 +92,34 @@ cases!(
     a_failed_task_fails_its_job_and_cancels_the_rest,
     a_cancel_reaches_every_task,
     unfinished_work_is_counted_from_the_index,
+    a_canceled_task_handed_back_ends_canceled,
 );
+
+/// A worker that hands back a task a cancel was waiting for (it shut down
+/// before its heartbeat brought the cancel) does not make it run again.
+async fn a_canceled_task_handed_back_ends_canceled(store: &dyn Store) {
+    let job = store.insert_job(&new_job(T0, false)).await.unwrap();
+    let lease = store.claim(&node("n1"), 1, T0).await.unwrap().remove(0);
+    let flagged = store.cancel(&job.id, T0 + 1).await.unwrap();
+    assert_eq!(flagged.state, JobState::Downloading);
+    let back = store
+        .release(&job.id, 0, &lease.token, "worker shutting down", T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (back.state, back.job_state),
+        (JobState::Canceled, JobState::Canceled)
+    );
+    assert!(store
+        .claim(&node("n2"), 1, T0 + 3)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        event_states(store, &job.id).await,
+        vec![JobState::Pending, JobState::Downloading, JobState::Canceled]
+    );
+}
 
 /// A job carried out by `n` ffmpeg tasks.
 pub fn job_of_tasks(now: i64, n: usize) -> NewJob {
@@ -534,10 +561,10 @@ async fn error_codes_runtime_limits_and_sandboxes_are_kept(store: &dyn Store) {
 
 /// The regression guard on the hot path: SQL statements a job costs from
 /// submit to FINISHED. Raising it needs a reason (and BENCHMARKS.md updated).
-/// Eight since jobs became tasks: the submit inserts the job and its task,
-/// and the claim reads the jobs of the tasks it leased; each report is still
-/// one statement (the job of one task follows it by trigger).
-pub const STATEMENTS_PER_JOB: u64 = 8;
+/// Still six with tasks: the submit's INSERT makes the job's tasks (the
+/// jobs_tasks trigger), the claim reads its jobs in the same statement, and
+/// each report is one statement (a job of one task follows it by trigger).
+pub const STATEMENTS_PER_JOB: u64 = 6;
 
 async fn statements_per_job_lifecycle(store: &dyn Store) {
     let before = store.statements();
@@ -595,8 +622,9 @@ async fn lifecycle_and_events(store: &dyn Store) {
     assert_eq!(claimed.len(), 1);
     let lease = &claimed[0];
     assert_eq!(lease.source_uri, "s3://KEY:SECRET@bucket/in.mp4");
-    assert_eq!(lease.job.state, JobState::Downloading);
-    assert_eq!(lease.job.attempts, 1);
+    assert_eq!(lease.task.state, JobState::Downloading);
+    assert_eq!(lease.task.attempts, 1);
+    assert_eq!(job_now(store, &job.id).await.state, JobState::Downloading);
     assert!(store
         .claim(&node("n2"), 5, T0 + 2)
         .await
@@ -694,7 +722,7 @@ async fn expiry_requeues_then_fails(store: &dyn Store) {
     for attempt in 1..=3u32 {
         let lease = store.claim(&node("n1"), 1, now).await.unwrap();
         assert_eq!(lease.len(), 1, "attempt {attempt}");
-        assert_eq!(lease[0].job.attempts, attempt);
+        assert_eq!(lease[0].task.attempts, attempt);
         // A heartbeat keeps it alive past one TTL.
         let progress = Progress {
             phase: "encoding".into(),

@@ -133,10 +133,18 @@ pub struct TaskCounts {
     pub running: u64,
 }
 
+/// What a lease carries of a task's job.
+#[derive(Debug, Clone)]
+pub struct LeasedJob {
+    pub id: String,
+    pub job_options: Value,
+    pub max_runtime_s: Option<u64>,
+}
+
 /// A task leased to a worker, with its job and what only the lease holder may see.
 #[derive(Debug, Clone)]
 pub struct Claimed {
-    pub job: JobRecord,
+    pub job: LeasedJob,
     pub task: TaskRecord,
     pub token: String,
     pub source_uri: String,

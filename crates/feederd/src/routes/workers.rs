@@ -52,7 +52,7 @@ pub async fn lease(State(state): State<AppState>, request: Body) -> ApiResult<Js
                     LeaseGrant {
                         job_id: c.job.id.clone(),
                         task: c.task.task,
-                        kind: c.task.kind,
+                        kind: Some(c.task.kind),
                         spec: c.task.spec,
                         token: c.token,
                         attempt: c.task.attempts,

@@ -34,7 +34,9 @@ CREATE TABLE tasks (
     PRIMARY KEY (job_id, task)
 );
 
-CREATE INDEX tasks_claimable ON tasks (state, run_after, job_id, task);
+-- Only PENDING tasks: a running task's steps (DOWNLOADING -> ENCODING ->
+-- UPLOADING -> FINISHED) leave it alone; leased tasks are the expiry index's.
+CREATE INDEX tasks_claimable ON tasks (run_after, job_id, task) WHERE state = 'PENDING';
 CREATE INDEX tasks_lease_expiry ON tasks (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 
 -- Every job so far is one task, its lease carried over: a job PENDING or
@@ -45,7 +47,7 @@ INSERT INTO tasks (job_id, task, kind, state, state_details, error_code, progres
 SELECT id, 0, CASE WHEN nommer = 'copy' THEN 'copy' ELSE 'ffmpeg' END, state, state_details, error_code,
        progress, attempts, max_attempts, run_after, lease_token, node_id, lease_expires_at, cancel_requested, 1,
        CASE WHEN notify_url IS NULL THEN 0 ELSE 1 END,
-       CASE WHEN state = 'PENDING' AND attempts = 0 THEN NULL ELSE created_at END,
+       CASE WHEN attempts = 0 THEN NULL ELSE created_at END,
        CASE WHEN state IN ('FINISHED', 'ERROR', 'ABANDONED', 'CANCELED') THEN state_changed_at END,
        updated_at, state_changed_at
 FROM jobs;
@@ -69,6 +71,17 @@ CREATE TRIGGER tasks_mirror_progress AFTER UPDATE OF progress ON tasks
     WHEN NEW.mirrored = 1 AND NEW.state_changed_at = OLD.state_changed_at
 BEGIN
     UPDATE jobs SET progress = NEW.progress, updated_at = NEW.updated_at WHERE id = NEW.job_id;
+END;
+
+-- The first claim of any task of a job of several moves the job PENDING ->
+-- DOWNLOADING (model::tasks::job_state: the furthest stage a task reached),
+-- in the claim's statement; every later change is derived by feederd.
+CREATE TRIGGER tasks_first_claim AFTER UPDATE OF state_changed_at ON tasks
+    WHEN NEW.mirrored = 0 AND OLD.state = 'PENDING' AND NEW.state = 'DOWNLOADING'
+BEGIN
+    UPDATE jobs SET state = 'DOWNLOADING', state_details = NULL, progress = NEW.progress, node_id = NEW.node_id,
+        updated_at = NEW.updated_at, state_changed_at = NEW.state_changed_at
+    WHERE id = NEW.job_id AND state = 'PENDING';
 END;
 
 -- Finished jobs by state: the totals, and one row for each job that has
@@ -107,10 +120,27 @@ CREATE TABLE nodes_checked (
     last_heartbeat_at INTEGER NOT NULL,
     sandbox           TEXT
 );
-INSERT INTO nodes_checked SELECT id, instance_id, fleet, state, hostname, version, max_jobs, running_jobs,
-    started_at, last_heartbeat_at, sandbox FROM nodes;
+-- A worker could name any fleet before: one it did not know was static.
+INSERT INTO nodes_checked SELECT id, instance_id,
+    CASE WHEN fleet IN ('static', 'local', 'ec2') THEN fleet ELSE 'static' END,
+    CASE WHEN state IN ('active', 'draining', 'terminating', 'terminated', 'interrupted', 'gone', 'lost') THEN state ELSE 'lost' END,
+    hostname, version, max_jobs, running_jobs, started_at, last_heartbeat_at, sandbox FROM nodes;
 DROP TABLE nodes;
 ALTER TABLE nodes_checked RENAME TO nodes;
 
 -- How many tasks carry the job out, so its progress can say how many are done.
 ALTER TABLE jobs ADD COLUMN tasks_total INTEGER NOT NULL DEFAULT 1;
+
+-- The tasks its nommer planned at submit (`[{"kind", "spec"}, ...]`): the
+-- submit's one INSERT makes them, numbered from 0, PENDING and claimable.
+ALTER TABLE jobs ADD COLUMN tasks_plan TEXT NOT NULL DEFAULT '[]';
+
+CREATE TRIGGER jobs_tasks AFTER INSERT ON jobs
+BEGIN
+    INSERT INTO tasks (job_id, task, kind, state, spec, max_attempts, run_after, mirrored, notifies,
+                       updated_at, state_changed_at)
+    SELECT NEW.id, CAST(plan.key AS INTEGER), json_extract(plan.value, '$.kind'), 'PENDING',
+           COALESCE(json_extract(plan.value, '$.spec'), '{}'), NEW.max_attempts, NEW.created_at,
+           json_array_length(NEW.tasks_plan) = 1, NEW.notify_url IS NOT NULL, NEW.created_at, NEW.created_at
+    FROM json_each(NEW.tasks_plan) AS plan;
+END;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
-/// Rows per INSERT: 10 values each stays far below both backends' limits.
+/// Rows per INSERT: 15 values each stays far below both backends' limits.
 const MAX_ROWS: usize = 100;
 
 /// A job to insert, its URIs already sealed.
@@ -52,7 +52,7 @@ async fn run(
         let (sealed, answers): (Vec<Sealed>, Vec<_>) =
             std::mem::take(&mut batch).into_iter().unzip();
         let result = insert_all(&writer, &sealed).await;
-        statements.fetch_add(2, Ordering::Relaxed);
+        statements.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(mut by_id) => {
                 for (sealed, answer) in sealed.iter().zip(answers) {
@@ -72,25 +72,14 @@ async fn run(
     }
 }
 
-/// One INSERT for every job and one for all their tasks, in one
-/// transaction; the PENDING events come from the jobs_event trigger.
+/// One INSERT for every job; their tasks come from the jobs_tasks trigger and
+/// the PENDING events from the jobs_event trigger, in the same statement.
 async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<String, JobRecord>> {
-    let mut tx = writer.begin().await?;
-    let jobs = insert_jobs(&mut tx, batch).await?;
-    insert_tasks(&mut tx, batch).await?;
-    tx.commit().await?;
-    Ok(jobs)
-}
-
-async fn insert_jobs(
-    conn: &mut sqlx::AnyConnection,
-    batch: &[Sealed],
-) -> StoreResult<HashMap<String, JobRecord>> {
     let values: Vec<String> = (0..batch.len())
         .map(|i| {
-            let p = |n: usize| format!("${}", i * 14 + n);
+            let p = |n: usize| format!("${}", i * 15 + n);
             format!(
-                "({}, 'PENDING', {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {t}, {t}, {t})",
+                "({}, 'PENDING', {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {t}, {t}, {t})",
                 p(1),
                 p(2),
                 p(3),
@@ -104,12 +93,13 @@ async fn insert_jobs(
                 p(11),
                 p(12),
                 p(13),
-                t = p(14),
+                p(14),
+                t = p(15),
             )
         })
         .collect();
     let sql = format!(
-        "INSERT INTO jobs (id, state, warnings, max_attempts, max_runtime_s, source_path, dest_path, secret_uris, notify_url, notify_url_shown, submitted_by, nommer, job_options, tasks_total, created_at, updated_at, state_changed_at)
+        "INSERT INTO jobs (id, state, warnings, max_attempts, max_runtime_s, source_path, dest_path, secret_uris, notify_url, notify_url_shown, submitted_by, nommer, job_options, tasks_total, tasks_plan, created_at, updated_at, state_changed_at)
          VALUES {} RETURNING {JOB_COLUMNS}",
         values.join(", ")
     );
@@ -138,59 +128,12 @@ async fn insert_jobs(
             .bind(&job.nommer)
             .bind(job.job_options.to_string())
             .bind(job.tasks.len() as i64)
+            .bind(serde_json::to_string(&job.tasks).unwrap_or_default())
             .bind(job.created_at);
     }
-    let inserted = query.fetch_all(&mut *conn).await?;
+    let inserted = query.fetch_all(writer).await?;
     inserted
         .iter()
         .map(|row| rows::job(row).map(|job| (job.id.clone(), job)))
         .collect()
-}
-
-/// Every task of every job in the batch, PENDING and claimable at once.
-async fn insert_tasks(conn: &mut sqlx::AnyConnection, batch: &[Sealed]) -> StoreResult<()> {
-    const COLUMNS: usize = 9;
-    let mut values = Vec::new();
-    let mut n = 0;
-    for Sealed { job, .. } in batch {
-        for _ in &job.tasks {
-            let p = |k: usize| format!("${}", n * COLUMNS + k);
-            values.push(format!(
-                "({}, {}, {}, 'PENDING', {}, {}, {}, {}, {}, {t}, {t})",
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6),
-                p(7),
-                p(8),
-                t = p(9),
-            ));
-            n += 1;
-        }
-    }
-    let sql = format!(
-        "INSERT INTO tasks (job_id, task, kind, state, spec, max_attempts, run_after, mirrored, notifies, updated_at, state_changed_at)
-         VALUES {}",
-        values.join(", ")
-    );
-    let mut query = sqlx::query(&sql);
-    for Sealed { job, .. } in batch {
-        let mirrored = job.tasks.len() == 1;
-        for (number, plan) in job.tasks.iter().enumerate() {
-            query = query
-                .bind(&job.id)
-                .bind(number as i64)
-                .bind(plan.kind.as_str())
-                .bind(serde_json::to_string(&plan.spec).unwrap_or_default())
-                .bind(job.max_attempts as i64)
-                .bind(job.created_at)
-                .bind(mirrored as i64)
-                .bind(job.notify_url.is_some() as i64)
-                .bind(job.created_at);
-        }
-    }
-    query.execute(&mut *conn).await?;
-    Ok(())
 }

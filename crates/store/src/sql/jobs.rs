@@ -81,19 +81,21 @@ impl SqlStore {
         tx.commit().await?;
         let rows = sqlx::query(&format!(
             "SELECT state, COUNT(*) AS n FROM jobs WHERE state IN ({UNFINISHED}) GROUP BY state
-             UNION ALL SELECT state, n FROM job_totals WHERE n > 0"
+             UNION ALL SELECT state, n FROM job_totals WHERE n > 0
+             UNION ALL SELECT state, COUNT(*) AS n FROM job_total_deltas GROUP BY state"
         ))
         .fetch_all(&self.reader)
         .await?;
         self.count(2 + fold.len() as u64);
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    rows::parse_state(row.try_get("state")?)?,
-                    row.try_get::<i64, _>("n")? as u64,
-                ))
-            })
-            .collect()
+        // A job that ended after the fold is in the deltas still: one read
+        // sees every job exactly once.
+        let mut counts: BTreeMap<&'static str, (JobState, u64)> = BTreeMap::new();
+        for row in &rows {
+            let state = rows::parse_state(row.try_get("state")?)?;
+            counts.entry(state.as_str()).or_insert((state, 0)).1 +=
+                row.try_get::<i64, _>("n")? as u64;
+        }
+        Ok(counts.into_values().collect())
     }
 
     /// Cancel: every PENDING task ends at once; every leased one is flagged

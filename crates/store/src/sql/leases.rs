@@ -1,19 +1,20 @@
 //! The lease protocol on tasks: claim, renew, the holder's reports and
 //! hand-backs, each fenced by job, task and token; and the reaper.
 
-use super::rows::{self, JOB_COLUMNS, TASK_COLUMNS};
-use super::transition::{apply, apply_one, check, Guard, Lease, Params, Target, Transition};
+use super::rows::{self, TASK_COLUMNS};
+use super::transition::{apply, apply_one, check, Applied, Guard, Lease, Target, Transition};
 use super::{jobs::merge_warnings, progress_json, Conn, SqlStore, BATCH};
 use crate::*;
 use nommer_model::api::Progress;
 use nommer_model::state::Actor;
 use nommer_model::NodeState;
 use sqlx::Row;
-use std::collections::HashMap;
 
 impl SqlStore {
-    /// Lease up to `max` tasks in one statement, and read their jobs in
-    /// another; a job of several tasks is derived in the same transaction.
+    /// Lease up to `max` tasks in one statement, which also reads what each
+    /// lease needs of its job. The job follows in the same statement: a job
+    /// of one task by the `tasks_mirror` triggers, a job of several (its
+    /// first claim, PENDING -> DOWNLOADING) by `tasks_first_claim`.
     pub(super) async fn claim_tasks(
         &self,
         node: &NodeReport,
@@ -43,58 +44,30 @@ impl SqlStore {
             progress: Some(Some(progress)),
             ..Transition::to(JobState::Downloading, None)
         };
-        let mut tx = self.writer.begin().await?;
-        let leased = apply(&mut *tx, target, Guard::Feederd, transition, now).await?;
+        let leased = apply(&self.writer, target, Guard::Feederd, transition, now).await?;
         self.count(1);
-        if leased.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let mut jobs = self.jobs_with_secrets(&mut tx, &leased).await?;
         let mut claimed = Vec::with_capacity(leased.len());
-        for (task, token) in leased {
-            let Some((job, secret)) = jobs.get(&task.job_id).cloned() else {
+        for Applied { task, token, job } in leased {
+            let Some((job, secret)) = job else {
                 continue;
             };
             let secret = match crate::sealer::unseal(self.sealer.as_ref(), &secret) {
                 Ok(secret) => secret,
                 Err(e) => {
                     // This task can never run here; it must not block the others.
-                    let details = e.to_string();
-                    let transition = Transition {
-                        lease: Lease::End,
-                        ..Transition::to(JobState::Error, Some(&details))
-                    };
-                    let failed = apply_one(
-                        &mut *tx,
-                        &task.job_id,
-                        task.task,
-                        Guard::Feederd,
-                        transition,
-                        now,
-                    )
-                    .await?;
-                    self.count(1);
-                    if let Some(failed) = failed.filter(|t| !t.mirrored) {
-                        self.settle(&mut tx, &failed, Actor::Feederd, now).await?;
-                    }
+                    self.fail_claimed(&task, &e.to_string(), now).await?;
                     continue;
                 }
             };
-            if !task.mirrored {
-                self.settle(&mut tx, &task, Actor::Feederd, now).await?;
-            }
             let secret: serde_json::Value = serde_json::from_str(&secret).unwrap_or_default();
             claimed.push(Claimed {
                 source_uri: secret["source"].as_str().unwrap_or_default().to_string(),
                 dest_uri: secret["dest"].as_str().unwrap_or_default().to_string(),
                 token: token.unwrap_or_default(),
-                job: job.clone(),
+                job,
                 task,
             });
         }
-        tx.commit().await?;
-        jobs.clear();
         claimed.sort_by(|a, b| (&a.job.id, a.task.task).cmp(&(&b.job.id, b.task.task)));
         if !claimed.is_empty() {
             self.changes_signal.notify_waiters();
@@ -105,31 +78,28 @@ impl SqlStore {
         Ok(claimed)
     }
 
-    /// The jobs of the leased tasks, with their sealed URIs, in one statement.
-    async fn jobs_with_secrets(
-        &self,
-        conn: &mut Conn,
-        leased: &[(TaskRecord, Option<String>)],
-    ) -> StoreResult<HashMap<String, (JobRecord, String)>> {
-        let mut p = Params::default();
-        let mut ids: Vec<&str> = leased.iter().map(|(t, _)| t.job_id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let list: Vec<String> = ids.iter().map(|id| p.push(id.to_string())).collect();
-        let sql = format!(
-            "SELECT {JOB_COLUMNS}, secret_uris FROM jobs WHERE id IN ({})",
-            list.join(", ")
-        );
-        let rows = sqlx::query_with(&sql, p.into_args())
-            .fetch_all(&mut *conn)
-            .await?;
+    /// A claimed task whose job's URIs this replica cannot open ends in ERROR.
+    async fn fail_claimed(&self, task: &TaskRecord, details: &str, now: i64) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        let transition = Transition {
+            lease: Lease::End,
+            ..Transition::to(JobState::Error, Some(details))
+        };
+        let failed = apply_one(
+            &mut *tx,
+            &task.job_id,
+            task.task,
+            Guard::Feederd,
+            transition,
+            now,
+        )
+        .await?;
         self.count(1);
-        rows.iter()
-            .map(|row| {
-                let job = rows::job(row)?;
-                Ok((job.id.clone(), (job, row.try_get("secret_uris")?)))
-            })
-            .collect()
+        if let Some(failed) = failed.filter(|t| !t.mirrored) {
+            self.settle(&mut tx, &failed, Actor::Feederd, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Renew the node's leases and record their progress; no transaction:
@@ -207,19 +177,31 @@ impl SqlStore {
         reports: &[HolderReport<'_>],
         now: i64,
     ) -> StoreResult<Vec<StoreResult<TaskChange>>> {
-        let mut results = Vec::with_capacity(reports.len());
+        if let [report] = reports {
+            if let Some(change) = self.solo_report(report, now).await? {
+                return Ok(vec![Ok(change)]);
+            }
+        }
+        // Applied in (job, task) order, so transactions that touch several
+        // jobs lock them in one order and never wait on each other in a
+        // cycle; a task's own reports keep their order (a stable sort).
+        let mut order: Vec<usize> = (0..reports.len()).collect();
+        order.sort_by_key(|&i| (reports[i].job_id, reports[i].task));
+        let mut results: Vec<Option<StoreResult<TaskChange>>> = vec![None; reports.len()];
         let mut notify = false;
         let mut tx = self.writer.begin().await?;
-        for report in reports {
+        for i in order {
+            let report = &reports[i];
             let details = report
                 .details
                 .map(|d| nommer_model::tail_chars(d, nommer_model::DETAILS_MAX_CHARS));
             let transition = reported(report, details.as_deref());
             let result = self.holder_change(&mut tx, report, transition, now).await?;
             notify |= result.as_ref().is_ok_and(|(_, notifies)| *notifies);
-            results.push(result.map(|(change, _)| change));
+            results[i] = Some(result.map(|(change, _)| change));
         }
         tx.commit().await?;
+        let results: Vec<StoreResult<TaskChange>> = results.into_iter().flatten().collect();
         if notify {
             self.events_signal.notify_waiters();
         }
@@ -229,7 +211,52 @@ impl SqlStore {
         Ok(results)
     }
 
-    /// The lease holder hands the task back unfinished; the attempt does not count.
+    /// A report alone, without warnings, on a job of one task: one statement
+    /// and no transaction (the job follows its task by trigger). None when it
+    /// is not such a report, or was refused: the full path then says why.
+    async fn solo_report(
+        &self,
+        report: &HolderReport<'_>,
+        now: i64,
+    ) -> StoreResult<Option<TaskChange>> {
+        if !report.warnings.is_empty() {
+            return Ok(None);
+        }
+        let details = report
+            .details
+            .map(|d| nommer_model::tail_chars(d, nommer_model::DETAILS_MAX_CHARS));
+        let target = Target::Solo {
+            job_id: report.job_id,
+            task: report.task,
+        };
+        let guard = Guard::Holder {
+            token: report.token,
+            renew_until: now + self.policy.ttl_ms,
+        };
+        let transition = reported(report, details.as_deref());
+        self.count(1);
+        let Some(applied) = apply(&self.writer, target, guard, transition, now)
+            .await?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        let task = applied.task;
+        if task.notifies {
+            self.events_signal.notify_waiters();
+        }
+        self.changes_signal.notify_waiters();
+        Ok(Some(TaskChange {
+            job_id: task.job_id,
+            task: task.task,
+            state: task.state,
+            job_state: task.state,
+        }))
+    }
+
+    /// The lease holder hands the task back unfinished; the attempt does not
+    /// count. A task a cancel was waiting for (its worker stopped before a
+    /// heartbeat brought the cancel) ends CANCELED instead of running again.
     pub(super) async fn hand_back(
         &self,
         id: &str,
@@ -238,24 +265,48 @@ impl SqlStore {
         reason: &str,
         now: i64,
     ) -> StoreResult<TaskChange> {
-        let details = format!("handed back by its worker: {reason}");
+        let mut tx = self.writer.begin().await?;
+        let flagged: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT cancel_requested FROM tasks WHERE job_id = $1 AND task = $2 AND lease_token = $3{}",
+            self.dialect.for_update()
+        ))
+        .bind(id)
+        .bind(task as i64)
+        .bind(token)
+        .fetch_optional(&mut *tx)
+        .await?;
+        self.count(1);
+        let canceled = flagged.is_some_and(|f| f != 0);
+        let details = match canceled {
+            true => format!("canceled; its worker handed it back ({reason}) before it stopped"),
+            false => format!("handed back by its worker: {reason}"),
+        };
+        let to = match canceled {
+            true => JobState::Canceled,
+            false => JobState::Pending,
+        };
         let report = HolderReport {
             job_id: id,
             task,
             token,
-            to: JobState::Pending,
+            to,
             details: Some(&details),
             warnings: &[],
             error_code: None,
         };
-        let transition = Transition {
-            lease: Lease::Free,
-            run_after: Some(now),
-            progress: Some(None),
-            attempts_delta: -1,
-            ..Transition::to(JobState::Pending, Some(&details))
+        let transition = match canceled {
+            true => Transition {
+                lease: Lease::End,
+                ..Transition::to(to, Some(&details))
+            },
+            false => Transition {
+                lease: Lease::Free,
+                run_after: Some(now),
+                progress: Some(None),
+                attempts_delta: -1,
+                ..Transition::to(to, Some(&details))
+            },
         };
-        let mut tx = self.writer.begin().await?;
         let (change, _) = self
             .holder_change(&mut tx, &report, transition, now)
             .await??;
@@ -343,10 +394,14 @@ impl SqlStore {
         now: i64,
     ) -> StoreResult<()> {
         self.count(1);
-        let current: String = sqlx::query_scalar("SELECT warnings FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
+        // Locked: two tasks of one job may add warnings at once.
+        let current: String = sqlx::query_scalar(&format!(
+            "SELECT warnings FROM jobs WHERE id = $1{}",
+            self.dialect.for_update()
+        ))
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
         let Some(merged) = merge_warnings(&current, added) else {
             return Ok(());
         };
@@ -380,9 +435,12 @@ impl SqlStore {
             .await?;
             self.count(1);
             let batch = expired.len();
-            for row in &expired {
-                let task = rows::task(row)?;
-                if let Some(change) = self.reap_one(&mut tx, &task, now).await? {
+            let mut expired: Vec<TaskRecord> =
+                expired.iter().map(rows::task).collect::<StoreResult<_>>()?;
+            // Jobs are locked (settled) in one order by every transaction.
+            expired.sort_by(|a, b| (&a.job_id, a.task).cmp(&(&b.job_id, b.task)));
+            for task in &expired {
+                if let Some(change) = self.reap_one(&mut tx, task, now).await? {
                     changes.push(change);
                 }
             }

@@ -21,24 +21,20 @@ impl SqlStore {
         rows.iter().map(rows::task).collect()
     }
 
-    /// Off the (state, ...) index: only unfinished tasks are read.
+    /// Off the two partial indexes: PENDING tasks (`tasks_claimable`) and
+    /// leased ones (`tasks_lease_expiry`); no finished task is read.
     pub(super) async fn task_counts(&self) -> StoreResult<TaskCounts> {
         self.count(1);
-        let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM tasks
-             WHERE state IN ('PENDING', 'DOWNLOADING', 'ENCODING', 'UPLOADING') GROUP BY state",
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM tasks WHERE state = 'PENDING') AS pending,
+                    (SELECT COUNT(*) FROM tasks WHERE lease_expires_at IS NOT NULL) AS running",
         )
-        .fetch_all(&self.reader)
+        .fetch_one(&self.reader)
         .await?;
-        let mut counts = TaskCounts::default();
-        for row in &rows {
-            let n = row.try_get::<i64, _>("n")? as u64;
-            match rows::parse_state(row.try_get("state")?)? {
-                JobState::Pending => counts.pending += n,
-                _ => counts.running += n,
-            }
-        }
-        Ok(counts)
+        Ok(TaskCounts {
+            pending: row.try_get::<i64, _>("pending")? as u64,
+            running: row.try_get::<i64, _>("running")? as u64,
+        })
     }
 
     /// After `changed`, a task of a job of several, changed by `actor`: the
@@ -55,11 +51,18 @@ impl SqlStore {
     ) -> StoreResult<JobState> {
         let id = changed.job_id.as_str();
         let current = self.job_state_locked(conn, id).await?;
+        self.count(1);
+        if current.is_terminal() {
+            // The job ended meanwhile (another task failed): this one must
+            // not go on, and the job stays as it ended.
+            self.stop_task(conn, changed, current, now).await?;
+            return Ok(current);
+        }
         let rows = sqlx::query("SELECT state, progress FROM tasks WHERE job_id = $1 ORDER BY task")
             .bind(id)
             .fetch_all(&mut *conn)
             .await?;
-        self.count(2);
+        self.count(1);
         let mut states = Vec::with_capacity(rows.len());
         let mut progress: Vec<Option<Progress>> = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -106,46 +109,72 @@ impl SqlStore {
             });
         }
         if ends_badly {
-            self.cancel_siblings(conn, changed, now).await?;
+            self.cancel_siblings(conn, changed, derived, now).await?;
         }
         Ok(derived)
     }
 
     /// The job failed: its PENDING tasks end CANCELED now, its leased ones
-    /// are flagged for their workers.
+    /// are flagged for their workers. The job's row is locked here, so only
+    /// tasks no one else holds are taken (a task lock is never awaited under
+    /// a job lock); a task changing meanwhile is stopped by its own `settle`,
+    /// which finds the job ended.
     async fn cancel_siblings(
         &self,
         conn: &mut Conn,
         failed: &TaskRecord,
+        ended: JobState,
         now: i64,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE tasks SET cancel_requested = 1, updated_at = $1
-             WHERE job_id = $2 AND state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING')",
-        )
-        .bind(now)
+        let others = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = $1 AND task != $2
+               AND state IN ('PENDING', 'DOWNLOADING', 'ENCODING', 'UPLOADING') ORDER BY task{}",
+            self.dialect.skip_locked()
+        ))
         .bind(&failed.job_id)
-        .execute(&mut *conn)
+        .bind(failed.task as i64)
+        .fetch_all(&mut *conn)
         .await?;
-        let pending: Vec<i64> =
-            sqlx::query_scalar("SELECT task FROM tasks WHERE job_id = $1 AND state = 'PENDING'")
-                .bind(&failed.job_id)
-                .fetch_all(&mut *conn)
-                .await?;
-        self.count(2 + pending.len() as u64);
-        let details = format!("canceled: task {} of the job failed", failed.task);
-        for task in pending {
-            let transition = Transition::to(JobState::Canceled, Some(&details));
-            apply_one(
-                &mut *conn,
-                &failed.job_id,
-                task as u32,
-                Guard::Feederd,
-                transition,
-                now,
-            )
-            .await?;
+        self.count(1);
+        for row in &others {
+            self.stop_task(conn, &rows::task(row)?, ended, now).await?;
         }
+        Ok(())
+    }
+
+    /// A task of a job that has ended (`ended`): canceled at once while
+    /// PENDING, flagged for its worker while leased.
+    async fn stop_task(
+        &self,
+        conn: &mut Conn,
+        task: &TaskRecord,
+        ended: JobState,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.count(1);
+        if task.state.is_leased() {
+            sqlx::query("UPDATE tasks SET cancel_requested = 1, updated_at = $1 WHERE job_id = $2 AND task = $3")
+                .bind(now)
+                .bind(&task.job_id)
+                .bind(task.task as i64)
+                .execute(&mut *conn)
+                .await?;
+            return Ok(());
+        }
+        if task.state != JobState::Pending {
+            return Ok(());
+        }
+        let details = format!("canceled: the job is {ended}");
+        let transition = Transition::to(JobState::Canceled, Some(&details));
+        apply_one(
+            &mut *conn,
+            &task.job_id,
+            task.task,
+            Guard::Feederd,
+            transition,
+            now,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -90,6 +90,12 @@ pub enum Target<'a> {
         job_id: &'a str,
         task: u32,
     },
+    /// The task only if it is its job's only one (the job follows it by
+    /// trigger, so the change needs no transaction).
+    Solo {
+        job_id: &'a str,
+        task: u32,
+    },
     /// Up to `limit` claimable tasks, the oldest first, straight off the
     /// (state, run_after, job_id, task) index; on PostgreSQL passing over
     /// rows another replica is claiming.
@@ -132,17 +138,26 @@ fn sources(to: JobState, actor: Actor) -> Option<String> {
     (!list.is_empty()).then(|| list.join(", "))
 }
 
+/// A task as a change left it.
+pub struct Applied {
+    pub task: TaskRecord,
+    pub token: Option<String>,
+    /// For a claim: what the lease carries of the job, and its sealed URIs.
+    pub job: Option<(LeasedJob, String)>,
+}
+
 /// Apply `t` to the target tasks in one statement; each task as it now is,
 /// with its lease token. Empty when no row is in a state that may move to
 /// `t.to` (or, for a holder, the token no longer matches). A holder's change
-/// also renews its lease.
+/// also renews its lease. A claim also reads what the lease needs of each
+/// task's job, in the same statement.
 pub async fn apply<'e, E>(
     conn: E,
     target: Target<'_>,
     guard: Guard<'_>,
     t: Transition<'_>,
     now: i64,
-) -> StoreResult<Vec<(TaskRecord, Option<String>)>>
+) -> StoreResult<Vec<Applied>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -217,13 +232,25 @@ where
         }
         Guard::Feederd => String::new(),
     };
-    let returning = format!(
+    let mut returning = format!(
         "RETURNING {}, tasks.lease_token AS granted",
         qualified_task_columns()
     );
+    if let Target::Claimable { .. } = target {
+        for column in LEASED_JOB_COLUMNS {
+            returning.push_str(&format!(
+                ", (SELECT {column} FROM jobs WHERE jobs.id = tasks.job_id) AS job_{column}"
+            ));
+        }
+    }
     let sql = match target {
         Target::One { job_id, task } => format!(
             "UPDATE tasks SET {set} WHERE job_id = {} AND task = {} AND state IN ({sources}){fence} {returning}",
+            p.push(job_id.to_string()),
+            p.push(task as i64),
+        ),
+        Target::Solo { job_id, task } => format!(
+            "UPDATE tasks SET {set} WHERE job_id = {} AND task = {} AND mirrored = 1 AND state IN ({sources}){fence} {returning}",
             p.push(job_id.to_string()),
             p.push(task as i64),
         ),
@@ -242,12 +269,40 @@ where
             p.push(limit as i64),
         ),
     };
+    let claim = matches!(target, Target::Claimable { .. });
     let rows = sqlx::query_with(&sql, p.into_args())
         .fetch_all(conn)
         .await?;
     rows.iter()
-        .map(|row| Ok((rows::task(row)?, sqlx::Row::try_get(row, "granted")?)))
+        .map(|row| {
+            let task = rows::task(row)?;
+            let job = match claim {
+                true => Some(leased_job(row, &task.job_id)?),
+                false => None,
+            };
+            Ok(Applied {
+                task,
+                token: sqlx::Row::try_get(row, "granted")?,
+                job,
+            })
+        })
         .collect()
+}
+
+/// What a claim reads of each task's job.
+const LEASED_JOB_COLUMNS: [&str; 3] = ["job_options", "max_runtime_s", "secret_uris"];
+
+fn leased_job(row: &sqlx::any::AnyRow, id: &str) -> StoreResult<(LeasedJob, String)> {
+    use sqlx::Row;
+    let options: String = row.try_get("job_job_options")?;
+    let job = LeasedJob {
+        id: id.to_string(),
+        job_options: serde_json::from_str(&options).unwrap_or_default(),
+        max_runtime_s: row
+            .try_get::<Option<i64>, _>("job_max_runtime_s")?
+            .map(|s| s as u64),
+    };
+    Ok((job, row.try_get("job_secret_uris")?))
 }
 
 /// [`apply`] to one task; None when it was refused.
@@ -263,7 +318,7 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let mut rows = apply(conn, Target::One { job_id, task }, guard, t, now).await?;
-    Ok(rows.pop().map(|(task, _)| task))
+    Ok(rows.pop().map(|applied| applied.task))
 }
 
 /// TASK_COLUMNS, each named with its table (a claim's UPDATE also reads `picked`).
