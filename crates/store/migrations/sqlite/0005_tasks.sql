@@ -34,9 +34,9 @@ CREATE TABLE tasks (
     PRIMARY KEY (job_id, task)
 );
 
--- Only PENDING tasks: a running task's steps (DOWNLOADING -> ENCODING ->
--- UPLOADING -> FINISHED) leave it alone; leased tasks are the expiry index's.
-CREATE INDEX tasks_claimable ON tasks (run_after, job_id, task) WHERE state = 'PENDING';
+-- State first: PostgreSQL's planner keeps to it for claims (oldest PENDING
+-- first, in index order) even before it has statistics for a new table.
+CREATE INDEX tasks_claimable ON tasks (state, run_after, job_id, task);
 CREATE INDEX tasks_lease_expiry ON tasks (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 
 -- Every job so far is one task, its lease carried over: a job PENDING or
@@ -57,6 +57,8 @@ DROP INDEX jobs_lease_expiry;
 ALTER TABLE jobs DROP COLUMN lease_token;
 ALTER TABLE jobs DROP COLUMN lease_expires_at;
 ALTER TABLE jobs DROP COLUMN run_after;
+-- Lists by state, newest first; unfinished jobs are counted through their
+-- tasks (tasks_claimable) instead, which never reads an ended one.
 CREATE INDEX jobs_by_state ON jobs (state, id);
 
 CREATE TRIGGER tasks_mirror_state AFTER UPDATE OF state_changed_at ON tasks WHEN NEW.mirrored = 1

@@ -9,8 +9,9 @@ use nommer_model::state::Actor;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-/// The states a job may still leave, as an SQL list (the jobs_by_state index
-/// makes counting them cheap however many jobs have ended).
+/// The states a job may still leave, as an SQL list. Unfinished jobs are
+/// found through their unfinished tasks (`tasks_claimable`, state first), so
+/// counting them costs nothing for the jobs that have ended.
 const UNFINISHED: &str = "'PENDING', 'DOWNLOADING', 'ENCODING', 'UPLOADING'";
 
 impl SqlStore {
@@ -80,7 +81,8 @@ impl SqlStore {
         }
         tx.commit().await?;
         let rows = sqlx::query(&format!(
-            "SELECT state, COUNT(*) AS n FROM jobs WHERE state IN ({UNFINISHED}) GROUP BY state
+            "SELECT state, COUNT(*) AS n FROM jobs WHERE state IN ({UNFINISHED})
+               AND id IN (SELECT job_id FROM tasks WHERE state IN ({UNFINISHED})) GROUP BY state
              UNION ALL SELECT state, n FROM job_totals WHERE n > 0
              UNION ALL SELECT state, COUNT(*) AS n FROM job_total_deltas GROUP BY state"
         ))

@@ -21,8 +21,8 @@ impl SqlStore {
         rows.iter().map(rows::task).collect()
     }
 
-    /// Off the two partial indexes: PENDING tasks (`tasks_claimable`) and
-    /// leased ones (`tasks_lease_expiry`); no finished task is read.
+    /// Off two indexes: PENDING tasks (`tasks_claimable`) and leased ones
+    /// (`tasks_lease_expiry`); no finished task is read.
     pub(super) async fn task_counts(&self) -> StoreResult<TaskCounts> {
         self.count(1);
         let row = sqlx::query(
