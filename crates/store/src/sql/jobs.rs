@@ -2,7 +2,7 @@
 //! abandon check. Their state changes go through their tasks.
 
 use super::rows::{self, JOB_COLUMNS, TASK_COLUMNS};
-use super::transition::{apply_one, check, Guard, Params, Transition};
+use super::transition::{check, Guard, Params, Transition};
 use super::{inserts, SqlStore, BATCH};
 use crate::*;
 use nommer_model::state::Actor;
@@ -137,12 +137,8 @@ impl SqlStore {
             check(task.state, JobState::Canceled, Actor::Feederd)?;
             let transition =
                 Transition::to(JobState::Canceled, Some("canceled before a worker took it"));
-            let changed =
-                apply_one(&mut *tx, id, task.task, Guard::Feederd, transition, now).await?;
-            self.count(1);
-            if let Some(changed) = changed.filter(|t| !t.mirrored) {
-                self.settle(&mut tx, &changed, Actor::Feederd, now).await?;
-            }
+            self.change_task(&mut tx, id, task.task, Guard::Feederd, transition, now)
+                .await?;
         }
         let record = super::fetch_job(&mut tx, id).await?;
         self.count(1);
@@ -203,16 +199,10 @@ impl SqlStore {
                         details: None,
                         ..Transition::to(JobState::Abandoned, None)
                     };
-                    let changed =
-                        apply_one(&mut *tx, id, task as u32, Guard::Feederd, transition, now)
-                            .await?;
-                    self.count(1);
-                    if let Some(changed) = changed {
-                        ended = true;
-                        if !changed.mirrored {
-                            self.settle(&mut tx, &changed, Actor::Feederd, now).await?;
-                        }
-                    }
+                    let changed = self
+                        .change_task(&mut tx, id, task as u32, Guard::Feederd, transition, now)
+                        .await?;
+                    ended |= changed.is_some();
                 }
                 if ended {
                     abandoned.push(id.clone());

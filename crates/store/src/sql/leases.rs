@@ -2,7 +2,7 @@
 //! hand-backs, each fenced by job, task and token; and the reaper.
 
 use super::rows::{self, TASK_COLUMNS};
-use super::transition::{apply, apply_one, check, Applied, Guard, Lease, Target, Transition};
+use super::transition::{apply, check, Applied, Guard, Lease, Target, Transition};
 use super::{jobs::merge_warnings, progress_json, Conn, SqlStore, BATCH};
 use crate::*;
 use nommer_model::api::Progress;
@@ -85,8 +85,8 @@ impl SqlStore {
             lease: Lease::End,
             ..Transition::to(JobState::Error, Some(details))
         };
-        let failed = apply_one(
-            &mut *tx,
+        self.change_task(
+            &mut tx,
             &task.job_id,
             task.task,
             Guard::Feederd,
@@ -94,10 +94,6 @@ impl SqlStore {
             now,
         )
         .await?;
-        self.count(1);
-        if let Some(failed) = failed.filter(|t| !t.mirrored) {
-            self.settle(&mut tx, &failed, Actor::Feederd, now).await?;
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -332,33 +328,16 @@ impl SqlStore {
             token: report.token,
             renew_until: now + self.policy.ttl_ms,
         };
-        self.count(1);
-        let changed = apply_one(
-            &mut *conn,
-            report.job_id,
-            report.task,
-            guard,
-            transition,
-            now,
-        )
-        .await?;
-        let Some(task) = changed else {
+        let changed = self
+            .change_task(conn, report.job_id, report.task, guard, transition, now)
+            .await?;
+        let Some((task, change)) = changed else {
             return self.refused(conn, report).await;
         };
         if !report.warnings.is_empty() {
             self.add_warnings(conn, report.job_id, report.warnings, now)
                 .await?;
         }
-        let job_state = match task.mirrored {
-            true => task.state,
-            false => self.settle(conn, &task, Actor::Worker, now).await?,
-        };
-        let change = TaskChange {
-            job_id: task.job_id.clone(),
-            task: task.task,
-            state: task.state,
-            job_state,
-        };
         Ok(Ok((change, task.notifies)))
     }
 
@@ -499,29 +478,17 @@ impl SqlStore {
             run_after: Some(run_after),
             ..Transition::to(to, Some(&details))
         };
-        self.count(1);
-        let Some(changed) = apply_one(
-            &mut *conn,
-            &task.job_id,
-            task.task,
-            Guard::Feederd,
-            transition,
-            now,
-        )
-        .await?
-        else {
-            return Ok(None);
-        };
-        let job_state = match changed.mirrored {
-            true => changed.state,
-            false => self.settle(conn, &changed, Actor::Feederd, now).await?,
-        };
-        Ok(Some(TaskChange {
-            job_id: changed.job_id,
-            task: changed.task,
-            state: changed.state,
-            job_state,
-        }))
+        let changed = self
+            .change_task(
+                conn,
+                &task.job_id,
+                task.task,
+                Guard::Feederd,
+                transition,
+                now,
+            )
+            .await?;
+        Ok(changed.map(|(_, change)| change))
     }
 }
 

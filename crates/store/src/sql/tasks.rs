@@ -37,6 +37,36 @@ impl SqlStore {
         })
     }
 
+    /// A task change through the one transition path, with its job in the
+    /// same transaction: a job of one task follows by trigger, a job of
+    /// several is settled here. What changed, or None when it was refused.
+    pub(super) async fn change_task(
+        &self,
+        conn: &mut Conn,
+        job_id: &str,
+        task: u32,
+        guard: Guard<'_>,
+        transition: Transition<'_>,
+        now: i64,
+    ) -> StoreResult<Option<(TaskRecord, TaskChange)>> {
+        self.count(1);
+        let Some(changed) = apply_one(&mut *conn, job_id, task, guard, transition, now).await?
+        else {
+            return Ok(None);
+        };
+        let job_state = match changed.mirrored {
+            true => changed.state,
+            false => self.settle(conn, &changed, guard.actor(), now).await?,
+        };
+        let change = TaskChange {
+            job_id: changed.job_id.clone(),
+            task: changed.task,
+            state: changed.state,
+            job_state,
+        };
+        Ok(Some((changed, change)))
+    }
+
     /// After `changed`, a task of a job of several, changed by `actor`: the
     /// job's state and progress derived from all its tasks, written in the
     /// same transaction. The job's row is locked first, so two tasks

@@ -75,7 +75,7 @@ pub enum Guard<'a> {
 }
 
 impl Guard<'_> {
-    fn actor(self) -> Actor {
+    pub fn actor(self) -> Actor {
         match self {
             Guard::Feederd => Actor::Feederd,
             Guard::Holder { .. } => Actor::Worker,
