@@ -2,7 +2,7 @@
 //! abandon check. Their state changes go through their tasks.
 
 use super::rows::{self, JOB_COLUMNS, TASK_COLUMNS};
-use super::transition::{check, Guard, Params, Transition};
+use super::transition::{check, Guard, Transition};
 use super::{inserts, SqlStore, BATCH};
 use crate::*;
 use nommer_model::state::Actor;
@@ -119,15 +119,14 @@ impl SqlStore {
         }
         self.count(3);
         // The worker sees the flag in its next heartbeat answer and stops.
-        let mut p = Params::default();
-        let sql = format!(
-            "UPDATE tasks SET cancel_requested = 1, updated_at = {} WHERE job_id = {} AND state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING')",
-            p.push(now),
-            p.push(id.to_string())
-        );
-        sqlx::query_with(&sql, p.into_args())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE tasks SET cancel_requested = 1, updated_at = $1
+             WHERE job_id = $2 AND state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
