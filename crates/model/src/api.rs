@@ -23,6 +23,11 @@ pub struct Progress {
     pub tasks_done: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks_total: Option<u32>,
+    /// A chunked job's chunks encoded, and in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks_done: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks_total: Option<u32>,
 }
 
 /// One task of a job, as `GET /v1/jobs/{id}/tasks` shows it.

@@ -49,6 +49,7 @@ error_codes! {
     OptionUnexpectedValue = ("option_unexpected_value", 400, "An option flag that takes no value was given one."),
     FilterNotAllowed = ("filter_not_allowed", 400, "A filtergraph names a filter, or a filter option (by name or by position), that is not on the allowlist."),
     FormatNotAllowed = ("format_not_allowed", 400, "An input or output format (given by -f or inferred from the destination) is not on the allowlist: it would open other files, devices or the network."),
+    ChunkingNotSupported = ("chunking_not_supported", 400, "The job asks to be chunked, but its options show chunks could not give what the whole would: a filter or flag that needs the whole timeline, an encoder or output other than a single MP4, MKV or WebM video file, or a destination intermediates cannot be written beside."),
     OutputFormatUnknown = ("output_format_unknown", 400, "No -f was given and the destination's extension names no known format."),
     UriMalformed = ("uri_malformed", 400, "A source, destination or notify URI cannot be parsed."),
     UriUnknownScheme = ("uri_unknown_scheme", 400, "A URI's scheme is not one this service reads or writes."),

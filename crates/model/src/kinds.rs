@@ -96,8 +96,46 @@ named!(
         Ffmpeg = "ffmpeg",
         /// The source goes to the destination unchanged.
         Copy = "copy",
+        /// A chunked job's first task: probe the source, choose the cuts,
+        /// and add the tasks below (`nommer_model::chunked`).
+        Plan = "plan",
+        /// One chunk of a chunked job's video, encoded on its own.
+        Chunk = "chunk",
+        /// A chunked job's audio, encoded once, whole.
+        Audio = "audio",
+        /// Join the chunks, mux the audio, check, publish.
+        Assemble = "assemble",
+        /// Remove a chunked job's intermediates, however the job ended.
+        Cleanup = "cleanup",
     }
 );
+
+/// What a task waits for before it may be claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waits {
+    Nothing,
+    /// Every other task of its job that counts towards the job's state to
+    /// have finished.
+    Siblings,
+    /// Its job to end, however it ends.
+    JobEnd,
+}
+
+impl TaskKind {
+    pub fn waits(self) -> Waits {
+        match self {
+            TaskKind::Assemble => Waits::Siblings,
+            TaskKind::Cleanup => Waits::JobEnd,
+            _ => Waits::Nothing,
+        }
+    }
+
+    /// Whether the task's state counts towards its job's: a cleanup runs
+    /// after the job has ended, and does not change how it ended.
+    pub fn counts_for_job(self) -> bool {
+        self.waits() != Waits::JobEnd
+    }
+}
 
 #[cfg(test)]
 mod tests {

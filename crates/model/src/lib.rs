@@ -2,6 +2,7 @@
 //! the wire types of the API. Pure data and rules; no I/O.
 
 pub mod api;
+pub mod chunked;
 pub mod error;
 pub mod failure;
 pub mod id;

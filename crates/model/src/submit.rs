@@ -31,6 +31,8 @@ pub struct Submission {
     pub max_attempts: Option<u32>,
     /// The job's own wall-clock limit per attempt, in seconds.
     pub max_runtime_s: Option<u64>,
+    /// The job is split into chunks across the fleet.
+    pub chunked: Option<crate::chunked::ChunkRequest>,
 }
 
 /// Python truthiness of a decoded JSON value.
@@ -191,11 +193,21 @@ pub fn parse_payload(
         }
     };
 
+    let chunked = crate::chunked::ChunkRequest::parse(payload.get("chunked"))?;
+
     let nommers::Checked {
         passes,
         warnings,
-        tasks,
+        mut tasks,
     } = nommer.check(&raw_options, &dest, allow)?;
+    if let Some(request) = chunked {
+        let muxer = match passes.last().and_then(Pass::output_format) {
+            Some(format) => format.to_ascii_lowercase(),
+            None => inferred_format(&dest)?.to_string(),
+        };
+        crate::chunked::check(&passes, &muxer, nommer.name())?;
+        tasks = crate::chunked::start_tasks(request);
+    }
 
     let mut normalized = job_options.clone();
     normalized.insert("options".into(), options::passes_to_json(&passes));
@@ -210,6 +222,7 @@ pub fn parse_payload(
         warnings,
         max_attempts,
         max_runtime_s,
+        chunked,
     })
 }
 
