@@ -11,6 +11,9 @@ pub struct FeederdConfig {
     /// Standard Webhooks secret (`whsec_...` base64, or raw text).
     pub webhook_secret: Option<String>,
     pub file_roots: FileRoots,
+    /// Where chunked jobs keep their intermediates; None: beside each
+    /// job's destination (`nommer_model::chunked::work_prefix`).
+    pub intermediate_store: Option<String>,
     /// The option allowlist, with the operator's additions.
     pub allowlist: std::sync::Arc<nommer_model::options::Allowlist>,
     /// Object storage settings, for submit-time checks of s3/gs/az sources.
@@ -55,6 +58,7 @@ impl Default for FeederdConfig {
             tokens: Default::default(),
             webhook_secret: None,
             file_roots: FileRoots::Any,
+            intermediate_store: None,
             allowlist: std::sync::Arc::new(nommer_model::options::Allowlist::builtin().clone()),
             objects: Default::default(),
             net_policy: NetPolicy::default(),

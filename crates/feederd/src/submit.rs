@@ -81,6 +81,10 @@ pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, Coded
     let submission = submit::parse_body(body, &state.config.allowlist)?;
     check_location(state, "source_path", &submission.source)?;
     check_location(state, "dest_path", &submission.dest)?;
+    if submission.chunked.is_some() {
+        let store = state.config.intermediate_store.as_deref();
+        nommer_model::chunked::work_prefix(&submission.dest, store, "check")?;
+    }
     if let Some(url) = &submission.notify_url {
         check_literal(state, "notify_url", url)?;
     }

@@ -53,6 +53,40 @@ pub fn input_whitelist() -> [String; 4] {
     ]
 }
 
+/// A chunked job's join: the chunks `list` names (an ffconcat file of
+/// names beside it, which the demuxer's safe mode requires) joined without
+/// re-encoding, the audio encoded once muxed beside them, into `muxer`.
+pub fn concat_argv(
+    ffmpeg: &str,
+    list: &Path,
+    audio: Option<&Path>,
+    muxer: &str,
+    faststart: bool,
+    output: &Path,
+) -> Vec<String> {
+    let mut argv: Vec<String> = [ffmpeg, "-y", "-nostdin", "-v", "error", "-f", "concat"]
+        .map(String::from)
+        .to_vec();
+    let mut whitelist = input_whitelist();
+    whitelist[3] = format!("concat,{}", whitelist[3]);
+    argv.extend(whitelist);
+    argv.extend(["-i".into(), list.display().to_string()]);
+    if let Some(audio) = audio {
+        argv.extend(input_whitelist());
+        argv.extend(["-i".into(), audio.display().to_string()]);
+    }
+    argv.extend(["-map".into(), "0:v:0".into()]);
+    if audio.is_some() {
+        argv.extend(["-map".into(), "1:a:0".into()]);
+    }
+    argv.extend(["-c".into(), "copy".into()]);
+    if faststart {
+        argv.extend(["-movflags".into(), "+faststart".into()]);
+    }
+    argv.extend(["-f".into(), muxer.into(), output.display().to_string()]);
+    argv
+}
+
 impl PassPlan<'_> {
     /// Whether this pass writes the job's result (the last of two, or the only one).
     pub fn writes_result(&self) -> bool {

@@ -2,6 +2,7 @@
 //! ffprobe, and the process wrapper every external tool runs under.
 
 pub mod argv;
+pub mod frames;
 pub mod probe;
 pub mod process;
 pub mod progress;

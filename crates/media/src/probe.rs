@@ -13,6 +13,23 @@ pub struct ProbeStream {
     pub height: Option<u32>,
     pub sample_rate: Option<String>,
     pub channels: Option<u32>,
+    /// `30000/1001`: the stream's base rate, and its mean one.
+    pub r_frame_rate: Option<String>,
+    pub avg_frame_rate: Option<String>,
+    /// `1/15360`.
+    pub time_base: Option<String>,
+    pub start_time: Option<String>,
+    pub duration: Option<String>,
+}
+
+impl ProbeStream {
+    pub fn start_seconds(&self) -> Option<f64> {
+        self.start_time.as_deref()?.parse().ok()
+    }
+
+    pub fn duration_seconds(&self) -> Option<f64> {
+        self.duration.as_deref()?.parse().ok()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -42,6 +42,11 @@ pub struct Task {
     pub progress: Option<Progress>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// What the task made (a chunk's frames and bytes, a plan's cuts, the
+    /// assemble check's figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -200,6 +205,9 @@ pub struct LeaseGrant {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub spec: crate::tasks::TaskSpec,
+    /// A chunked job's tasks: the prefix its intermediates live under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_uri: Option<String>,
     pub token: String,
     pub attempt: u32,
     pub ttl_ms: u64,
@@ -291,6 +299,14 @@ pub struct StateReport {
     /// Why an ERROR happened, as a stable code (`tool_failed`, `output_too_large`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// What the task made, kept with it (a chunk's frames, a plan's cuts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// A plan task's FINISHED report: the tasks it adds to its job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub tasks: Vec<crate::tasks::TaskPlan>,
 }
 
 /// Most state reports one batch may carry.
@@ -310,6 +326,14 @@ pub struct JobStateReport {
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// What the task made, kept with it (a chunk's frames, a plan's cuts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// A plan task's FINISHED report: the tasks it adds to its job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub tasks: Vec<crate::tasks::TaskPlan>,
 }
 
 /// Several state reports from one worker in one request. Each is applied or

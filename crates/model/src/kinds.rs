@@ -130,6 +130,11 @@ impl TaskKind {
         }
     }
 
+    /// A task of a chunked job: it works with the job's intermediates.
+    pub fn is_chunked(self) -> bool {
+        !matches!(self, TaskKind::Ffmpeg | TaskKind::Copy)
+    }
+
     /// Whether the task's state counts towards its job's: a cleanup runs
     /// after the job has ended, and does not change how it ended.
     pub fn counts_for_job(self) -> bool {

@@ -45,7 +45,12 @@ fn file_roots(s: &Settings, loopback: bool) -> FileRoots {
 }
 
 pub fn feederd_config(s: &Settings, loopback: bool) -> anyhow::Result<FeederdConfig> {
+    if let Some(store) = &s.intermediate_store {
+        nommer_model::chunked::check_intermediate_store(store)
+            .map_err(|e| anyhow::anyhow!("intermediate_store: {e}"))?;
+    }
     Ok(FeederdConfig {
+        intermediate_store: s.intermediate_store.clone(),
         tokens: Arc::new(TokenSet::new(s.tokens()?)),
         webhook_secret: s.webhook_secret.clone(),
         file_roots: file_roots(s, loopback),

@@ -123,6 +123,9 @@ pub struct Settings {
     /// Directories `file://` URIs may name; empty: any path while on loopback, none otherwise.
     #[serde(deserialize_with = "list_or_csv")]
     pub file_roots: Vec<String>,
+    /// Where chunked jobs keep their intermediates (a file, s3, gs or az
+    /// prefix every worker reaches); unset: beside each job's destination.
+    pub intermediate_store: Option<String>,
     pub allow_link_local_addresses: bool,
     /// Refuse private and loopback addresses in http(s) sources and
     /// notify_urls. Default: true when feederd listens beyond loopback.
@@ -248,6 +251,7 @@ impl Default for Settings {
             webhook_secret: None,
             secrets_key: None,
             file_roots: Vec::new(),
+            intermediate_store: None,
             allow_link_local_addresses: false,
             forbid_private_addresses: None,
             max_body_bytes: 1024 * 1024,
@@ -450,6 +454,7 @@ impl Settings {
         hide(&mut shown.worker_token);
         hide(&mut shown.webhook_secret);
         hide(&mut shown.secrets_key);
+        hide(&mut shown.intermediate_store);
         hide(&mut shown.api_token);
         shown.store = nommer_model::uri::redact_str(&shown.store);
         let objects = self.objects().redacted();

@@ -5,6 +5,7 @@
 pub mod config;
 mod ec2;
 mod heartbeat;
+mod inputs;
 mod pipeline;
 mod reporter;
 mod runners;

@@ -44,6 +44,8 @@ pub struct Pipeline {
     pub reporter: Reporter,
     pub storage: Storage,
     pub node: Arc<dyn Fn() -> NodeReport + Send + Sync>,
+    /// Chunked jobs' sources, fetched once for all their tasks here.
+    pub inputs: Arc<crate::inputs::Inputs>,
 }
 
 /// How a task ended on this worker.
@@ -247,13 +249,56 @@ impl Pipeline {
         Ok(input)
     }
 
+    /// A chunked job's source, held for this task: fetched into the job's
+    /// input directory by the first of its tasks here, and handed to the
+    /// sandbox user, whom the tools read it as.
+    pub async fn held_input(
+        &self,
+        run: &TaskRun<'_>,
+    ) -> Result<(crate::inputs::Held, PathBuf), End> {
+        let task = run.task;
+        let name = match run.source.extension() {
+            Some(ext) => format!("source.{ext}"),
+            None => "source".into(),
+        };
+        self.inputs
+            .hold(&self.config.work_dir, &task.job_id, |dir| async move {
+                let input = dir.join(name);
+                tracing::info!(job_id = %task.job_id, task = task.task, source = %run.source, "downloading the job's source for its tasks here");
+                let progress = self.transfer_progress(task, "downloading", 0.0, ENCODE_START);
+                let done = match self
+                    .stoppable(task, run.storage.download(run.source, &input, progress))
+                    .await
+                {
+                    Ok(Ok(done)) => done,
+                    Ok(Err(e)) => return Err(End::from(e)),
+                    Err(stop) => return Err(End::Stopped(stop)),
+                };
+                tracing::info!(job_id = %task.job_id, task = task.task, bytes = done.bytes, retries = done.retries, "downloaded");
+                self.sandbox.hand_over(&dir).map_err(|e| {
+                    End::failed(
+                        FailureCode::ToolFailed,
+                        format!("cannot hand the input directory to the sandbox user: {e}"),
+                    )
+                })?;
+                Ok(input)
+            })
+            .await
+    }
+
     /// The sandbox and jail a task's tools run in.
     pub fn confinement(&self, scratch: &Path) -> Confinement {
+        self.confinement_reading(scratch, &[])
+    }
+
+    /// The sandbox and jail, with read-only `inputs` beside the scratch
+    /// directory.
+    pub fn confinement_reading(&self, scratch: &Path, inputs: &[PathBuf]) -> Confinement {
         Confinement {
             sandbox: self.sandbox.clone(),
             jail: Jail {
                 scratch: scratch.to_path_buf(),
-                inputs: Vec::new(),
+                inputs: inputs.to_vec(),
             },
             max_runtime: None,
         }
@@ -262,6 +307,18 @@ impl Pipeline {
     /// UPLOADING reported, `result` staged at the task's destination and
     /// committed under the lease.
     pub async fn upload(&self, run: &TaskRun<'_>, result: &Path) -> End {
+        self.upload_to(run, result, run.dest, None).await
+    }
+
+    /// UPLOADING reported, the file `path` staged at `dest` and committed
+    /// under the lease; FINISHED carries `result`.
+    pub async fn upload_to(
+        &self,
+        run: &TaskRun<'_>,
+        path: &Path,
+        dest: &MediaUri,
+        result: Option<serde_json::Value>,
+    ) -> End {
         let task = run.task;
         if let Err(end) = self
             .report(task, JobState::Uploading, None, Vec::new())
@@ -269,7 +326,7 @@ impl Pipeline {
         {
             return end;
         }
-        tracing::info!(job_id = %task.job_id, task = task.task, dest = %run.dest, "uploading");
+        tracing::info!(job_id = %task.job_id, task = task.task, dest = %dest, "uploading");
         let progress = self.transfer_progress(
             task,
             "uploading",
@@ -277,14 +334,14 @@ impl Pipeline {
             100.0 - ENCODE_START - ENCODE_SPAN,
         );
         let staged = match self
-            .stoppable(task, run.storage.stage_upload(result, run.dest, progress))
+            .stoppable(task, run.storage.stage_upload(path, dest, progress))
             .await
         {
             Ok(Ok(staged)) => staged,
             Ok(Err(e)) => return e.into(),
             Err(stop) => return End::Stopped(stop),
         };
-        self.commit(task, staged).await
+        self.commit_with(task, staged, result).await
     }
 
     /// The job's passes through its nommer's check.
@@ -307,6 +364,16 @@ impl Pipeline {
     /// Fencing: commit only under a lease just renewed, so a worker that lost
     /// its lease never overwrites a result another worker now owns.
     pub async fn commit(&self, job: &Arc<RunningTask>, staged: Staged) -> End {
+        self.commit_with(job, staged, None).await
+    }
+
+    /// [`commit`](Self::commit), with what the task made for its FINISHED.
+    pub async fn commit_with(
+        &self,
+        job: &Arc<RunningTask>,
+        staged: Staged,
+        result: Option<serde_json::Value>,
+    ) -> End {
         if let Err(end) = self.confirm_lease(job).await {
             staged.abort().await;
             return end;
@@ -314,9 +381,37 @@ impl Pipeline {
         if let Err(e) = staged.commit().await {
             return e.into();
         }
-        match self.report(job, JobState::Finished, None, Vec::new()).await {
+        self.finish(job, JobState::Uploading, result, Vec::new(), Vec::new())
+            .await
+    }
+
+    /// From `at`, the states left to FINISHED reported (a task that writes
+    /// nothing at its destination still passes through each), FINISHED with
+    /// what the task made and, for a plan, the tasks it adds.
+    pub async fn finish(
+        &self,
+        job: &Arc<RunningTask>,
+        at: JobState,
+        result: Option<serde_json::Value>,
+        tasks: Vec<nommer_model::tasks::TaskPlan>,
+        warnings: Vec<String>,
+    ) -> End {
+        let steps: &[JobState] = match at {
+            JobState::Downloading => &[JobState::Encoding, JobState::Uploading],
+            JobState::Encoding => &[JobState::Uploading],
+            _ => &[],
+        };
+        for &step in steps {
+            if let Err(end) = self.report(job, step, None, Vec::new()).await {
+                return end;
+            }
+        }
+        let sent = self
+            .send(job, JobState::Finished, None, warnings, None, (result, tasks))
+            .await;
+        match sent {
             Ok(()) => {
-                tracing::info!(job_id = %job.job_id, task = job.task, "task finished");
+                tracing::info!(job_id = %job.job_id, task = job.task, kind = %job.kind, "task finished");
                 End::Finished
             }
             Err(end) => end,
@@ -405,6 +500,22 @@ impl Pipeline {
         warnings: Vec<String>,
         error_code: Option<&str>,
     ) -> Result<(), End> {
+        self.send(job, state, details, warnings, error_code, (None, Vec::new()))
+            .await
+    }
+
+    async fn send(
+        &self,
+        job: &Arc<RunningTask>,
+        state: JobState,
+        details: Option<String>,
+        warnings: Vec<String>,
+        error_code: Option<&str>,
+        (result, tasks): (
+            Option<serde_json::Value>,
+            Vec<nommer_model::tasks::TaskPlan>,
+        ),
+    ) -> Result<(), End> {
         if let Some(stop) = job.stopped() {
             if stop == Stop::LeaseLost || !state.is_terminal() {
                 return Err(End::Stopped(stop));
@@ -418,6 +529,8 @@ impl Pipeline {
             details,
             warnings,
             error_code: error_code.map(str::to_string),
+            result,
+            tasks,
         };
         self.retrying(job, || async {
             let sent_at = std::time::Instant::now();
@@ -476,7 +589,7 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    async fn create(&mut self) -> Result<(), End> {
+    pub async fn create(&mut self) -> Result<(), End> {
         // Private to the worker and its tools: a job's media is nobody else's.
         let mut builder = tokio::fs::DirBuilder::new();
         builder.recursive(true).mode(0o700);

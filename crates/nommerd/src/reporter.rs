@@ -91,6 +91,8 @@ async fn one_by_one(client: &Client, reports: Vec<JobStateReport>, answers: Vec<
             details: report.details,
             warnings: report.warnings,
             error_code: report.error_code,
+            result: report.result,
+            tasks: report.tasks,
         };
         let result = client
             .report_state(&report.job_id, &single)

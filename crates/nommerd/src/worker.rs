@@ -145,6 +145,7 @@ pub async fn run_in(
         )
         .with_max_download_bytes(config.max_download_bytes),
         node: Arc::new(move || node_shared.node_report()),
+        inputs: Arc::default(),
     });
     let (heartbeat_stop, heartbeat_rx) = watch::channel(false);
     let heartbeat = tokio::spawn(crate::heartbeat::run(shared.clone(), heartbeat_rx));

@@ -134,6 +134,52 @@ pub fn rename_in(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Make the directory `anchor.path` (private to the worker); one that
+/// exists already is fine.
+pub fn make_dir(anchor: &Anchor) -> io::Result<()> {
+    let parent = open_dir(&anchor.parent())?;
+    let name = anchor
+        .path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no directory"))?;
+    let name = cstring(Path::new(name))?;
+    // SAFETY: a valid directory descriptor and a NUL-terminated name.
+    let done = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) };
+    let e = io::Error::last_os_error();
+    if done < 0 && e.raw_os_error() != Some(libc::EEXIST) {
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Remove the directory `anchor.path` and the files in it (it holds no
+/// directories); how many files. One that does not exist holds none.
+pub fn remove_flat_dir(anchor: &Anchor) -> io::Result<u64> {
+    let dir = match open(anchor, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    // Listed through the descriptor opened beneath the root, not the path.
+    let mut removed = 0;
+    for entry in std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+        let name = cstring(Path::new(&entry?.file_name()))?;
+        // SAFETY: a valid directory descriptor and a NUL-terminated name.
+        if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        removed += 1;
+    }
+    let parent = open_dir(&anchor.parent())?;
+    let name = anchor.path.file_name().unwrap_or_default();
+    let name = cstring(Path::new(name))?;
+    // SAFETY: a valid directory descriptor and a NUL-terminated name.
+    if unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(removed)
+}
+
 pub fn remove_in(dir: &OwnedFd, name: &str) {
     if let Ok(name) = cstring(Path::new(name)) {
         // SAFETY: a valid directory descriptor and a NUL-terminated name.

@@ -20,6 +20,9 @@ use std::sync::Arc;
 pub use transfer::Transferred;
 use transfer::{Opened, Sink};
 
+/// The name a prefix is given to be parsed as a URI (`Storage::make_prefix`).
+const PREFIX_PROBE: &str = "nommer-prefix";
+
 /// Reports bytes done and, when known, the total.
 pub type ProgressFn = Arc<dyn Fn(u64, Option<u64>) + Send + Sync>;
 
@@ -237,6 +240,44 @@ impl Storage {
             }
         };
         self.bounded(uri, offset, opened)
+    }
+
+    /// A prefix (`file:///dir/`, `s3://bucket/key/`) as the URI of a name in
+    /// it, which is what the parsers take.
+    fn prefix_probe(prefix: &str) -> Result<MediaUri, StorageError> {
+        MediaUri::parse(&format!("{prefix}{PREFIX_PROBE}"))
+            .map_err(|e| StorageError::new(StorageErrorKind::Failed, e.message))
+    }
+
+    /// Make a prefix ready to be written under: a directory for `file://`
+    /// (made if missing); nothing for the object stores.
+    pub async fn make_prefix(&self, prefix: &str) -> Result<(), StorageError> {
+        let probe = Self::prefix_probe(prefix)?;
+        let Some(anchor) = self.file_anchor(&probe)? else {
+            return Ok(());
+        };
+        beneath::make_dir(&anchor.parent()).map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Failed,
+                format!("making {}: {e}", anchor.parent().path.display()),
+            )
+        })
+    }
+
+    /// Remove everything under a prefix; how many files or objects.
+    pub async fn remove_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
+        let probe = Self::prefix_probe(prefix)?;
+        if let Some(anchor) = self.file_anchor(&probe)? {
+            let dir = anchor.parent();
+            return tokio::task::spawn_blocking(move || beneath::remove_flat_dir(&dir))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                .map_err(|e| StorageError::new(StorageErrorKind::Failed, format!("removing {prefix}: {e}")));
+        }
+        match probe.location() {
+            Location::Object { .. } => self.object.remove_prefix(&probe, PREFIX_PROBE).await,
+            _ => Err(unsupported(&probe)),
+        }
     }
 
     /// Whether the source exists, for the object stores (None: cannot tell).

@@ -137,6 +137,8 @@ fn holder<'a>(job_id: &'a str, task: u32, token: &'a str, to: JobState) -> Holde
         details: None,
         warnings: &[],
         error_code: None,
+        result: None,
+        adds: &[],
     }
 }
 
@@ -293,6 +295,8 @@ async fn a_failed_task_fails_its_job_and_cancels_the_rest(store: &dyn Store) {
     let failed = HolderReport {
         details: Some("ffmpeg said no"),
         error_code: Some("tool_failed"),
+        result: None,
+        adds: &[],
         ..holder(&job.id, 0, &leases[0].token, JobState::Error)
     };
     let change = report(store, failed).await.unwrap();
@@ -534,11 +538,15 @@ async fn error_codes_runtime_limits_and_sandboxes_are_kept(store: &dyn Store) {
         details: None,
         warnings: &[],
         error_code: Some("tool_failed"),
+        result: None,
+        adds: &[],
     };
     let error = HolderReport {
         to: JobState::Error,
         details: Some("ffmpeg wrote too much"),
         error_code: Some("output_too_large"),
+        result: None,
+        adds: &[],
         ..encoding
     };
     let results = store
@@ -1117,6 +1125,8 @@ async fn a_batch_of_reports_is_answered_one_by_one(store: &dyn Store) {
         details: None,
         warnings,
         error_code: None,
+        result: None,
+        adds: &[],
     };
     let results = store
         .report_states(

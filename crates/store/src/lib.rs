@@ -171,6 +171,8 @@ pub trait Store: Send + Sync + 'static {
             details,
             warnings,
             error_code: None,
+            result: None,
+            adds: &[],
         };
         let mut results = self.report_states(&[report], now).await?;
         results.pop().unwrap_or(Err(StoreError::NotFound))

@@ -98,6 +98,7 @@ pub struct TaskRecord {
     pub notifies: bool,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    pub result: Option<serde_json::Value>,
 }
 
 impl TaskRecord {
@@ -111,6 +112,7 @@ impl TaskRecord {
             progress: self.progress.clone(),
             started_at: self.started_at.map(rfc3339),
             finished_at: self.finished_at.map(rfc3339),
+            result: self.result.clone(),
         }
     }
 }
@@ -122,6 +124,9 @@ pub struct TaskChange {
     pub task: u32,
     pub state: JobState,
     pub job_state: JobState,
+    /// The change made tasks claimable (a plan added them, or a waiting
+    /// task was released): workers waiting for a lease are woken.
+    pub unblocked: bool,
 }
 
 /// Unfinished work, for the autoscaler and metrics.
@@ -237,4 +242,8 @@ pub struct HolderReport<'a> {
     pub warnings: &'a [String],
     /// Why an ERROR happened, as a stable code.
     pub error_code: Option<&'a str>,
+    /// Kept with the task (`tasks.result`).
+    pub result: Option<&'a serde_json::Value>,
+    /// A plan task's FINISHED report: the tasks it adds to its job.
+    pub adds: &'a [nommer_model::tasks::TaskPlan],
 }

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use nommer_model::api::*;
 use nommer_model::now_ms;
+use nommer_model::uri::MediaUri;
 use nommer_store::HolderReport;
 use std::time::Duration;
 
@@ -54,6 +55,14 @@ pub async fn lease(State(state): State<AppState>, request: Body) -> ApiResult<Js
                         task: c.task.task,
                         kind: Some(c.task.kind),
                         spec: c.task.spec,
+                        work_uri: c.task.kind.is_chunked().then(|| {
+                            let store = state.config.intermediate_store.as_deref();
+                            MediaUri::parse(&c.dest_uri)
+                                .and_then(|dest| {
+                                    nommer_model::chunked::work_prefix(&dest, store, &c.job.id)
+                                })
+                                .unwrap_or_default()
+                        }),
                         token: c.token,
                         attempt: c.task.attempts,
                         ttl_ms,
@@ -128,6 +137,8 @@ pub async fn report_state(
         details: report.details.as_deref(),
         warnings: &report.warnings,
         error_code: report.error_code.as_deref(),
+        result: report.result.as_ref(),
+        adds: &report.tasks,
     };
     let result = state
         .store
@@ -173,6 +184,8 @@ pub async fn report_states(
             details: r.details.as_deref(),
             warnings: &r.warnings,
             error_code: r.error_code.as_deref(),
+            result: r.result.as_ref(),
+            adds: &r.tasks,
         })
         .collect();
     let outcomes = state.store.report_states(&reports, now_ms()).await?;

@@ -23,12 +23,14 @@ impl Nommer for Pair {
         _dest: &MediaUri,
         _allow: &Allowlist,
     ) -> Result<Checked, CodedError> {
-        let task = |n: u32| TaskPlan {
-            kind: TaskKind::Copy,
-            spec: TaskSpec {
-                dest_suffix: Some(format!(".{n}")),
-                ..Default::default()
-            },
+        let task = |n: u32| {
+            TaskPlan::new(
+                TaskKind::Copy,
+                TaskSpec {
+                    dest_suffix: Some(format!(".{n}")),
+                    ..Default::default()
+                },
+            )
         };
         Ok(Checked {
             passes: super::copy::one_empty_pass(raw, "pair")?,
@@ -54,13 +56,13 @@ impl Nommer for Panic {
         Ok(Checked {
             passes: super::copy::one_empty_pass(raw, "panic")?,
             warnings: Vec::new(),
-            tasks: vec![TaskPlan {
-                kind: TaskKind::Copy,
-                spec: TaskSpec {
+            tasks: vec![TaskPlan::new(
+                TaskKind::Copy,
+                TaskSpec {
                     test_panic: Some("a test nommer panicked on purpose".into()),
                     ..Default::default()
                 },
-            }],
+            )],
         })
     }
 }

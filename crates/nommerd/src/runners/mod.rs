@@ -2,8 +2,12 @@
 //! (`nommer_model::nommers`) plans its tasks at submit; each task's kind picks
 //! its runner here. Adding a kind is a module here and one line in [`RUNNERS`].
 
+mod assemble;
+mod chunk;
+mod cleanup;
 mod copy;
 mod ffmpeg;
+mod plan;
 
 use crate::pipeline::{End, Pipeline, Scratch};
 use crate::task::{RunningTask, Stop};
@@ -48,7 +52,37 @@ pub trait Runner: Sync {
     async fn run(&self, run: TaskRun<'_>) -> End;
 }
 
-static RUNNERS: &[&dyn Runner] = &[&ffmpeg::Ffmpeg, &copy::Copy];
+static RUNNERS: &[&dyn Runner] = &[
+    &ffmpeg::Ffmpeg,
+    &copy::Copy,
+    &plan::Plan,
+    &chunk::Chunk,
+    &chunk::Audio,
+    &assemble::Assemble,
+    &cleanup::Cleanup,
+];
+
+/// A chunked job's intermediate `name`, under the work prefix its lease names.
+pub fn work_uri(run: &TaskRun<'_>, name: &str) -> Result<MediaUri, End> {
+    let Some(prefix) = run.grant.work_uri.as_deref().filter(|p| !p.is_empty()) else {
+        return Err(End::failed(
+            FailureCode::StorageFailed,
+            "the lease names no work prefix for the job's intermediates",
+        ));
+    };
+    MediaUri::parse(&format!("{prefix}{name}")).map_err(|e| End::Error(e.code.as_str(), e.message))
+}
+
+/// The muxer the job's output is written with: its own `-f`, or the one
+/// its destination's extension names.
+pub fn output_muxer(run: &TaskRun<'_>) -> Result<String, End> {
+    if let Some(format) = run.passes.last().and_then(Pass::output_format) {
+        return Ok(format.to_ascii_lowercase());
+    }
+    nommer_model::submit::inferred_format(run.dest)
+        .map(str::to_string)
+        .map_err(|e| End::Error(e.code.as_str(), e.message))
+}
 
 /// The runner of tasks of `kind`.
 pub fn runner(kind: TaskKind) -> Option<&'static dyn Runner> {

@@ -10,7 +10,7 @@ pub mod config;
 use crate::transfer::Opened;
 use crate::{StorageError, StorageErrorKind};
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use nommer_model::uri::{Credentials, Location, MediaUri, Scheme};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::azure::MicrosoftAzureBuilder;
@@ -392,6 +392,33 @@ impl ObjectStorage {
             dest: dest.clone(),
         };
         Ok(Some((copy, size)))
+    }
+
+    /// Remove every object whose key starts with `probe`'s key less its
+    /// last `probe_name` characters (a prefix given as a URI of a name in
+    /// it); how many.
+    pub async fn remove_prefix(
+        &self,
+        probe: &MediaUri,
+        probe_name: &str,
+    ) -> Result<u64, StorageError> {
+        let target = self.target(probe, Purpose::Write).await?;
+        let key = target.path.as_ref();
+        let prefix = ObjectPath::from(key.strip_suffix(probe_name).unwrap_or(key));
+        let listed: Vec<ObjectPath> = target
+            .store
+            .list(Some(&prefix))
+            .map(|meta| meta.map(|m| m.location))
+            .try_collect()
+            .await
+            .map_err(|e| classify(e, probe, &target.bucket))?;
+        for path in &listed {
+            match target.store.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(classify(e, probe, &target.bucket)),
+            }
+        }
+        Ok(listed.len() as u64)
     }
 
     /// The object's size, or None when it does not exist.

@@ -132,7 +132,11 @@ impl SqlStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        for task in tasks.iter().filter(|t| t.state == JobState::Pending) {
+        // A cleanup waits for the job's end, which this brings about.
+        let pending = tasks
+            .iter()
+            .filter(|t| t.state == JobState::Pending && t.kind.counts_for_job());
+        for task in pending {
             check(task.state, JobState::Canceled, Actor::Feederd)?;
             let transition =
                 Transition::to(JobState::Canceled, Some("canceled before a worker took it"));
@@ -143,6 +147,7 @@ impl SqlStore {
         self.count(1);
         tx.commit().await?;
         if record.state == JobState::Canceled {
+            self.jobs_signal.notify_waiters();
             self.events_signal.notify_waiters();
             self.changes_signal.notify_waiters();
         }
@@ -184,7 +189,7 @@ impl SqlStore {
             self.count(1);
             for id in &ids {
                 let pending: Vec<i64> = sqlx::query_scalar(&format!(
-                    "SELECT task FROM tasks WHERE job_id = $1 AND state = 'PENDING' ORDER BY task{}",
+                    "SELECT task FROM tasks WHERE job_id = $1 AND state = 'PENDING' AND run_after IS NOT NULL ORDER BY task{}",
                     self.dialect.skip_locked()
                 ))
                 .bind(id)
@@ -213,6 +218,7 @@ impl SqlStore {
             }
         }
         if !abandoned.is_empty() {
+            self.jobs_signal.notify_waiters();
             self.events_signal.notify_waiters();
             self.changes_signal.notify_waiters();
         }

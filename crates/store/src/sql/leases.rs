@@ -160,8 +160,12 @@ impl SqlStore {
             .fetch_one(&mut *tx)
             .await?;
             self.count(1);
-            self.settle(&mut tx, &rows::task(&task)?, Actor::Worker, now)
+            let (_, released) = self
+                .settle(&mut tx, &rows::task(&task)?, Actor::Worker, now)
                 .await?;
+            if released {
+                self.jobs_signal.notify_waiters();
+            }
             tx.commit().await?;
         }
         Ok(statuses)
@@ -185,6 +189,7 @@ impl SqlStore {
         order.sort_by_key(|&i| (reports[i].job_id, reports[i].task));
         let mut results: Vec<Option<StoreResult<TaskChange>>> = vec![None; reports.len()];
         let mut notify = false;
+        let mut unblocked = false;
         let mut tx = self.writer.begin().await?;
         for i in order {
             let report = &reports[i];
@@ -194,9 +199,13 @@ impl SqlStore {
             let transition = reported(report, details.as_deref());
             let result = self.holder_change(&mut tx, report, transition, now).await?;
             notify |= result.as_ref().is_ok_and(|(_, notifies)| *notifies);
+            unblocked |= result.as_ref().is_ok_and(|(change, _)| change.unblocked);
             results[i] = Some(result.map(|(change, _)| change));
         }
         tx.commit().await?;
+        if unblocked {
+            self.jobs_signal.notify_waiters();
+        }
         let results: Vec<StoreResult<TaskChange>> = results.into_iter().flatten().collect();
         if notify {
             self.events_signal.notify_waiters();
@@ -215,7 +224,7 @@ impl SqlStore {
         report: &HolderReport<'_>,
         now: i64,
     ) -> StoreResult<Option<TaskChange>> {
-        if !report.warnings.is_empty() {
+        if !report.warnings.is_empty() || report.result.is_some() || !report.adds.is_empty() {
             return Ok(None);
         }
         let details = report
@@ -247,6 +256,7 @@ impl SqlStore {
             task: task.task,
             state: task.state,
             job_state: task.state,
+            unblocked: false,
         }))
     }
 
@@ -289,6 +299,8 @@ impl SqlStore {
             details: Some(&details),
             warnings: &[],
             error_code: None,
+            result: None,
+            adds: &[],
         };
         let transition = match canceled {
             true => Transition {
@@ -329,7 +341,15 @@ impl SqlStore {
             renew_until: now + self.policy.ttl_ms,
         };
         let changed = self
-            .change_task(conn, report.job_id, report.task, guard, transition, now)
+            .change_task_adding(
+                conn,
+                report.job_id,
+                report.task,
+                guard,
+                transition,
+                report.adds,
+                now,
+            )
             .await?;
         let Some((task, change)) = changed else {
             return self.refused(conn, report).await;
@@ -506,6 +526,7 @@ fn reported<'a>(report: &HolderReport<'a>, details: Option<&'a str>) -> Transiti
         lease: if ends_lease { Lease::End } else { Lease::Keep },
         progress: (!keep_progress).then(|| Some(progress_json(&progress))),
         error_code: report.error_code.filter(|_| to == JobState::Error),
+        result: report.result.map(|r| r.to_string()),
         ..Transition::to(to, details)
     }
 }

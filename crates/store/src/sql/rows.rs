@@ -6,7 +6,7 @@ use sqlx::Row;
 use std::str::FromStr;
 
 pub const JOB_COLUMNS: &str = "id, state, state_details, error_code, warnings, progress, attempts, max_attempts, max_runtime_s, source_path, dest_path, notify_url, notify_url_shown, submitted_by, nommer, job_options, node_id, cancel_requested, tasks_total, created_at, updated_at, state_changed_at";
-pub const TASK_COLUMNS: &str = "job_id, task, kind, state, state_details, error_code, spec, progress, attempts, max_attempts, node_id, lease_expires_at, cancel_requested, mirrored, notifies, started_at, finished_at";
+pub const TASK_COLUMNS: &str = "job_id, task, kind, state, state_details, error_code, spec, progress, attempts, max_attempts, node_id, lease_expires_at, cancel_requested, mirrored, notifies, started_at, finished_at, result";
 pub const EVENT_COLUMNS: &str =
     "seq, job_id, state, details, created_at, delivery, notify_url, next_attempt_at, attempts";
 
@@ -86,6 +86,9 @@ pub fn task(row: &AnyRow) -> StoreResult<TaskRecord> {
         notifies: row.try_get::<i64, _>("notifies")? != 0,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
+        result: row
+            .try_get::<Option<String>, _>("result")?
+            .and_then(|r| serde_json::from_str(&r).ok()),
     })
 }
 

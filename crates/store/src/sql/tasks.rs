@@ -7,6 +7,8 @@ use super::{progress_json, Conn, SqlStore};
 use crate::*;
 use nommer_model::api::Progress;
 use nommer_model::state::Actor;
+use nommer_model::tasks::TaskPlan;
+use nommer_model::TaskKind;
 use sqlx::Row;
 
 impl SqlStore {
@@ -26,7 +28,7 @@ impl SqlStore {
     pub(super) async fn task_counts(&self) -> StoreResult<TaskCounts> {
         self.count(1);
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM tasks WHERE state = 'PENDING') AS pending,
+            "SELECT (SELECT COUNT(*) FROM tasks WHERE state = 'PENDING' AND run_after IS NOT NULL) AS pending,
                     (SELECT COUNT(*) FROM tasks WHERE lease_expires_at IS NOT NULL) AS running",
         )
         .fetch_one(&self.reader)
@@ -49,13 +51,35 @@ impl SqlStore {
         transition: Transition<'_>,
         now: i64,
     ) -> StoreResult<Option<(TaskRecord, TaskChange)>> {
+        self.change_task_adding(conn, job_id, task, guard, transition, &[], now)
+            .await
+    }
+
+    /// [`change_task`](Self::change_task), and the tasks a finished plan
+    /// adds to its job, before the job is settled.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn change_task_adding(
+        &self,
+        conn: &mut Conn,
+        job_id: &str,
+        task: u32,
+        guard: Guard<'_>,
+        transition: Transition<'_>,
+        adds: &[TaskPlan],
+        now: i64,
+    ) -> StoreResult<Option<(TaskRecord, TaskChange)>> {
         self.count(1);
         let Some(changed) = apply_one(&mut *conn, job_id, task, guard, transition, now).await?
         else {
             return Ok(None);
         };
-        let job_state = match changed.mirrored {
-            true => changed.state,
+        let mut unblocked = false;
+        if !adds.is_empty() {
+            self.add_tasks(conn, &changed, adds, now).await?;
+            unblocked = true;
+        }
+        let (job_state, released) = match changed.mirrored {
+            true => (changed.state, false),
             false => self.settle(conn, &changed, guard.actor(), now).await?,
         };
         let change = TaskChange {
@@ -63,13 +87,66 @@ impl SqlStore {
             task: changed.task,
             state: changed.state,
             job_state,
+            unblocked: unblocked || released,
         };
         Ok(Some((changed, change)))
     }
 
+    /// A finished plan's tasks, numbered after the job's last, PENDING (or
+    /// waiting), with the job's attempts.
+    async fn add_tasks(
+        &self,
+        conn: &mut Conn,
+        plan: &TaskRecord,
+        adds: &[TaskPlan],
+        now: i64,
+    ) -> StoreResult<()> {
+        if plan.kind != TaskKind::Plan || plan.state != JobState::Finished {
+            return Err(StoreError::Other(format!(
+                "only a finished plan task adds tasks (task {} is a {} task, {})",
+                plan.task, plan.kind, plan.state
+            )));
+        }
+        if let Some(bad) = adds.iter().find(|t| !nommer_model::tasks::plan_may_add(t.kind)) {
+            return Err(StoreError::Other(format!(
+                "a plan cannot add a {} task",
+                bad.kind
+            )));
+        }
+        let first: i64 = sqlx::query_scalar("SELECT MAX(task) + 1 FROM tasks WHERE job_id = $1")
+            .bind(&plan.job_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        self.count(adds.len() as u64 + 2);
+        for (i, task) in adds.iter().enumerate() {
+            let spec = serde_json::to_string(&task.spec).map_err(|e| StoreError::Other(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO tasks (job_id, task, kind, state, spec, max_attempts, run_after, mirrored, notifies,
+                                    updated_at, state_changed_at)
+                 VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, 0, $7, $8, $8)",
+            )
+            .bind(&plan.job_id)
+            .bind(first + i as i64)
+            .bind(task.kind.as_str())
+            .bind(spec)
+            .bind(plan.max_attempts as i64)
+            .bind((!task.waits).then_some(now))
+            .bind(plan.notifies as i64)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query("UPDATE jobs SET tasks_total = (SELECT COUNT(*) FROM tasks WHERE job_id = $1) WHERE id = $1")
+            .bind(&plan.job_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     /// After `changed`, a task of a job of several, changed by `actor`: the
     /// job's state and progress derived from all its tasks, written in the
-    /// same transaction. The job's row is locked first, so two tasks
+    /// same transaction, and its waiting tasks released when they may run
+    /// (the bool: some were). The job's row is locked first, so two tasks
     /// finishing together are derived one after the other. When the job
     /// ends in ERROR or ABANDONED, its other tasks are canceled.
     pub(super) async fn settle(
@@ -78,35 +155,44 @@ impl SqlStore {
         changed: &TaskRecord,
         actor: Actor,
         now: i64,
-    ) -> StoreResult<JobState> {
+    ) -> StoreResult<(JobState, bool)> {
         let id = changed.job_id.as_str();
         let current = self.job_state_locked(conn, id).await?;
         self.count(1);
+        if !changed.kind.counts_for_job() {
+            // A cleanup runs after its job ended, and leaves it as it ended.
+            return Ok((current, false));
+        }
         if current.is_terminal() {
             // The job ended meanwhile (another task failed): this one must
             // not go on, and the job stays as it ended.
             self.stop_task(conn, changed, current, now).await?;
-            return Ok(current);
+            return Ok((current, false));
         }
-        let rows = sqlx::query("SELECT state, progress FROM tasks WHERE job_id = $1 ORDER BY task")
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT kind, state, progress FROM tasks WHERE job_id = $1 ORDER BY task",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
         self.count(1);
         let mut states = Vec::with_capacity(rows.len());
         let mut progress: Vec<Option<Progress>> = Vec::with_capacity(rows.len());
         for row in &rows {
-            states.push(rows::parse_state(row.try_get("state")?)?);
+            let kind: String = row.try_get("kind")?;
+            let kind = kind.parse::<TaskKind>().map_err(StoreError::Other)?;
+            states.push((kind, rows::parse_state(row.try_get("state")?)?));
             let p: Option<String> = row.try_get("progress")?;
             progress.push(p.and_then(|p| serde_json::from_str(&p).ok()));
         }
         let derived = nommer_model::tasks::job_state(current, &states);
-        let pairs: Vec<(JobState, Option<&Progress>)> = states
+        let triples: Vec<(TaskKind, JobState, Option<&Progress>)> = states
             .iter()
-            .copied()
             .zip(progress.iter().map(Option::as_ref))
+            .map(|((kind, state), p)| (*kind, *state, p))
             .collect();
-        let aggregate = progress_json(&nommer_model::tasks::job_progress(derived, &pairs));
+        let aggregate = progress_json(&nommer_model::tasks::job_progress(derived, &triples));
+        let released = self.release(conn, id, derived, &states, now).await?;
         self.count(1);
         if derived == current {
             sqlx::query("UPDATE jobs SET progress = $1, updated_at = $2 WHERE id = $3")
@@ -115,7 +201,7 @@ impl SqlStore {
                 .bind(id)
                 .execute(&mut *conn)
                 .await?;
-            return Ok(current);
+            return Ok((current, released));
         }
         let ends_badly = matches!(derived, JobState::Error | JobState::Abandoned);
         let change = JobChange {
@@ -141,7 +227,37 @@ impl SqlStore {
         if ends_badly {
             self.cancel_siblings(conn, changed, derived, now).await?;
         }
-        Ok(derived)
+        Ok((derived, released))
+    }
+
+    /// Make the job's waiting tasks claimable that may now run
+    /// ([`nommer_model::tasks::released`]); whether any were.
+    pub(super) async fn release(
+        &self,
+        conn: &mut Conn,
+        id: &str,
+        job: JobState,
+        tasks: &[(TaskKind, JobState)],
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut any = false;
+        for kind in nommer_model::tasks::released(job, tasks) {
+            if !tasks.iter().any(|(k, s)| *k == kind && *s == JobState::Pending) {
+                continue;
+            }
+            self.count(1);
+            let done = sqlx::query(
+                "UPDATE tasks SET run_after = $1, updated_at = $1
+                 WHERE job_id = $2 AND kind = $3 AND state = 'PENDING' AND run_after IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(kind.as_str())
+            .execute(&mut *conn)
+            .await?;
+            any |= done.rows_affected() > 0;
+        }
+        Ok(any)
     }
 
     /// The job failed: its PENDING tasks end CANCELED now, its leased ones
@@ -167,7 +283,10 @@ impl SqlStore {
         .await?;
         self.count(1);
         for row in &others {
-            self.stop_task(conn, &rows::task(row)?, ended, now).await?;
+            let task = rows::task(row)?;
+            if task.kind.counts_for_job() {
+                self.stop_task(conn, &task, ended, now).await?;
+            }
         }
         Ok(())
     }

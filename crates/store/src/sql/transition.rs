@@ -40,6 +40,8 @@ pub struct Transition<'a> {
     pub attempts_delta: i64,
     /// Why the task ended in ERROR; None keeps the column as it is.
     pub error_code: Option<&'a str>,
+    /// What the task made, as JSON; None keeps the column as it is.
+    pub result: Option<String>,
 }
 
 impl<'a> Transition<'a> {
@@ -52,6 +54,7 @@ impl<'a> Transition<'a> {
             progress: None,
             attempts_delta: 0,
             error_code: None,
+            result: None,
         }
     }
 }
@@ -224,6 +227,9 @@ where
     }
     if let Some(code) = t.error_code {
         set.push(format!("error_code = {}", p.push(code.to_string())));
+    }
+    if let Some(result) = t.result {
+        set.push(format!("result = {}", p.push(result)));
     }
     let set = set.join(", ");
     let fence = match guard {
