@@ -65,15 +65,15 @@ pub fn plan_may_add(kind: TaskKind) -> bool {
     )
 }
 
-/// How far along the way to FINISHED a task's state puts its job. A plan
-/// is the job's download and probe, chunks and audio its encoding, and the
-/// assemble its upload, whatever state each reports.
+/// How far along the way to FINISHED a task's state puts its job: never
+/// past the task's own state, nor past its kind's part of the job. A plan
+/// is the job's download, chunks and audio its encoding, and the assemble
+/// its upload, whatever further states each passes through.
 fn task_stage(kind: TaskKind, state: JobState) -> u8 {
     let own = stage(state);
     match kind {
         TaskKind::Plan => own.min(1),
-        TaskKind::Chunk | TaskKind::Audio if own > 0 => 2,
-        TaskKind::Assemble if own > 0 => 3,
+        TaskKind::Chunk | TaskKind::Audio => own.min(2),
         _ => own,
     }
 }
@@ -117,8 +117,12 @@ pub fn job_state(current: JobState, all: &[(TaskKind, JobState)]) -> JobState {
         .copied()
         .filter(|(kind, _)| kind.counts_for_job())
         .collect();
-    if let [(_, only)] = counted[..] {
-        return only;
+    if let [(kind, only)] = counted[..] {
+        // At the stage its kind puts it: a plan alone is the job's download.
+        return match only.is_leased() {
+            true => at_stage(task_stage(kind, only)),
+            false => only,
+        };
     }
     let tasks: Vec<JobState> = counted.iter().map(|(_, s)| *s).collect();
     if tasks.contains(&JobState::Error) {
@@ -291,12 +295,14 @@ mod tests {
     #[test]
     fn a_chunked_job_goes_plan_encode_assemble_and_its_cleanup_does_not_count() {
         use TaskKind::*;
-        let plan_only = [(Plan, Downloading), (Cleanup, Pending)];
+        let plan_only = [(Plan, Uploading), (Cleanup, Pending)];
         assert_eq!(job_state(Downloading, &plan_only), Downloading);
         let mut tasks = vec![(Plan, Finished), (Chunk, Pending), (Chunk, Pending), (Audio, Pending), (Assemble, Pending), (Cleanup, Pending)];
         assert_eq!(job_state(Downloading, &tasks), Downloading);
         assert!(released(Downloading, &tasks).is_empty());
         tasks[1].1 = Downloading;
+        assert_eq!(job_state(Downloading, &tasks), Downloading);
+        tasks[1].1 = Encoding;
         assert_eq!(job_state(Downloading, &tasks), Encoding);
         tasks[1].1 = Finished;
         tasks[2].1 = Finished;

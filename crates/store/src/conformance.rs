@@ -93,7 +93,144 @@ cases!(
     a_cancel_reaches_every_task,
     unfinished_work_is_counted_from_the_index,
     a_canceled_task_handed_back_ends_canceled,
+    a_plan_adds_tasks_and_waiting_ones_run_in_turn,
+    a_canceled_chunked_job_still_cleans_up,
 );
+
+/// A chunked job as submitted: its plan, and its cleanup, which waits.
+fn chunked_job(now: i64) -> NewJob {
+    let mut job = new_job(now, true);
+    let request = nommer_model::chunked::ChunkRequest {
+        chunk_seconds: 10.0,
+        scene_cuts: false,
+    };
+    job.tasks = nommer_model::chunked::start_tasks(request);
+    job
+}
+
+/// What a plan of two chunks adds: the chunks, the audio, the assemble.
+fn two_chunks() -> Vec<nommer_model::tasks::TaskPlan> {
+    use nommer_model::chunked::{AssembleSpec, ChunkSpec, Rate};
+    let rate = Rate { num: 25, den: 1 };
+    let chunks = vec![
+        ChunkSpec { index: 0, start: 0, end: 250, rate },
+        ChunkSpec { index: 1, start: 250, end: 500, rate },
+    ];
+    nommer_model::chunked::planned_tasks(AssembleSpec {
+        chunks,
+        rate,
+        frames: 500,
+        audio: true,
+        audio_seconds: Some(20.0),
+    })
+}
+
+/// Run a leased task from DOWNLOADING to FINISHED.
+async fn finish(store: &dyn Store, c: &Claimed) -> TaskChange {
+    for state in [JobState::Encoding, JobState::Uploading] {
+        report(store, holder(&c.job.id, c.task.task, &c.token, state))
+            .await
+            .unwrap();
+    }
+    report(store, holder(&c.job.id, c.task.task, &c.token, JobState::Finished))
+        .await
+        .unwrap()
+}
+
+async fn a_plan_adds_tasks_and_waiting_ones_run_in_turn(store: &dyn Store) {
+    use nommer_model::TaskKind;
+    use JobState::*;
+    let job = store.insert_job(&chunked_job(T0)).await.unwrap();
+    // Only the plan is claimable; the cleanup waits and is not backlog.
+    assert_eq!(store.count_tasks().await.unwrap().pending, 1);
+    let claimed = claim_all(store, "n1", 8, T0).await;
+    assert_eq!(claimed.len(), 1);
+    let plan = &claimed[0];
+    assert_eq!(plan.task.kind, TaskKind::Plan);
+    // Only a plan adds tasks, and only as it finishes.
+    let added = two_chunks();
+    let early = HolderReport { adds: &added, ..holder(&job.id, 0, &plan.token, Encoding) };
+    assert!(store.report_states(&[early], T0 + 5).await.is_err());
+    for state in [Encoding, Uploading] {
+        report(store, holder(&job.id, 0, &plan.token, state)).await.unwrap();
+    }
+    let result = serde_json::json!({"frames": 500});
+    let done = HolderReport {
+        adds: &added,
+        result: Some(&result),
+        ..holder(&job.id, 0, &plan.token, Finished)
+    };
+    let change = report(store, done).await.unwrap();
+    assert!(change.unblocked);
+    assert_ne!(change.job_state, Finished, "the job goes on with its chunks");
+    let tasks = store.job_tasks(&job.id).await.unwrap();
+    let kinds: Vec<TaskKind> = tasks.iter().map(|t| t.kind).collect();
+    use TaskKind::*;
+    assert_eq!(kinds, [Plan, Cleanup, Chunk, Chunk, Audio, Assemble]);
+    assert_eq!(tasks[0].result, Some(result));
+    let progress = job_now(store, &job.id).await.progress.unwrap();
+    assert_eq!((progress.tasks_done, progress.tasks_total), (Some(1), Some(5)));
+    // The chunks and the audio run; the assemble waits for them.
+    let work = claim_all(store, "n1", 8, T0 + 10).await;
+    let kinds: Vec<TaskKind> = work.iter().map(|c| c.task.kind).collect();
+    assert_eq!(kinds, [Chunk, Chunk, Audio]);
+    // A plan is the job's download; its chunks are its encoding.
+    assert_eq!(job_now(store, &job.id).await.state, Downloading);
+    for c in &work[..2] {
+        assert_eq!(finish(store, c).await.job_state, Encoding);
+    }
+    let shown = job_now(store, &job.id).await.progress.unwrap();
+    assert_eq!((shown.chunks_done, shown.chunks_total), (Some(2), Some(2)));
+    assert!(claim_all(store, "n1", 8, T0 + 20).await.is_empty());
+    assert!(finish(store, &work[2]).await.unblocked);
+    let assemble = claim_all(store, "n1", 8, T0 + 30).await;
+    assert_eq!(assemble.len(), 1);
+    assert_eq!(assemble[0].task.kind, Assemble);
+    assert_eq!(assemble[0].task.spec.assemble.as_ref().unwrap().frames, 500);
+    let done = finish(store, &assemble[0]).await;
+    assert_eq!(done.job_state, Finished);
+    assert!(done.unblocked, "the job's end releases its cleanup");
+    // The cleanup runs after the end, and leaves the job as it ended.
+    let cleanup = claim_all(store, "n1", 8, T0 + 40).await;
+    assert_eq!(cleanup.len(), 1);
+    assert_eq!(cleanup[0].task.kind, Cleanup);
+    assert_eq!(finish(store, &cleanup[0]).await.job_state, Finished);
+    assert_eq!(
+        event_states(store, &job.id).await,
+        vec![Pending, Downloading, Encoding, Uploading, Finished]
+    );
+}
+
+async fn a_canceled_chunked_job_still_cleans_up(store: &dyn Store) {
+    use JobState::*;
+    let job = store.insert_job(&chunked_job(T0)).await.unwrap();
+    let plan = claim_all(store, "n1", 8, T0).await.remove(0);
+    for state in [Encoding, Uploading] {
+        report(store, holder(&job.id, 0, &plan.token, state)).await.unwrap();
+    }
+    let added = two_chunks();
+    let done = HolderReport { adds: &added, ..holder(&job.id, 0, &plan.token, Finished) };
+    report(store, done).await.unwrap();
+    let running = claim_all(store, "n1", 1, T0 + 10).await.remove(0);
+    let job_shown = store.cancel(&job.id, T0 + 20).await.unwrap();
+    assert_ne!(job_shown.state, Canceled, "a chunk is still running");
+    // The running chunk stops; the job ends; its cleanup may then run.
+    let stopped = report(store, holder(&job.id, running.task.task, &running.token, Canceled))
+        .await
+        .unwrap();
+    assert_eq!(stopped.job_state, Canceled);
+    assert!(stopped.unblocked);
+    let tasks = store.job_tasks(&job.id).await.unwrap();
+    let cleanup = tasks.iter().find(|t| t.kind == nommer_model::TaskKind::Cleanup).unwrap();
+    assert_eq!(cleanup.state, Pending);
+    let claimed = claim_all(store, "n1", 8, T0 + 30).await;
+    assert_eq!(claimed.len(), 1, "only the cleanup is left to run");
+    assert_eq!(claimed[0].task.kind, nommer_model::TaskKind::Cleanup);
+    assert!(tasks
+        .iter()
+        .filter(|t| t.kind.counts_for_job())
+        .all(|t| t.state.is_terminal()));
+}
 
 /// A worker that hands back a task a cancel was waiting for (it shut down
 /// before its heartbeat brought the cancel) does not make it run again.
