@@ -141,6 +141,10 @@ async fn a_chunked_job_on_two_workers_matches_the_same_job_unchunked() {
     assert_eq!(names, ["assemble", "audio", "chunk", "chunk", "chunk", "chunk", "cleanup", "plan"], "{listed:?}");
     let plan = listed.iter().find(|t| t["kind"] == "plan").unwrap();
     assert_eq!(plan["result"]["frames"], 300, "{plan}");
+    let mut nodes: Vec<&str> = listed.iter().filter(|t| t["kind"] == "chunk").map(|t| t["node"].as_str().unwrap()).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 2, "the chunks ran on both workers: {listed:?}");
 
     // The same frames, one frame apart each, as the encode of the whole.
     let (pts, base) = video_pts(&chunked_out);
@@ -255,4 +259,99 @@ async fn a_broken_chunk_is_caught_before_anything_is_published() {
     assert!(!dest.exists(), "a failed check published {}", dest.display());
     assert_eq!(cleanup_done(&api, &id).await, "FINISHED");
     assert!(!work_dir_of(&dest, &id).exists());
+}
+
+/// Slow enough that a chunk is still encoding when the test acts.
+const SLOW: fn() -> Value = || {
+    json!([{"outfile_options": [["c:v", "libx264"], ["preset", "slower"], ["crf", 20], ["threads", 1], ["c:a", "aac"]]}])
+};
+
+/// Until some task of `kind` is in `state` (on `node`, if given); that task.
+async fn task_in(api: &Api, id: &str, kind: &str, state: &str, node: Option<&str>) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let listed = tasks(api, id).await;
+        let found = listed.iter().find(|t| {
+            t["kind"] == kind && t["state"] == state && node.is_none_or(|n| t["node"] == n)
+        });
+        if let Some(task) = found {
+            return task.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no {kind} task {state}: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_stops_every_task_and_leaves_no_intermediates() {
+    let feederd = Feederd::start("");
+    let _a = feederd.worker(1, "");
+    let _b = feederd.worker(1, "");
+    let api = Api::new(&feederd.url);
+    let src = source("cancel.mp4", 24, 25, "640x360", 50);
+    let dest = feederd.dir.path().join("cancel-out.mp4");
+    let id = api.submit_id(&job(&src, &dest, SLOW(), Some(json!({"chunk_seconds": 4})))).await;
+    task_in(&api, &id, "chunk", "FINISHED", None).await;
+    task_in(&api, &id, "chunk", "ENCODING", None).await;
+    let asked = std::time::Instant::now();
+    let answer = api.http.post(format!("{}/v1/jobs/{id}/cancel", feederd.url)).send().await.unwrap();
+    assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
+    let done = api.wait_for(&id, &["CANCELED", "FINISHED", "ERROR"], WAIT).await;
+    assert_eq!(done["state"], "CANCELED", "{done}");
+    // Within a heartbeat (1 s here) and the time to stop ffmpeg and report.
+    assert!(asked.elapsed() < Duration::from_secs(5), "took {:?}", asked.elapsed());
+    let listed = tasks(&api, &id).await;
+    let counted: Vec<&Value> = listed.iter().filter(|t| t["kind"] != "cleanup").collect();
+    assert!(counted.iter().all(|t| ["FINISHED", "CANCELED"].contains(&t["state"].as_str().unwrap())), "{listed:?}");
+    assert_eq!(cleanup_done(&api, &id).await, "FINISHED");
+    assert!(!work_dir_of(&dest, &id).exists(), "intermediates left behind");
+    assert!(!dest.exists());
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_chunk_costs_only_that_chunk() {
+    let feederd = Feederd::start("");
+    let mut a = feederd.worker(1, "node_id = \"node-a\"\n");
+    let _b = feederd.worker(1, "node_id = \"node-b\"\n");
+    let api = Api::new(&feederd.url);
+    let src = source("killed.mp4", 16, 25, "320x240", 50);
+    let dest = feederd.dir.path().join("killed-out.mp4");
+    let id = api.submit_id(&job(&src, &dest, SLOW(), Some(json!({"chunk_seconds": 4})))).await;
+    let victim = task_in(&api, &id, "chunk", "ENCODING", Some("node-a")).await;
+    a.proc.kill9();
+    let done = api.wait_for(&id, &["FINISHED", "ERROR"], WAIT).await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
+    assert_eq!(video_pts(&dest).0.len(), 400);
+    for task in tasks(&api, &id).await {
+        let twice = task["task"] == victim["task"];
+        assert_eq!(task["attempts"], if twice { 2 } else { 1 }, "{task}");
+        if twice {
+            assert_eq!(task["node"], "node-b", "{task}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_job_goes_on_across_a_feederd_restart() {
+    let mut feederd = Feederd::start("");
+    let _a = feederd.worker(1, "");
+    let _b = feederd.worker(1, "");
+    let api = Api::new(&feederd.url);
+    let src = source("restart.mp4", 16, 25, "320x240", 50);
+    let dest = feederd.dir.path().join("restart-out.mp4");
+    let id = api.submit_id(&job(&src, &dest, SLOW(), Some(json!({"chunk_seconds": 4})))).await;
+    let finished = task_in(&api, &id, "chunk", "FINISHED", None).await;
+    feederd.restart();
+    // A new client: the old one's pooled connections died with feederd.
+    let api = Api::new(&feederd.url);
+    let done = api.wait_for(&id, &["FINISHED", "ERROR"], WAIT).await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
+    assert_eq!(video_pts(&dest).0.len(), 400);
+    // What was done before the restart was not done again.
+    let listed = tasks(&api, &id).await;
+    let plan = listed.iter().find(|t| t["kind"] == "plan").unwrap();
+    assert_eq!(plan["attempts"], 1, "{plan}");
+    let before = listed.iter().find(|t| t["task"] == finished["task"]).unwrap();
+    assert_eq!(before["attempts"], 1, "{before}");
+    assert_eq!(before["finished_at"], finished["finished_at"]);
 }
