@@ -3,8 +3,9 @@
 //! one line per figure. Comparisons alternate their two sides within one run
 //! and report medians.
 //!
-//!     scripts/bench.sh [overhead|dispatch|throughput|memory|transfer|all]
+//!     scripts/bench.sh [overhead|dispatch|throughput|memory|transfer|chunked|all]
 
+mod chunked;
 mod harness;
 mod suites;
 
@@ -30,6 +31,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || suite == "transfer" {
         suites::transfer(&env).await?;
+    }
+    if all || suite == "chunked" {
+        chunked::chunked(&env).await?;
     }
     Ok(())
 }

@@ -58,7 +58,7 @@ fn two_pass() -> Value {
     json!([{"outfile_options": first}, {"outfile_options": second}])
 }
 
-fn strip_ansi(text: &str) -> String {
+pub fn strip_ansi(text: &str) -> String {
     let mut out = String::new();
     let mut chars = text.chars();
     while let Some(c) = chars.next() {

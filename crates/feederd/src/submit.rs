@@ -121,8 +121,17 @@ pub async fn accept(
 ) -> Result<JobRecord, CodedError> {
     let submission = validate(state, body).await?;
     let now = now_ms();
+    let id = JobId::generate(now).0;
+    let work_uri = match submission.chunked {
+        Some(_) => Some(nommer_model::chunked::work_prefix(
+            &submission.dest,
+            state.config.intermediate_store.as_deref(),
+            &id,
+        )?),
+        None => None,
+    };
     let job = NewJob {
-        id: JobId::generate(now).0,
+        id,
         source_uri: submission.source.expose().to_string(),
         dest_uri: submission.dest.expose().to_string(),
         source_path: submission.source.redacted(),
@@ -135,6 +144,7 @@ pub async fn accept(
         max_attempts: submission.max_attempts.unwrap_or(state.config.max_attempts),
         max_runtime_s: submission.max_runtime_s,
         tasks: submission.tasks.clone(),
+        work_uri,
         created_at: now,
     };
     let record = state

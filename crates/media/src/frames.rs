@@ -13,6 +13,8 @@ pub struct VideoFrames {
     pub pts: Vec<i64>,
     /// The indexes (in presentation order) of the keyframes.
     pub keyframes: Vec<u64>,
+    /// Packets without a timestamp: their frames' places are unknown.
+    pub missing_pts: u64,
 }
 
 impl VideoFrames {
@@ -31,14 +33,22 @@ impl VideoFrames {
     }
 
     /// Parse ffprobe's `-show_entries packet=pts,flags -of csv=p=0` lines.
+    /// Packets the demuxer marks for discard (`D`) are no frames.
     pub fn parse(text: &str) -> VideoFrames {
-        let mut packets: Vec<(i64, bool)> = text
-            .lines()
-            .filter_map(|line| {
-                let (pts, flags) = line.trim().split_once(',')?;
-                Some((pts.parse().ok()?, flags.starts_with('K')))
-            })
-            .collect();
+        let mut missing_pts = 0;
+        let mut packets: Vec<(i64, bool)> = Vec::new();
+        for line in text.lines() {
+            let Some((pts, flags)) = line.trim().split_once(',') else {
+                continue;
+            };
+            if flags.contains('D') {
+                continue;
+            }
+            match pts.parse() {
+                Ok(pts) => packets.push((pts, flags.starts_with('K'))),
+                Err(_) => missing_pts += 1,
+            }
+        }
         packets.sort_by_key(|(pts, _)| *pts);
         VideoFrames {
             keyframes: packets
@@ -48,6 +58,7 @@ impl VideoFrames {
                 .map(|(i, _)| i as u64)
                 .collect(),
             pts: packets.into_iter().map(|(pts, _)| pts).collect(),
+            missing_pts,
         }
     }
 }
@@ -142,5 +153,8 @@ mod tests {
         assert_eq!(mkv.uneven_steps(1000.0 / 30.0), 0);
         let gap = VideoFrames::parse("0,K\n512,_\n1536,_\n");
         assert_eq!(gap.uneven_steps(512.0), 1);
+        // Discarded packets are no frames; a packet without pts is counted.
+        let odd = VideoFrames::parse("0,K_\n512,_D\nN/A,__\n1024,__\n");
+        assert_eq!((odd.count(), odd.missing_pts), (2, 1));
     }
 }

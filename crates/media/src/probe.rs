@@ -35,6 +35,8 @@ impl ProbeStream {
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct ProbeFormat {
     pub format_name: Option<String>,
+    /// Where the file's timeline starts: what an input `-ss` counts from.
+    pub start_time: Option<String>,
     pub duration: Option<String>,
     pub size: Option<String>,
     pub bit_rate: Option<String>,

@@ -212,13 +212,25 @@ pub fn check(passes: &[Pass], muxer: &str, nommer: &str) -> Result<(), CodedErro
     Ok(())
 }
 
-fn is_video_filter(pair: &OptionPair) -> bool {
-    matches!(pair.flag.as_str(), "vf" | "filter:v" | "filter")
+/// The stream specifier of a flag (`v:0` of `filter:v:0`).
+fn specifier(pair: &OptionPair) -> &str {
+    pair.flag.split_once(':').map_or("", |(_, spec)| spec)
 }
 
+/// An audio filtergraph: `-af`, or `-filter` for audio streams.
 fn is_audio_filter(pair: &OptionPair) -> bool {
-    matches!(pair.flag.as_str(), "af" | "filter:a")
+    pair.base() == "af" || (pair.base() == "filter" && specifier(pair).starts_with('a'))
 }
+
+/// Any other filtergraph, whatever its specifier (`-vf`, `-filter`,
+/// `-filter:v:0`, `-filter:0`, ...): all are checked as the video's.
+fn is_video_filter(pair: &OptionPair) -> bool {
+    matches!(pair.base(), "vf" | "filter") && !is_audio_filter(pair)
+}
+
+/// Names in filter expressions that count time or frames: in a chunk
+/// they would restart from zero.
+const TIMELINE_NAMES: &[&str] = &["t", "n", "pos", "time", "frame", "pts"];
 
 fn check_graph(pair: &OptionPair) -> Result<(), CodedError> {
     let text = pair.value.render().unwrap_or_default();
@@ -230,6 +242,18 @@ fn check_graph(pair: &OptionPair) -> Result<(), CodedError> {
                 filter.name,
                 FRAME_FILTERS.join(", ")
             )));
+        }
+        for arg in &filter.args {
+            let value = match arg {
+                filtergraph::RawArg::Positional(v) | filtergraph::RawArg::Keyed(_, v) => v,
+            };
+            let mut names = value.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+            if let Some(name) = names.find(|n| TIMELINE_NAMES.contains(n)) {
+                return Err(refused(format!(
+                    "the {} filter's expression uses {name}, which would restart in every chunk",
+                    filter.name
+                )));
+            }
         }
     }
     Ok(())
@@ -314,24 +338,29 @@ impl Rate {
 }
 
 /// One chunk's frames: `[start, end)` of the source's video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ChunkSpec {
     pub index: u32,
     pub start: u64,
     pub end: u64,
     pub rate: Rate,
+    /// Where the chunk's input `-ss` seeks, in seconds from the file's
+    /// start ([`seek_seconds`]).
+    pub seek: f64,
 }
 
 impl ChunkSpec {
     pub fn frames(&self) -> u64 {
         self.end - self.start
     }
+}
 
-    /// Where to seek: half a frame before the first, so the decoder's
-    /// rounding cannot land on its neighbour.
-    pub fn seek_seconds(&self) -> f64 {
-        (self.start as f64 - 0.5).max(0.0) * self.rate.den as f64 / self.rate.num as f64
-    }
+/// Where to seek for a chunk whose first frame is at `first_pts_seconds`
+/// in a file whose timeline starts at `file_start` (what an input `-ss`
+/// counts from): half a frame before it, so the decoder's rounding cannot
+/// land on its neighbour.
+pub fn seek_seconds(first_pts_seconds: f64, file_start: f64, rate: Rate) -> f64 {
+    (first_pts_seconds - file_start - rate.seconds(1) / 2.0).max(0.0)
 }
 
 /// What the assemble task joins, and what it checks the result against.
@@ -420,7 +449,7 @@ fn flag(flag: &str) -> OptionPair {
 /// is tagged `hvc1` as MP4 players expect.
 pub fn chunk_pass(pass: &Pass, chunk: &ChunkSpec) -> Pass {
     let mut infile = pass.infile_options.clone();
-    infile.push(pair("ss", &format!("{:.6}", chunk.seek_seconds())));
+    infile.push(pair("ss", &format!("{:.6}", chunk.seek)));
     let mut out = keep(&pass.outfile_options, |p| {
         matches!(p.base(), "f" | "movflags") || is_audio_filter(p)
     });
@@ -488,24 +517,23 @@ pub fn concat_list(chunks: &[ChunkSpec]) -> String {
     list
 }
 
-/// The chunk tasks, the audio task and the assemble task a plan adds.
+/// The audio task, the chunk tasks and the assemble task a plan adds. The
+/// audio goes first: it is one task over the whole file, the longest, and
+/// tasks are claimed in order.
 pub fn planned_tasks(assemble: AssembleSpec) -> Vec<TaskPlan> {
-    let mut tasks: Vec<TaskPlan> = assemble
-        .chunks
-        .iter()
-        .map(|chunk| {
-            TaskPlan::new(
-                TaskKind::Chunk,
-                TaskSpec {
-                    chunk: Some(*chunk),
-                    ..Default::default()
-                },
-            )
-        })
-        .collect();
+    let mut tasks = Vec::new();
     if assemble.audio {
         tasks.push(TaskPlan::of(TaskKind::Audio));
     }
+    tasks.extend(assemble.chunks.iter().map(|chunk| {
+        TaskPlan::new(
+            TaskKind::Chunk,
+            TaskSpec {
+                chunk: Some(*chunk),
+                ..Default::default()
+            },
+        )
+    }));
     tasks.push(TaskPlan::new(
         TaskKind::Assemble,
         TaskSpec {
@@ -605,6 +633,8 @@ mod tests {
             (json!([{"outfile_options": [["c:v", "mpeg4"]]}]), "mpeg4"),
             (json!([{"outfile_options": [["c:a", "aac"]]}]), "name the video encoder"),
             (json!([{"outfile_options": [["c:v", "libx264"], ["t", 5]]}]), "-t"),
+            (json!([{"outfile_options": [["c:v", "libx264"], ["filter:v:0", "reverse"]]}]), "reverse"),
+            (json!([{"outfile_options": [["c:v", "libx264"], ["vf", "crop=w=100:h=100:x=t*10"]]}]), "uses t"),
         ];
         for (options, why) in cases {
             let e = check(&passes(options), "mp4", "ffmpeg").unwrap_err();
@@ -648,7 +678,8 @@ mod tests {
     #[test]
     fn a_chunk_pass_takes_its_frames_alone_from_zero() {
         let pass = &passes(json!([{"outfile_options": [["c:v", "libx264"], ["vf", "scale=640:-2"], ["c:a", "aac"], ["f", "mp4"]], "move_atom_to_front": true}]))[0];
-        let chunk = ChunkSpec { index: 2, start: 600, end: 900, rate: RATE };
+        let seek = seek_seconds(20.0, 0.0, RATE);
+        let chunk = ChunkSpec { index: 2, start: 600, end: 900, rate: RATE, seek };
         let p = chunk_pass(pass, &chunk);
         let flags: Vec<(String, Option<String>)> = p.outfile_options.iter().map(|p| (p.flag.clone(), p.value.render())).collect();
         assert!(flags.contains(&("vf".into(), Some("setpts=PTS-STARTPTS,scale=w=640:h=-2".into()))), "{flags:?}");
@@ -656,6 +687,9 @@ mod tests {
         assert!(flags.contains(&("x264-params".into(), Some("stitchable=1".into()))));
         assert_eq!(p.output_format(), Some("mp4"));
         assert_eq!(p.infile_options.last().unwrap().value.render().unwrap(), "19.983333");
+        // A video that starts after the file's timeline does: seek from the file's start.
+        assert!((seek_seconds(20.5, 0.5, RATE) - 19.983333).abs() < 1e-6);
+        assert_eq!(seek_seconds(0.0, 0.0, RATE), 0.0);
         let audio = audio_pass(pass, "mp4");
         assert!(audio.outfile_options.iter().all(|p| p.flag != "vf"));
         assert!(audio.outfile_options.iter().any(|p| p.flag == "vn"));
@@ -689,7 +723,7 @@ mod tests {
     #[test]
     fn the_concat_list_gives_exact_durations() {
         let rate = Rate { num: 30000, den: 1001 };
-        let chunks = [ChunkSpec { index: 0, start: 0, end: 101, rate }, ChunkSpec { index: 1, start: 101, end: 233, rate }];
+        let chunks = [ChunkSpec { index: 0, start: 0, end: 101, rate, seek: 0.0 }, ChunkSpec { index: 1, start: 101, end: 233, rate, seek: 3.35 }];
         let list = concat_list(&chunks);
         assert!(list.starts_with("ffconcat version 1.0\nfile chunk-00000.mp4\nduration 3.370033333\n"), "{list}");
     }

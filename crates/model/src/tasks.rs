@@ -57,12 +57,31 @@ impl TaskPlan {
     }
 }
 
-/// The kinds a plan task may add to its job.
-pub fn plan_may_add(kind: TaskKind) -> bool {
-    matches!(
-        kind,
-        TaskKind::Chunk | TaskKind::Audio | TaskKind::Assemble | TaskKind::Ffmpeg
-    )
+/// What a finished plan may add to its job: its chunks (at most
+/// [`crate::chunked::MAX_CHUNKS`]), at most one audio task and one
+/// assemble; or, for a job that runs unchunked after all, one plain ffmpeg
+/// task. Why not, otherwise.
+pub fn check_added(adds: &[TaskPlan]) -> Result<(), String> {
+    let count = |kind: TaskKind| adds.iter().filter(|t| t.kind == kind).count();
+    if let [only] = adds {
+        if only.kind == TaskKind::Ffmpeg && only.spec == TaskSpec::default() {
+            return Ok(());
+        }
+    }
+    let chunks = count(TaskKind::Chunk);
+    let known = chunks + count(TaskKind::Audio) + count(TaskKind::Assemble);
+    let fits = (1..=crate::chunked::MAX_CHUNKS as usize).contains(&chunks)
+        && count(TaskKind::Audio) <= 1
+        && count(TaskKind::Assemble) == 1
+        && known == adds.len();
+    match fits {
+        true => Ok(()),
+        false => Err(format!(
+            "a plan adds its chunks, at most one audio and one assemble task, or one plain ffmpeg task; not {} tasks of kinds {:?}",
+            adds.len(),
+            adds.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>()
+        )),
+    }
 }
 
 /// How far along the way to FINISHED a task's state puts its job: never
@@ -146,17 +165,24 @@ pub fn job_state(current: JobState, all: &[(TaskKind, JobState)]) -> JobState {
 }
 
 /// The tasks waiting in a job (assemble, cleanup) that may now be claimed,
-/// once its state is `job` and its tasks' are `tasks`.
+/// once its state is `job` and its tasks' are `tasks`: an assemble once
+/// every task that waits for nothing has finished, a cleanup once the job
+/// has ended and none of its tasks still runs.
 pub fn released(job: JobState, tasks: &[(TaskKind, JobState)]) -> Vec<TaskKind> {
     let siblings_done = tasks
         .iter()
         .filter(|(kind, _)| kind.waits() == Waits::Nothing)
         .all(|(_, state)| *state == JobState::Finished);
+    // Not while a task of the job still runs: a chunk told to stop may yet
+    // upload its intermediate.
+    let stopped = !tasks
+        .iter()
+        .any(|(kind, state)| kind.counts_for_job() && state.is_leased());
     let mut kinds = Vec::new();
     if siblings_done && !job.is_terminal() {
         kinds.push(TaskKind::Assemble);
     }
-    if job.is_terminal() {
+    if job.is_terminal() && stopped {
         kinds.push(TaskKind::Cleanup);
     }
     kinds
@@ -317,7 +343,9 @@ mod tests {
         // A failed chunk fails the job and releases only the cleanup.
         let failed = [(Plan, Finished), (Chunk, Error), (Chunk, Encoding), (Assemble, Pending), (Cleanup, Pending)];
         assert_eq!(job_state(Encoding, &failed), Error);
-        assert_eq!(released(Error, &failed), vec![Cleanup]);
+        assert!(released(Error, &failed).is_empty(), "a chunk still runs");
+        let stopped = [(Plan, Finished), (Chunk, Error), (Chunk, Canceled), (Assemble, Canceled), (Cleanup, Pending)];
+        assert_eq!(released(Error, &stopped), vec![Cleanup]);
         let half = Progress { percent: 50.0, ..Default::default() };
         let p = job_progress(Encoding, &[(Plan, Finished, None), (Chunk, Finished, None), (Chunk, Encoding, Some(&half)), (Cleanup, Pending, None)]);
         assert_eq!((p.chunks_done, p.chunks_total), (Some(1), Some(2)));

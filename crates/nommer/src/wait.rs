@@ -44,6 +44,9 @@ pub async fn follow(client: &Client, id: &str) -> anyhow::Result<Job> {
         });
         bar.set_position(progress.percent.clamp(0.0, 100.0) as u64);
         let mut message = Vec::new();
+        if let (Some(done), Some(total)) = (progress.chunks_done, progress.chunks_total) {
+            message.push(format!("chunks {done}/{total}"));
+        }
         if let Some(fps) = progress.fps.filter(|f| *f > 0.0) {
             message.push(format!("{fps:.0} fps"));
         }

@@ -355,3 +355,36 @@ async fn a_chunked_job_goes_on_across_a_feederd_restart() {
     assert_eq!(before["attempts"], 1, "{before}");
     assert_eq!(before["finished_at"], finished["finished_at"]);
 }
+
+/// The video stream's bytes.
+fn video_bytes(path: &Path) -> u64 {
+    let text = ffprobe(&["-select_streams", "v:0", "-show_entries", "packet=size", "-of", "csv=p=0"], path);
+    text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse::<u64>().ok()).sum()
+}
+
+#[tokio::test]
+async fn a_two_pass_chunked_job_keeps_its_bitrate() {
+    let feederd = Feederd::start("");
+    let _worker = feederd.worker(2, "");
+    let api = Api::new(&feederd.url);
+    let src = source("two-pass.mp4", 12, 25, "320x240", 50);
+    let video = json!([["c:v", "libx264"], ["preset", "veryfast"], ["b:v", "150k"]]);
+    let mut first = video.as_array().unwrap().clone();
+    first.extend([json!(["pass", "1"]), json!(["an", null]), json!(["f", "mp4"])]);
+    let mut second = video.as_array().unwrap().clone();
+    second.extend([json!(["pass", "2"]), json!(["c:a", "aac"]), json!(["b:a", "64k"])]);
+    let options = json!([{"outfile_options": first}, {"outfile_options": second}]);
+    let (chunked_out, whole_out) = (feederd.dir.path().join("2p-chunked.mp4"), feederd.dir.path().join("2p-whole.mp4"));
+    let chunked = api.submit_id(&job(&src, &chunked_out, options.clone(), Some(json!({"chunk_seconds": 3})))).await;
+    let whole = api.submit_id(&job(&src, &whole_out, options, None)).await;
+    for id in [&chunked, &whole] {
+        let done = api.wait_for(id, &["FINISHED", "ERROR"], WAIT).await;
+        assert_eq!(done["state"], "FINISHED", "{done}");
+    }
+    assert_eq!(video_pts(&chunked_out).0.len(), 300);
+    let (got, want) = (video_bytes(&chunked_out) as f64, video_bytes(&whole_out) as f64);
+    let off = (got - want).abs() / want;
+    eprintln!("two-pass video bytes: chunked {got}, unchunked {want} ({:+.2} %)", (got - want) / want * 100.0);
+    assert!(off <= 0.05, "two-pass chunks: {got} bytes of video against {want} unchunked ({:.1} % off)", off * 100.0);
+    assert_eq!(streams(&chunked_out).len(), 2, "audio is muxed in");
+}

@@ -1,6 +1,7 @@
 //! A chunked job's source, fetched once per worker for all of that job's
 //! tasks here: the plan, every chunk this worker takes, and the audio. It
-//! lives in `work_dir/input-JOB/`, handed to the sandbox user and given to
+//! lives in `work_dir/input-JOB-NONCE-N/` (the nonce this worker's: workers
+//! in one process, or local workers, share a `work_dir`; N this fetch's), handed to the sandbox user and given to
 //! each tool as a read-only input (the sandbox's `Jail::inputs`), and goes
 //! a while after the last task of its job on this worker ends.
 
@@ -17,9 +18,21 @@ use tokio::sync::OnceCell;
 /// enough for the worker to lease the job's next chunk.
 pub const INPUT_LINGER: Duration = Duration::from_secs(60);
 
-#[derive(Default)]
 pub struct Inputs {
     entries: Mutex<HashMap<String, Arc<Entry>>>,
+    nonce: u32,
+    /// Each entry's own directory: one being removed is never reused.
+    made: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Inputs {
+            entries: Mutex::default(),
+            nonce: rand::random(),
+            made: Default::default(),
+        }
+    }
 }
 
 struct Entry {
@@ -61,7 +74,11 @@ impl Inputs {
             let mut entries = self.entries.lock().unwrap();
             let entry = entries.entry(job_id.to_string()).or_insert_with(|| {
                 Arc::new(Entry {
-                    dir: work_dir.join(format!("input-{job_id}")),
+                    dir: work_dir.join(format!(
+                        "input-{job_id}-{:08x}-{}",
+                        self.nonce,
+                        self.made.fetch_add(1, Ordering::SeqCst)
+                    )),
                     ready: OnceCell::new(),
                     users: AtomicUsize::new(0),
                 })

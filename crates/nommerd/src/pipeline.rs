@@ -261,7 +261,8 @@ impl Pipeline {
             Some(ext) => format!("source.{ext}"),
             None => "source".into(),
         };
-        self.inputs
+        let held = self
+            .inputs
             .hold(&self.config.work_dir, &task.job_id, |dir| async move {
                 let input = dir.join(name);
                 tracing::info!(job_id = %task.job_id, task = task.task, source = %run.source, "downloading the job's source for its tasks here");
@@ -282,8 +283,12 @@ impl Pipeline {
                     )
                 })?;
                 Ok(input)
-            })
-            .await
+            });
+        // A task waiting on another's fetch still stops when told to.
+        match self.stoppable(task, held).await {
+            Ok(held) => held,
+            Err(stop) => Err(End::Stopped(stop)),
+        }
     }
 
     /// The sandbox and jail a task's tools run in.
@@ -341,6 +346,8 @@ impl Pipeline {
             Ok(Err(e)) => return e.into(),
             Err(stop) => return End::Stopped(stop),
         };
+        let bytes = tokio::fs::metadata(path).await.map_or(0, |m| m.len());
+        tracing::info!(job_id = %task.job_id, task = task.task, bytes, "uploaded");
         self.commit_with(task, staged, result).await
     }
 

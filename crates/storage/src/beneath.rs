@@ -134,8 +134,9 @@ pub fn rename_in(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Make the directory `anchor.path` (private to the worker); one that
-/// exists already is fine.
+/// Make the directory `anchor.path` (private to the worker). One that
+/// exists already is fine only if it is a directory of this process's user,
+/// not a symlink someone put there to send our files elsewhere.
 pub fn make_dir(anchor: &Anchor) -> io::Result<()> {
     let parent = open_dir(&anchor.parent())?;
     let name = anchor
@@ -149,13 +150,31 @@ pub fn make_dir(anchor: &Anchor) -> io::Result<()> {
     if done < 0 && e.raw_os_error() != Some(libc::EEXIST) {
         return Err(e);
     }
+    // SAFETY: zeroed is a valid `stat`; the call fills it.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid directory descriptor, a NUL-terminated name and a `stat` to fill.
+    let rc = unsafe {
+        libc::fstatat(parent.as_raw_fd(), name.as_ptr(), &mut stat, libc::AT_SYMLINK_NOFOLLOW)
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let ours = stat.st_uid == unsafe { libc::geteuid() };
+    if stat.st_mode & libc::S_IFMT != libc::S_IFDIR || !ours {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the path exists and is not a directory of this worker's own",
+        ));
+    }
     Ok(())
 }
 
 /// Remove the directory `anchor.path` and the files in it (it holds no
 /// directories); how many files. One that does not exist holds none.
 pub fn remove_flat_dir(anchor: &Anchor) -> io::Result<u64> {
-    let dir = match open(anchor, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+    // Not through a symlink at the directory itself.
+    let dir = match open(anchor, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0) {
         Ok(dir) => dir,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),

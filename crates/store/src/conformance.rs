@@ -44,6 +44,7 @@ pub fn new_job(now: i64, notify: bool) -> NewJob {
         tasks: vec![nommer_model::tasks::TaskPlan::of(
             nommer_model::TaskKind::Ffmpeg,
         )],
+        work_uri: None,
         created_at: now,
     }
 }
@@ -95,7 +96,38 @@ cases!(
     a_canceled_task_handed_back_ends_canceled,
     a_plan_adds_tasks_and_waiting_ones_run_in_turn,
     a_canceled_chunked_job_still_cleans_up,
+    a_cancel_while_planning_cancels_what_the_plan_adds,
 );
+
+async fn a_cancel_while_planning_cancels_what_the_plan_adds(store: &dyn Store) {
+    use JobState::*;
+    let job = store.insert_job(&chunked_job(T0)).await.unwrap();
+    let plan = claim_all(store, "n1", 8, T0).await.remove(0);
+    store.cancel(&job.id, T0 + 1).await.unwrap();
+    // The plan's worker finishes before its heartbeat brings the cancel.
+    for state in [Encoding, Uploading] {
+        report(store, holder(&job.id, 0, &plan.token, state)).await.unwrap();
+    }
+    let added = two_chunks();
+    let done = HolderReport { adds: &added, ..holder(&job.id, 0, &plan.token, Finished) };
+    let change = report(store, done).await.unwrap();
+    assert_eq!(change.job_state, Canceled);
+    let tasks = store.job_tasks(&job.id).await.unwrap();
+    assert!(tasks.iter().filter(|t| t.kind.counts_for_job() && t.task > 0).all(|t| t.state == Canceled), "{tasks:?}");
+    // Only the cleanup is left to run.
+    let left = claim_all(store, "n1", 8, T0 + 10).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].task.kind, nommer_model::TaskKind::Cleanup);
+    // A plan may add only what a plan makes.
+    let other = store.insert_job(&chunked_job(T0 + 20)).await.unwrap();
+    let plan = claim_all(store, "n1", 8, T0 + 20).await.remove(0);
+    for state in [Encoding, Uploading] {
+        report(store, holder(&other.id, 0, &plan.token, state)).await.unwrap();
+    }
+    let cleanup = vec![nommer_model::tasks::TaskPlan::of(nommer_model::TaskKind::Cleanup)];
+    let bad = HolderReport { adds: &cleanup, ..holder(&other.id, 0, &plan.token, Finished) };
+    assert!(store.report_states(&[bad], T0 + 25).await.is_err());
+}
 
 /// A chunked job as submitted: its plan, and its cleanup, which waits.
 fn chunked_job(now: i64) -> NewJob {
@@ -105,6 +137,7 @@ fn chunked_job(now: i64) -> NewJob {
         scene_cuts: false,
     };
     job.tasks = nommer_model::chunked::start_tasks(request);
+    job.work_uri = Some(format!("file:///out/.nommer-{}/", job.id));
     job
 }
 
@@ -113,8 +146,8 @@ fn two_chunks() -> Vec<nommer_model::tasks::TaskPlan> {
     use nommer_model::chunked::{AssembleSpec, ChunkSpec, Rate};
     let rate = Rate { num: 25, den: 1 };
     let chunks = vec![
-        ChunkSpec { index: 0, start: 0, end: 250, rate },
-        ChunkSpec { index: 1, start: 250, end: 500, rate },
+        ChunkSpec { index: 0, start: 0, end: 250, rate, seek: 0.0 },
+        ChunkSpec { index: 1, start: 250, end: 500, rate, seek: 9.98 },
     ];
     nommer_model::chunked::planned_tasks(AssembleSpec {
         chunks,
@@ -166,23 +199,23 @@ async fn a_plan_adds_tasks_and_waiting_ones_run_in_turn(store: &dyn Store) {
     let tasks = store.job_tasks(&job.id).await.unwrap();
     let kinds: Vec<TaskKind> = tasks.iter().map(|t| t.kind).collect();
     use TaskKind::*;
-    assert_eq!(kinds, [Plan, Cleanup, Chunk, Chunk, Audio, Assemble]);
+    assert_eq!(kinds, [Plan, Cleanup, Audio, Chunk, Chunk, Assemble]);
     assert_eq!(tasks[0].result, Some(result));
     let progress = job_now(store, &job.id).await.progress.unwrap();
     assert_eq!((progress.tasks_done, progress.tasks_total), (Some(1), Some(5)));
     // The chunks and the audio run; the assemble waits for them.
     let work = claim_all(store, "n1", 8, T0 + 10).await;
     let kinds: Vec<TaskKind> = work.iter().map(|c| c.task.kind).collect();
-    assert_eq!(kinds, [Chunk, Chunk, Audio]);
+    assert_eq!(kinds, [Audio, Chunk, Chunk]);
     // A plan is the job's download; its chunks are its encoding.
     assert_eq!(job_now(store, &job.id).await.state, Downloading);
-    for c in &work[..2] {
+    for c in &work[1..] {
         assert_eq!(finish(store, c).await.job_state, Encoding);
     }
     let shown = job_now(store, &job.id).await.progress.unwrap();
     assert_eq!((shown.chunks_done, shown.chunks_total), (Some(2), Some(2)));
     assert!(claim_all(store, "n1", 8, T0 + 20).await.is_empty());
-    assert!(finish(store, &work[2]).await.unblocked);
+    assert!(finish(store, &work[0]).await.unblocked);
     let assemble = claim_all(store, "n1", 8, T0 + 30).await;
     assert_eq!(assemble.len(), 1);
     assert_eq!(assemble[0].task.kind, Assemble);

@@ -24,6 +24,9 @@ pub struct NewJob {
     pub max_runtime_s: Option<u64>,
     /// What carries the job out, numbered from 0: at least one.
     pub tasks: Vec<TaskPlan>,
+    /// A chunked job's work prefix, chosen once at submit; sealed with the
+    /// URIs (it may hold the destination's credentials).
+    pub work_uri: Option<String>,
     pub created_at: i64,
 }
 
@@ -154,6 +157,8 @@ pub struct Claimed {
     pub token: String,
     pub source_uri: String,
     pub dest_uri: String,
+    /// A chunked job's work prefix.
+    pub work_uri: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::Json;
 use nommer_model::api::*;
 use nommer_model::now_ms;
-use nommer_model::uri::MediaUri;
 use nommer_store::HolderReport;
 use std::time::Duration;
 
@@ -55,14 +54,7 @@ pub async fn lease(State(state): State<AppState>, request: Body) -> ApiResult<Js
                         task: c.task.task,
                         kind: Some(c.task.kind),
                         spec: c.task.spec,
-                        work_uri: c.task.kind.is_chunked().then(|| {
-                            let store = state.config.intermediate_store.as_deref();
-                            MediaUri::parse(&c.dest_uri)
-                                .and_then(|dest| {
-                                    nommer_model::chunked::work_prefix(&dest, store, &c.job.id)
-                                })
-                                .unwrap_or_default()
-                        }),
+                        work_uri: c.work_uri.filter(|_| c.task.kind.is_chunked()),
                         token: c.token,
                         attempt: c.task.attempts,
                         ttl_ms,

@@ -45,7 +45,9 @@ impl Runner for Assemble {
             let progress = pipeline.transfer_progress(task, "downloading", start, super::ENCODE_START / total);
             let local = run.scratch.path.join(name);
             match pipeline.stoppable(task, run.storage.download(&uri, &local, progress)).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(done)) => {
+                    tracing::info!(job_id = %task.job_id, task = task.task, bytes = done.bytes, name = %name, "fetched an intermediate");
+                }
                 Ok(Err(e)) => return e.into(),
                 Err(stop) => return End::Stopped(stop),
             }

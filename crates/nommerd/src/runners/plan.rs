@@ -65,7 +65,13 @@ impl Runner for Plan {
         let chunks: Vec<ChunkSpec> = cuts
             .windows(2)
             .enumerate()
-            .map(|(index, w)| ChunkSpec { index: index as u32, start: w[0], end: w[1], rate: layout.rate })
+            .map(|(index, w)| ChunkSpec {
+                index: index as u32,
+                start: w[0],
+                end: w[1],
+                rate: layout.rate,
+                seek: chunked::seek_seconds(scan.pts[w[0] as usize] as f64 * layout.time_base, layout.file_start, layout.rate),
+            })
             .collect();
         let muted = run.passes.last().is_some_and(|p| p.outfile_options.iter().any(|o| o.flag == "an"));
         let audio = layout.audio_seconds.is_some() && !muted;
@@ -82,7 +88,7 @@ impl Runner for Plan {
             frames: scan.count(),
             rate: layout.rate,
             audio,
-            audio_seconds: layout.audio_seconds.filter(|_| audio),
+            audio_seconds: layout.audio_seconds.flatten().filter(|_| audio),
             chunks,
         };
         pipeline
@@ -94,7 +100,12 @@ impl Runner for Plan {
 /// What the probe says of the source, when it can be chunked.
 struct Layout {
     rate: Rate,
-    audio_seconds: Option<f64>,
+    /// Seconds per time-base unit of the video's timestamps.
+    time_base: f64,
+    /// Where the file's timeline starts (what `-ss` counts from).
+    file_start: f64,
+    /// Some when the source has audio: its duration, when it says.
+    audio_seconds: Option<Option<f64>>,
 }
 
 impl Layout {
@@ -102,6 +113,13 @@ impl Layout {
         let Some(video) = probe.stream("video") else {
             return Err("the source has no video stream".into());
         };
+        let videos = probe.streams.iter().filter(|s| s.codec_type.as_deref() == Some("video")).count();
+        if videos > 1 {
+            return Err(format!("the source has {videos} video streams"));
+        }
+        if scan.missing_pts > 0 {
+            return Err(format!("{} of the source's video packets have no timestamp", scan.missing_pts));
+        }
         let rate = video.r_frame_rate.as_deref().and_then(Rate::parse);
         let mean = video.avg_frame_rate.as_deref().and_then(Rate::parse);
         let base = video.time_base.as_deref().and_then(Rate::parse);
@@ -125,10 +143,16 @@ impl Layout {
                 rate.seconds(scan.count())
             ));
         }
-        let audio_seconds = probe
-            .stream("audio")
-            .map(|a| a.duration_seconds().or(probe.duration_seconds()).unwrap_or(0.0));
-        Ok(Layout { rate, audio_seconds })
+        // An audio stream without a duration of its own (Matroska) is
+        // still encoded; the check then has no duration to hold it to.
+        let audio_seconds = probe.stream("audio").map(|a| a.duration_seconds());
+        let file_start = probe.format.start_time.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        Ok(Layout {
+            rate,
+            time_base: base.num as f64 / base.den as f64,
+            file_start,
+            audio_seconds,
+        })
     }
 }
 

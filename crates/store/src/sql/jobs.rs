@@ -21,7 +21,8 @@ impl SqlStore {
         }
         let secret_uris = crate::sealer::seal(
             self.sealer.as_ref(),
-            &serde_json::json!({"source": job.source_uri, "dest": job.dest_uri}).to_string(),
+            &serde_json::json!({"source": job.source_uri, "dest": job.dest_uri, "work": job.work_uri})
+                .to_string(),
         );
         let sealed = inserts::Sealed {
             job: job.clone(),
@@ -104,9 +105,22 @@ impl SqlStore {
     /// for its worker, which stops and reports CANCELED (or the reaper ends
     /// it). Tasks are locked before the job, as every change does.
     pub(super) async fn cancel_job(&self, id: &str, now: i64) -> StoreResult<JobRecord> {
+        // The flag first, on its own: a plan finishing at the same moment
+        // either sees it (and adds its tasks canceled) or committed its
+        // tasks before, where the read below finds them.
+        self.count(1);
+        sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
         let mut tx = self.writer.begin().await?;
+        // Tasks that do not count for the job (its cleanup) are neither
+        // changed nor locked here: a task that ends the job releases them
+        // while it holds the job's row.
         let tasks = sqlx::query(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = $1 ORDER BY task{}",
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = $1 AND kind NOT IN ({}) ORDER BY task{}",
+            super::rows::kinds_not_counted(),
             self.dialect.for_update()
         ))
         .bind(id)
@@ -117,25 +131,18 @@ impl SqlStore {
         if current.is_terminal() {
             return Err(StoreError::Terminal(current));
         }
-        self.count(3);
+        self.count(2);
         // The worker sees the flag in its next heartbeat answer and stops.
-        sqlx::query(
+        sqlx::query(&format!(
             "UPDATE tasks SET cancel_requested = 1, updated_at = $1
-             WHERE job_id = $2 AND state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING')",
-        )
+             WHERE job_id = $2 AND state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING') AND kind NOT IN ({})",
+            super::rows::kinds_not_counted()
+        ))
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        // A cleanup waits for the job's end, which this brings about.
-        let pending = tasks
-            .iter()
-            .filter(|t| t.state == JobState::Pending && t.kind.counts_for_job());
+        let pending = tasks.iter().filter(|t| t.state == JobState::Pending);
         for task in pending {
             check(task.state, JobState::Canceled, Actor::Feederd)?;
             let transition =

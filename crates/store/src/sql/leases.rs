@@ -63,6 +63,7 @@ impl SqlStore {
             claimed.push(Claimed {
                 source_uri: secret["source"].as_str().unwrap_or_default().to_string(),
                 dest_uri: secret["dest"].as_str().unwrap_or_default().to_string(),
+                work_uri: secret["work"].as_str().map(str::to_string),
                 token: token.unwrap_or_default(),
                 job,
                 task,
@@ -85,16 +86,20 @@ impl SqlStore {
             lease: Lease::End,
             ..Transition::to(JobState::Error, Some(details))
         };
-        self.change_task(
-            &mut tx,
-            &task.job_id,
-            task.task,
-            Guard::Feederd,
-            transition,
-            now,
-        )
-        .await?;
+        let changed = self
+            .change_task(
+                &mut tx,
+                &task.job_id,
+                task.task,
+                Guard::Feederd,
+                transition,
+                now,
+            )
+            .await?;
         tx.commit().await?;
+        if changed.is_some_and(|(_, change)| change.unblocked) {
+            self.jobs_signal.notify_waiters();
+        }
         Ok(())
     }
 
@@ -163,10 +168,10 @@ impl SqlStore {
             let (_, released) = self
                 .settle(&mut tx, &rows::task(&task)?, Actor::Worker, now)
                 .await?;
+            tx.commit().await?;
             if released {
                 self.jobs_signal.notify_waiters();
             }
-            tx.commit().await?;
         }
         Ok(statuses)
     }

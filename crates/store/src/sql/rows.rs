@@ -10,6 +10,16 @@ pub const TASK_COLUMNS: &str = "job_id, task, kind, state, state_details, error_
 pub const EVENT_COLUMNS: &str =
     "seq, job_id, state, details, created_at, delivery, notify_url, next_attempt_at, attempts";
 
+/// The task kinds that do not count for their job's state, as an SQL list.
+pub fn kinds_not_counted() -> String {
+    nommer_model::TaskKind::ALL
+        .iter()
+        .filter(|k| !k.counts_for_job())
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn parse_state(text: &str) -> StoreResult<JobState> {
     JobState::from_str(text).map_err(StoreError::Other)
 }

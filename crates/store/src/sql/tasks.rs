@@ -107,31 +107,43 @@ impl SqlStore {
                 plan.task, plan.kind, plan.state
             )));
         }
-        if let Some(bad) = adds.iter().find(|t| !nommer_model::tasks::plan_may_add(t.kind)) {
-            return Err(StoreError::Other(format!(
-                "a plan cannot add a {} task",
-                bad.kind
-            )));
-        }
+        nommer_model::tasks::check_added(adds).map_err(StoreError::Other)?;
+        // Locked, a task before its job as everywhere: a cancel that set the
+        // flag first makes the plan's tasks end as they are added.
+        let canceled: i64 = sqlx::query_scalar(&format!(
+            "SELECT cancel_requested FROM jobs WHERE id = $1{}",
+            self.dialect.for_update()
+        ))
+        .bind(&plan.job_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let (state, finished) = match canceled != 0 {
+            true => (JobState::Canceled, Some(now)),
+            false => (JobState::Pending, None),
+        };
         let first: i64 = sqlx::query_scalar("SELECT MAX(task) + 1 FROM tasks WHERE job_id = $1")
             .bind(&plan.job_id)
             .fetch_one(&mut *conn)
             .await?;
-        self.count(adds.len() as u64 + 2);
+        self.count(adds.len() as u64 + 3);
         for (i, task) in adds.iter().enumerate() {
             let spec = serde_json::to_string(&task.spec).map_err(|e| StoreError::Other(e.to_string()))?;
+            // What a task waits for is its kind's, whatever the report says.
+            let waits = task.kind.waits() != nommer_model::kinds::Waits::Nothing;
             sqlx::query(
                 "INSERT INTO tasks (job_id, task, kind, state, spec, max_attempts, run_after, mirrored, notifies,
-                                    updated_at, state_changed_at)
-                 VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, 0, $7, $8, $8)",
+                                    finished_at, updated_at, state_changed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $10)",
             )
             .bind(&plan.job_id)
             .bind(first + i as i64)
             .bind(task.kind.as_str())
+            .bind(state.as_str())
             .bind(spec)
             .bind(plan.max_attempts as i64)
-            .bind((!task.waits).then_some(now))
+            .bind((!waits).then_some(now))
             .bind(plan.notifies as i64)
+            .bind(finished)
             .bind(now)
             .execute(&mut *conn)
             .await?;
@@ -165,26 +177,14 @@ impl SqlStore {
         }
         if current.is_terminal() {
             // The job ended meanwhile (another task failed): this one must
-            // not go on, and the job stays as it ended.
+            // not go on, and the job stays as it ended. The last task to
+            // stop lets the cleanup run.
             self.stop_task(conn, changed, current, now).await?;
-            return Ok((current, false));
+            let (states, _) = self.kinds_and_states(conn, id).await?;
+            let released = self.release(conn, id, current, &states, now).await?;
+            return Ok((current, released));
         }
-        let rows = sqlx::query(
-            "SELECT kind, state, progress FROM tasks WHERE job_id = $1 ORDER BY task",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
-        self.count(1);
-        let mut states = Vec::with_capacity(rows.len());
-        let mut progress: Vec<Option<Progress>> = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let kind: String = row.try_get("kind")?;
-            let kind = kind.parse::<TaskKind>().map_err(StoreError::Other)?;
-            states.push((kind, rows::parse_state(row.try_get("state")?)?));
-            let p: Option<String> = row.try_get("progress")?;
-            progress.push(p.and_then(|p| serde_json::from_str(&p).ok()));
-        }
+        let (states, progress) = self.kinds_and_states(conn, id).await?;
         let derived = nommer_model::tasks::job_state(current, &states);
         let triples: Vec<(TaskKind, JobState, Option<&Progress>)> = states
             .iter()
@@ -228,6 +228,32 @@ impl SqlStore {
             self.cancel_siblings(conn, changed, derived, now).await?;
         }
         Ok((derived, released))
+    }
+
+    /// Each task's kind, state and progress, in order.
+    #[allow(clippy::type_complexity)]
+    async fn kinds_and_states(
+        &self,
+        conn: &mut Conn,
+        id: &str,
+    ) -> StoreResult<(Vec<(TaskKind, JobState)>, Vec<Option<Progress>>)> {
+        self.count(1);
+        let rows = sqlx::query(
+            "SELECT kind, state, progress FROM tasks WHERE job_id = $1 ORDER BY task",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut states = Vec::with_capacity(rows.len());
+        let mut progress = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let kind: String = row.try_get("kind")?;
+            let kind = kind.parse::<TaskKind>().map_err(StoreError::Other)?;
+            states.push((kind, rows::parse_state(row.try_get("state")?)?));
+            let p: Option<String> = row.try_get("progress")?;
+            progress.push(p.and_then(|p| serde_json::from_str(&p).ok()));
+        }
+        Ok((states, progress))
     }
 
     /// Make the job's waiting tasks claimable that may now run
