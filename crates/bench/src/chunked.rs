@@ -15,8 +15,12 @@ fn source(path: &Path, seconds: u32, size: &str) -> anyhow::Result<()> {
         .args(["-y", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size={size}:rate=30:duration={seconds}"))
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "60"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "60",
+        ])
         .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
         .arg(path)
         .status()?;
@@ -30,7 +34,13 @@ fn options() -> Value {
 }
 
 /// A worker pinned to `core`, logging to `log`.
-fn pinned_worker(env: &Env, config: &Path, feederd: &str, core: usize, log: &Path) -> anyhow::Result<Proc> {
+fn pinned_worker(
+    env: &Env,
+    config: &Path,
+    feederd: &str,
+    core: usize,
+    log: &Path,
+) -> anyhow::Result<Proc> {
     let work = env.dir.path().join(format!("chunked-work-{}", free_port()));
     let child = Command::new("taskset")
         .args(["-c", &core.to_string()])
@@ -50,8 +60,17 @@ fn pinned_worker(env: &Env, config: &Path, feederd: &str, core: usize, log: &Pat
 /// Submit and wait for FINISHED; the seconds it took.
 async fn run_job(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<(String, f64)> {
     let started = Instant::now();
-    let answer: Value = http.post(format!("{url}/v1/jobs")).json(body).send().await?.json().await?;
-    let id = answer["id"].as_str().ok_or_else(|| anyhow::anyhow!("not submitted: {answer}"))?.to_string();
+    let answer: Value = http
+        .post(format!("{url}/v1/jobs"))
+        .json(body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = answer["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("not submitted: {answer}"))?
+        .to_string();
     let mut state = "PENDING".to_string();
     loop {
         // A long-poll that answers when the job leaves its state: the
@@ -68,24 +87,56 @@ async fn run_job(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Res
             Some(now) => state = now.to_string(),
             None => anyhow::bail!("no job: {job}"),
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(3600), "job never ended");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(3600),
+            "job never ended"
+        );
     }
 }
 
 fn ffprobe_lines(args: &[&str], path: &Path) -> Vec<String> {
-    let out = Command::new("ffprobe").args(["-v", "error"]).args(args).arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().trim_end_matches(',').to_string()).collect()
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').to_string())
+        .collect()
 }
 
 fn frames(path: &Path) -> usize {
-    ffprobe_lines(&["-select_streams", "v:0", "-show_entries", "packet=pts", "-of", "csv=p=0"], path).len()
+    ffprobe_lines(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts",
+            "-of",
+            "csv=p=0",
+        ],
+        path,
+    )
+    .len()
 }
 
 fn video_bytes(path: &Path) -> u64 {
-    ffprobe_lines(&["-select_streams", "v:0", "-show_entries", "packet=size", "-of", "csv=p=0"], path)
-        .iter()
-        .filter_map(|l| l.parse::<u64>().ok())
-        .sum()
+    ffprobe_lines(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=size",
+            "-of",
+            "csv=p=0",
+        ],
+        path,
+    )
+    .iter()
+    .filter_map(|l| l.parse::<u64>().ok())
+    .sum()
 }
 
 /// PSNR of `output` against the source scaled as the job scaled it.
@@ -95,7 +146,13 @@ fn psnr(output: &Path, source: &Path) -> f64 {
         .arg(output)
         .arg("-i")
         .arg(source)
-        .args(["-lavfi", "[1:v]scale=640:-2[ref];[0:v][ref]psnr", "-f", "null", "-"])
+        .args([
+            "-lavfi",
+            "[1:v]scale=640:-2[ref];[0:v][ref]psnr",
+            "-f",
+            "null",
+            "-",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
@@ -140,10 +197,19 @@ fn task_times(tasks: &Value) -> String {
     let spans = |kind: &str| -> Vec<(f64, f64)> {
         list.iter()
             .filter(|t| t["kind"] == kind)
-            .filter_map(|t| Some((millis(t["started_at"].as_str()?), millis(t["finished_at"].as_str()?))))
+            .filter_map(|t| {
+                Some((
+                    millis(t["started_at"].as_str()?),
+                    millis(t["finished_at"].as_str()?),
+                ))
+            })
             .collect()
     };
-    let first = list.iter().filter_map(|t| t["started_at"].as_str()).map(millis).fold(f64::MAX, f64::min);
+    let first = list
+        .iter()
+        .filter_map(|t| t["started_at"].as_str())
+        .map(millis)
+        .fold(f64::MAX, f64::min);
     let mut parts = Vec::new();
     for kind in ["plan", "chunk", "audio", "assemble"] {
         let s = spans(kind);
@@ -153,7 +219,12 @@ fn task_times(tasks: &Value) -> String {
         let start = s.iter().map(|x| x.0).fold(f64::MAX, f64::min);
         let end = s.iter().map(|x| x.1).fold(0.0, f64::max);
         let mean = s.iter().map(|x| x.1 - x.0).sum::<f64>() / s.len() as f64;
-        parts.push(format!("{kind} {:.1}-{:.1} (each {:.1})", (start - first) / 1e3, (end - first) / 1e3, mean / 1e3));
+        parts.push(format!(
+            "{kind} {:.1}-{:.1} (each {:.1})",
+            (start - first) / 1e3,
+            (end - first) / 1e3,
+            mean / 1e3
+        ));
     }
     parts.join(", ")
 }
@@ -161,8 +232,15 @@ fn task_times(tasks: &Value) -> String {
 pub async fn chunked(env: &Env) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // 10-minute 1080p where there are more cores than here.
-    let (seconds, size) = if cores > 4 { (600, "1920x1080") } else { (120, "1280x720") };
-    let rounds: usize = std::env::var("BENCH_CHUNKED_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
+    let (seconds, size) = if cores > 4 {
+        (600, "1920x1080")
+    } else {
+        (120, "1280x720")
+    };
+    let rounds: usize = std::env::var("BENCH_CHUNKED_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2);
     let n = cores.max(2);
     let dir = env.dir.path().join("chunked");
     std::fs::create_dir_all(&dir)?;
@@ -170,17 +248,33 @@ pub async fn chunked(env: &Env) -> anyhow::Result<()> {
     source(&src, seconds, size)?;
     let source_bytes = std::fs::metadata(&src)?.len();
     let config = write_config(&dir, "bench.toml", "");
-    let feederd = env.feederd(&config, &format!("sqlite://{}", dir.join("jobs.db").display()));
+    let feederd = env.feederd(
+        &config,
+        &format!("sqlite://{}", dir.join("jobs.db").display()),
+    );
     let http = reqwest::Client::new();
     let mut logs = Vec::new();
     let mut workers = Vec::new();
     for core in 0..n {
         let log = dir.join(format!("worker-{core}.log"));
-        workers.push(pinned_worker(env, &config, &feederd.url, core % cores, &log)?);
+        workers.push(pinned_worker(
+            env,
+            &config,
+            &feederd.url,
+            core % cores,
+            &log,
+        )?);
         logs.push(log);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    print("chunked: source", format!("{seconds} s {size}"), &format!("{} MB, 30 fps, -g 60; x264 veryfast crf 23 to 640 wide, aac; chunk_seconds 10", source_bytes / 1_000_000));
+    print(
+        "chunked: source",
+        format!("{seconds} s {size}"),
+        &format!(
+            "{} MB, 30 fps, -g 60; x264 veryfast crf 23 to 640 wide, aac; chunk_seconds 10",
+            source_bytes / 1_000_000
+        ),
+    );
     let (mut whole_s, mut chunked_s) = (Vec::new(), Vec::new());
     let mut last = None;
     for round in 0..rounds {
@@ -200,20 +294,62 @@ pub async fn chunked(env: &Env) -> anyhow::Result<()> {
     }
     let (id, whole_out, chunked_out) = last.expect("at least one round");
     let (whole, chunked) = (median(&mut whole_s), median(&mut chunked_s));
-    print("chunked: unchunked, 1 worker", format!("{whole:.1} s"), &format!("median of {rounds}, end to end"));
-    print(&format!("chunked: chunked, {n} workers"), format!("{chunked:.1} s"), &format!("median of {rounds}, plan + chunks + assemble + transfers"));
-    print("chunked: speed-up", format!("{:.2}x", whole / chunked), &format!("target >= 1.7x with 2 workers (each pinned to one core)"));
+    print(
+        "chunked: unchunked, 1 worker",
+        format!("{whole:.1} s"),
+        &format!("median of {rounds}, end to end"),
+    );
+    print(
+        &format!("chunked: chunked, {n} workers"),
+        format!("{chunked:.1} s"),
+        &format!("median of {rounds}, plan + chunks + assemble + transfers"),
+    );
+    print(
+        "chunked: speed-up",
+        format!("{:.2}x", whole / chunked),
+        &format!("target >= 1.7x with 2 workers (each pinned to one core)"),
+    );
     let (fw, fc) = (frames(&whole_out), frames(&chunked_out));
-    print("chunked: frames (unchunked / chunked)", format!("{fw} / {fc}"), if fw == fc { "equal" } else { "DIFFER" });
+    print(
+        "chunked: frames (unchunked / chunked)",
+        format!("{fw} / {fc}"),
+        if fw == fc { "equal" } else { "DIFFER" },
+    );
     let (pw, pc) = (psnr(&whole_out, &src), psnr(&chunked_out, &src));
-    print("chunked: PSNR vs source (unchunked / chunked)", format!("{pw:.2} / {pc:.2} dB"), &format!("{:+.3} dB; target within 0.1", pc - pw));
+    print(
+        "chunked: PSNR vs source (unchunked / chunked)",
+        format!("{pw:.2} / {pc:.2} dB"),
+        &format!("{:+.3} dB; target within 0.1", pc - pw),
+    );
     let (bw, bc) = (video_bytes(&whole_out), video_bytes(&chunked_out));
-    print("chunked: video bytes (unchunked / chunked)", format!("{bw} / {bc}"), &format!("{:+.2} %; target at most +2 %", (bc as f64 - bw as f64) / bw as f64 * 100.0));
-    let tasks: Value = http.get(format!("{}/v1/jobs/{id}/tasks", feederd.url)).send().await?.json().await?;
-    let mut nodes: Vec<&str> = tasks["tasks"].as_array().into_iter().flatten().filter(|t| t["kind"] != "cleanup").filter_map(|t| t["node"].as_str()).collect();
+    print(
+        "chunked: video bytes (unchunked / chunked)",
+        format!("{bw} / {bc}"),
+        &format!(
+            "{:+.2} %; target at most +2 %",
+            (bc as f64 - bw as f64) / bw as f64 * 100.0
+        ),
+    );
+    let tasks: Value = http
+        .get(format!("{}/v1/jobs/{id}/tasks", feederd.url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut nodes: Vec<&str> = tasks["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["kind"] != "cleanup")
+        .filter_map(|t| t["node"].as_str())
+        .collect();
     nodes.sort();
     nodes.dedup();
-    print("chunked: where the time went", task_times(&tasks), "seconds, from the tasks' started_at and finished_at");
+    print(
+        "chunked: where the time went",
+        task_times(&tasks),
+        "seconds, from the tasks' started_at and finished_at",
+    );
     let output_bytes = std::fs::metadata(&chunked_out)?.len();
     let (down, up) = moved(&logs, &id);
     // Without the final upload, which an unchunked job makes too.

@@ -192,6 +192,16 @@ pub fn check(passes: &[Pass], muxer: &str, nommer: &str) -> Result<(), CodedErro
                 ENCODERS.join(", ")
             )));
         }
+        let graphs = pass
+            .outfile_options
+            .iter()
+            .filter(|p| is_video_filter(p))
+            .count();
+        if graphs > 1 {
+            return Err(refused(
+                "give the video one filtergraph: a chunk's own filter is joined to it",
+            ));
+        }
         let pairs = pass
             .global_options
             .iter()
@@ -562,14 +572,20 @@ pub struct Assembled {
 pub fn verify(plan: &AssembleSpec, got: &Assembled) -> Option<String> {
     let mut wrong = Vec::new();
     if got.frames != plan.frames {
-        wrong.push(format!("{} video frames, the plan has {}", got.frames, plan.frames));
+        wrong.push(format!(
+            "{} video frames, the plan has {}",
+            got.frames, plan.frames
+        ));
     }
     if got.video_streams != 1 {
         wrong.push(format!("{} video streams, expected 1", got.video_streams));
     }
     let audio = u32::from(plan.audio);
     if got.audio_streams != audio {
-        wrong.push(format!("{} audio streams, expected {audio}", got.audio_streams));
+        wrong.push(format!(
+            "{} audio streams, expected {audio}",
+            got.audio_streams
+        ));
     }
     let expected = plan.rate.seconds(plan.frames);
     let frame = plan.rate.seconds(1);
@@ -591,7 +607,12 @@ pub fn verify(plan: &AssembleSpec, got: &Assembled) -> Option<String> {
             got.uneven_steps
         ));
     }
-    (!wrong.is_empty()).then(|| format!("the assembled output does not match its plan: {}", wrong.join("; ")))
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "the assembled output does not match its plan: {}",
+            wrong.join("; ")
+        )
+    })
 }
 
 #[cfg(test)]
@@ -625,23 +646,46 @@ mod tests {
 
     #[test]
     fn options_that_need_the_whole_timeline_are_refused() {
-        let ok = passes(json!([{"outfile_options": [["c:v", "libx264"], ["crf", 23], ["vf", "scale=640:-2"], ["c:a", "aac"]]}]));
+        let ok = passes(
+            json!([{"outfile_options": [["c:v", "libx264"], ["crf", 23], ["vf", "scale=640:-2"], ["c:a", "aac"]]}]),
+        );
         check(&ok, "mp4", "ffmpeg").unwrap();
         let cases = [
-            (json!([{"outfile_options": [["c:v", "libx264"], ["vf", "reverse"]]}]), "reverse"),
-            (json!([{"outfile_options": [["c:v", "libx264"], ["vf", "scale=320:-2,fps=10"]]}]), "fps"),
+            (
+                json!([{"outfile_options": [["c:v", "libx264"], ["vf", "reverse"]]}]),
+                "reverse",
+            ),
+            (
+                json!([{"outfile_options": [["c:v", "libx264"], ["vf", "scale=320:-2,fps=10"]]}]),
+                "fps",
+            ),
             (json!([{"outfile_options": [["c:v", "mpeg4"]]}]), "mpeg4"),
-            (json!([{"outfile_options": [["c:a", "aac"]]}]), "name the video encoder"),
-            (json!([{"outfile_options": [["c:v", "libx264"], ["t", 5]]}]), "-t"),
-            (json!([{"outfile_options": [["c:v", "libx264"], ["filter:v:0", "reverse"]]}]), "reverse"),
-            (json!([{"outfile_options": [["c:v", "libx264"], ["vf", "crop=w=100:h=100:x=t*10"]]}]), "uses t"),
+            (
+                json!([{"outfile_options": [["c:a", "aac"]]}]),
+                "name the video encoder",
+            ),
+            (
+                json!([{"outfile_options": [["c:v", "libx264"], ["t", 5]]}]),
+                "-t",
+            ),
+            (
+                json!([{"outfile_options": [["c:v", "libx264"], ["filter:v:0", "reverse"]]}]),
+                "reverse",
+            ),
+            (
+                json!([{"outfile_options": [["c:v", "libx264"], ["vf", "crop=w=100:h=100:x=t*10"]]}]),
+                "uses t",
+            ),
         ];
         for (options, why) in cases {
             let e = check(&passes(options), "mp4", "ffmpeg").unwrap_err();
             assert_eq!(e.code, ErrorCode::ChunkingNotSupported);
             assert!(e.message.contains(why), "{}", e.message);
         }
-        assert!(check(&ok, "mpegts", "ffmpeg").unwrap_err().message.contains("MP4, MKV or WebM"));
+        assert!(check(&ok, "mpegts", "ffmpeg")
+            .unwrap_err()
+            .message
+            .contains("MP4, MKV or WebM"));
         assert!(check(&ok, "mp4", "copy").is_err());
     }
 
@@ -664,8 +708,14 @@ mod tests {
     #[test]
     fn the_work_prefix_is_beside_the_destination_or_in_the_store() {
         let dest = MediaUri::parse("s3://out/movies/film.mp4").unwrap();
-        assert_eq!(work_prefix(&dest, None, "j1").unwrap(), "s3://out/movies/.nommer-j1/");
-        assert_eq!(work_prefix(&dest, Some("s3://scratch/tmp/"), "j1").unwrap(), "s3://scratch/tmp/j1/");
+        assert_eq!(
+            work_prefix(&dest, None, "j1").unwrap(),
+            "s3://out/movies/.nommer-j1/"
+        );
+        assert_eq!(
+            work_prefix(&dest, Some("s3://scratch/tmp/"), "j1").unwrap(),
+            "s3://scratch/tmp/j1/"
+        );
         check_intermediate_store("s3://scratch/tmp/").unwrap();
         assert!(check_intermediate_store("https://example.com/x").is_err());
         let web = MediaUri::parse("https://example.com/up/film.mp4").unwrap();
@@ -677,16 +727,37 @@ mod tests {
 
     #[test]
     fn a_chunk_pass_takes_its_frames_alone_from_zero() {
-        let pass = &passes(json!([{"outfile_options": [["c:v", "libx264"], ["vf", "scale=640:-2"], ["c:a", "aac"], ["f", "mp4"]], "move_atom_to_front": true}]))[0];
+        let pass = &passes(
+            json!([{"outfile_options": [["c:v", "libx264"], ["vf", "scale=640:-2"], ["c:a", "aac"], ["f", "mp4"]], "move_atom_to_front": true}]),
+        )[0];
         let seek = seek_seconds(20.0, 0.0, RATE);
-        let chunk = ChunkSpec { index: 2, start: 600, end: 900, rate: RATE, seek };
+        let chunk = ChunkSpec {
+            index: 2,
+            start: 600,
+            end: 900,
+            rate: RATE,
+            seek,
+        };
         let p = chunk_pass(pass, &chunk);
-        let flags: Vec<(String, Option<String>)> = p.outfile_options.iter().map(|p| (p.flag.clone(), p.value.render())).collect();
-        assert!(flags.contains(&("vf".into(), Some("setpts=PTS-STARTPTS,scale=w=640:h=-2".into()))), "{flags:?}");
+        let flags: Vec<(String, Option<String>)> = p
+            .outfile_options
+            .iter()
+            .map(|p| (p.flag.clone(), p.value.render()))
+            .collect();
+        assert!(
+            flags.contains(&(
+                "vf".into(),
+                Some("setpts=PTS-STARTPTS,scale=w=640:h=-2".into())
+            )),
+            "{flags:?}"
+        );
         assert!(flags.contains(&("frames:v".into(), Some("300".into()))));
         assert!(flags.contains(&("x264-params".into(), Some("stitchable=1".into()))));
         assert_eq!(p.output_format(), Some("mp4"));
-        assert_eq!(p.infile_options.last().unwrap().value.render().unwrap(), "19.983333");
+        assert_eq!(
+            p.infile_options.last().unwrap().value.render().unwrap(),
+            "19.983333"
+        );
         // A video that starts after the file's timeline does: seek from the file's start.
         assert!((seek_seconds(20.5, 0.5, RATE) - 19.983333).abs() < 1e-6);
         assert_eq!(seek_seconds(0.0, 0.0, RATE), 0.0);
@@ -713,7 +784,12 @@ mod tests {
             uneven_steps: 0,
         };
         assert_eq!(verify(&plan, &good), None);
-        let bad = Assembled { frames: 290, video_seconds: 9.667, audio_streams: 0, ..good };
+        let bad = Assembled {
+            frames: 290,
+            video_seconds: 9.667,
+            audio_streams: 0,
+            ..good
+        };
         let why = verify(&plan, &bad).unwrap();
         assert!(why.contains("290 video frames, the plan has 300"), "{why}");
         assert!(why.contains("0 audio streams"), "{why}");
@@ -722,9 +798,30 @@ mod tests {
 
     #[test]
     fn the_concat_list_gives_exact_durations() {
-        let rate = Rate { num: 30000, den: 1001 };
-        let chunks = [ChunkSpec { index: 0, start: 0, end: 101, rate, seek: 0.0 }, ChunkSpec { index: 1, start: 101, end: 233, rate, seek: 3.35 }];
+        let rate = Rate {
+            num: 30000,
+            den: 1001,
+        };
+        let chunks = [
+            ChunkSpec {
+                index: 0,
+                start: 0,
+                end: 101,
+                rate,
+                seek: 0.0,
+            },
+            ChunkSpec {
+                index: 1,
+                start: 101,
+                end: 233,
+                rate,
+                seek: 3.35,
+            },
+        ];
         let list = concat_list(&chunks);
-        assert!(list.starts_with("ffconcat version 1.0\nfile chunk-00000.mp4\nduration 3.370033333\n"), "{list}");
+        assert!(
+            list.starts_with("ffconcat version 1.0\nfile chunk-00000.mp4\nduration 3.370033333\n"),
+            "{list}"
+        );
     }
 }

@@ -226,7 +226,9 @@ pub fn job_progress(state: JobState, all: &[(TaskKind, JobState, Option<&Progres
     let eta = running
         .iter()
         .filter_map(|(_, p)| p.and_then(|p| p.eta_seconds))
-        .fold(None, |most: Option<f64>, e| Some(most.map_or(e, |m| m.max(e))))
+        .fold(None, |most: Option<f64>, e| {
+            Some(most.map_or(e, |m| m.max(e)))
+        })
         .map(|longest| longest * (left as f64 / running.len().max(1) as f64).max(1.0));
     Progress {
         phase: state.as_str().to_ascii_lowercase(),
@@ -310,7 +312,10 @@ mod tests {
             ..Default::default()
         };
         let ffmpeg = TaskKind::Ffmpeg;
-        let p = job_progress(Encoding, &[(ffmpeg, Finished, None), (ffmpeg, Encoding, Some(&half))]);
+        let p = job_progress(
+            Encoding,
+            &[(ffmpeg, Finished, None), (ffmpeg, Encoding, Some(&half))],
+        );
         assert_eq!(p.percent, 75.0);
         assert_eq!((p.tasks_done, p.tasks_total), (Some(1), Some(2)));
         assert_eq!(p.speed, Some(2.0));
@@ -323,7 +328,14 @@ mod tests {
         use TaskKind::*;
         let plan_only = [(Plan, Uploading), (Cleanup, Pending)];
         assert_eq!(job_state(Downloading, &plan_only), Downloading);
-        let mut tasks = vec![(Plan, Finished), (Chunk, Pending), (Chunk, Pending), (Audio, Pending), (Assemble, Pending), (Cleanup, Pending)];
+        let mut tasks = vec![
+            (Plan, Finished),
+            (Chunk, Pending),
+            (Chunk, Pending),
+            (Audio, Pending),
+            (Assemble, Pending),
+            (Cleanup, Pending),
+        ];
         assert_eq!(job_state(Downloading, &tasks), Downloading);
         assert!(released(Downloading, &tasks).is_empty());
         tasks[1].1 = Downloading;
@@ -341,13 +353,36 @@ mod tests {
         assert_eq!(job_state(Uploading, &tasks), Finished);
         assert_eq!(released(Finished, &tasks), vec![Cleanup]);
         // A failed chunk fails the job and releases only the cleanup.
-        let failed = [(Plan, Finished), (Chunk, Error), (Chunk, Encoding), (Assemble, Pending), (Cleanup, Pending)];
+        let failed = [
+            (Plan, Finished),
+            (Chunk, Error),
+            (Chunk, Encoding),
+            (Assemble, Pending),
+            (Cleanup, Pending),
+        ];
         assert_eq!(job_state(Encoding, &failed), Error);
         assert!(released(Error, &failed).is_empty(), "a chunk still runs");
-        let stopped = [(Plan, Finished), (Chunk, Error), (Chunk, Canceled), (Assemble, Canceled), (Cleanup, Pending)];
+        let stopped = [
+            (Plan, Finished),
+            (Chunk, Error),
+            (Chunk, Canceled),
+            (Assemble, Canceled),
+            (Cleanup, Pending),
+        ];
         assert_eq!(released(Error, &stopped), vec![Cleanup]);
-        let half = Progress { percent: 50.0, ..Default::default() };
-        let p = job_progress(Encoding, &[(Plan, Finished, None), (Chunk, Finished, None), (Chunk, Encoding, Some(&half)), (Cleanup, Pending, None)]);
+        let half = Progress {
+            percent: 50.0,
+            ..Default::default()
+        };
+        let p = job_progress(
+            Encoding,
+            &[
+                (Plan, Finished, None),
+                (Chunk, Finished, None),
+                (Chunk, Encoding, Some(&half)),
+                (Cleanup, Pending, None),
+            ],
+        );
         assert_eq!((p.chunks_done, p.chunks_total), (Some(1), Some(2)));
         assert_eq!(p.tasks_total, Some(3));
     }

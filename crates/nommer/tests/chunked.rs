@@ -27,10 +27,22 @@ fn source(name: &str, seconds: u32, rate: u32, size: &str, gop: u32) -> PathBuf 
     }
     let status = std::process::Command::new("ffmpeg")
         .args(["-y", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={size}:rate={rate}:duration={seconds}"))
+        .arg(format!(
+            "testsrc2=size={size}:rate={rate}:duration={seconds}"
+        ))
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+        ])
         .arg(gop.to_string())
         .args(["-c:a", "aac", "-shortest"])
         .arg(&path)
@@ -47,23 +59,54 @@ fn ffprobe(args: &[&str], path: &Path) -> String {
         .arg(path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// The video's presentation timestamps, in its time base, ascending; and the time base.
 fn video_pts(path: &Path) -> (Vec<i64>, f64) {
-    let text = ffprobe(&["-select_streams", "v:0", "-show_entries", "packet=pts", "-of", "csv=p=0"], path);
-    let mut pts: Vec<i64> = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    let text = ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts",
+            "-of",
+            "csv=p=0",
+        ],
+        path,
+    );
+    let mut pts: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
     pts.sort();
-    let base = ffprobe(&["-select_streams", "v:0", "-show_entries", "stream=time_base", "-of", "csv=p=0"], path);
+    let base = ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=time_base",
+            "-of",
+            "csv=p=0",
+        ],
+        path,
+    );
     let (num, den) = base.trim().split_once('/').unwrap();
-    (pts, num.parse::<f64>().unwrap() / den.parse::<f64>().unwrap())
+    (
+        pts,
+        num.parse::<f64>().unwrap() / den.parse::<f64>().unwrap(),
+    )
 }
 
 /// Each stream's kind, start and end time in seconds.
 fn streams(path: &Path) -> Vec<(String, f64, f64)> {
-    let json: Value = serde_json::from_str(&ffprobe(&["-show_streams", "-of", "json"], path)).unwrap();
+    let json: Value =
+        serde_json::from_str(&ffprobe(&["-show_streams", "-of", "json"], path)).unwrap();
     json["streams"]
         .as_array()
         .unwrap()
@@ -71,7 +114,11 @@ fn streams(path: &Path) -> Vec<(String, f64, f64)> {
         .map(|s| {
             let start: f64 = s["start_time"].as_str().unwrap().parse().unwrap();
             let duration: f64 = s["duration"].as_str().unwrap().parse().unwrap();
-            (s["codec_type"].as_str().unwrap().to_string(), start, start + duration)
+            (
+                s["codec_type"].as_str().unwrap().to_string(),
+                start,
+                start + duration,
+            )
         })
         .collect()
 }
@@ -85,11 +132,17 @@ fn job(source: &Path, dest: &Path, options: Value, chunked: Option<Value>) -> Va
 }
 
 async fn tasks(api: &Api, id: &str) -> Vec<Value> {
-    api.get(&format!("/v1/jobs/{id}/tasks")).await["tasks"].as_array().unwrap().clone()
+    api.get(&format!("/v1/jobs/{id}/tasks")).await["tasks"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn kinds(tasks: &[Value]) -> Vec<String> {
-    tasks.iter().map(|t| t["kind"].as_str().unwrap().to_string()).collect()
+    tasks
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Until the job's cleanup task has ended; its state.
@@ -97,12 +150,18 @@ async fn cleanup_done(api: &Api, id: &str) -> String {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let listed = tasks(api, id).await;
-        let cleanup = listed.iter().find(|t| t["kind"] == "cleanup").expect("a cleanup task");
+        let cleanup = listed
+            .iter()
+            .find(|t| t["kind"] == "cleanup")
+            .expect("a cleanup task");
         let state = cleanup["state"].as_str().unwrap().to_string();
         if ["FINISHED", "ERROR", "CANCELED", "ABANDONED"].contains(&state.as_str()) {
             return state;
         }
-        assert!(std::time::Instant::now() < deadline, "cleanup never ended: {listed:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cleanup never ended: {listed:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -111,22 +170,27 @@ fn work_dir_of(dest: &Path, id: &str) -> PathBuf {
     dest.parent().unwrap().join(format!(".nommer-{id}"))
 }
 
-const X264: fn() -> Value = || {
-    json!([{"outfile_options": [["c:v", "libx264"], ["preset", "veryfast"], ["crf", 23], ["vf", "scale=160:-2"], ["c:a", "aac"], ["b:a", "96k"]]}])
-};
+const X264: fn() -> Value = || json!([{"outfile_options": [["c:v", "libx264"], ["preset", "veryfast"], ["crf", 23], ["vf", "scale=160:-2"], ["c:a", "aac"], ["b:a", "96k"]]}]);
 
 #[tokio::test]
 async fn a_chunked_job_on_two_workers_matches_the_same_job_unchunked() {
     let feederd = Feederd::start("");
-    let _a = feederd.worker(1, "");
-    let _b = feederd.worker(1, "");
+    let a = feederd.worker(1, "");
+    let b = feederd.worker(1, "");
     let api = Api::new(&feederd.url);
     // 12 s at 25 fps in 3 s chunks, keyframes every 2 s: four chunks, cut
     // off the source's keyframes.
     let src = source("two-workers.mp4", 12, 25, "320x240", 50);
     let out = feederd.dir.path();
     let (chunked_out, whole_out) = (out.join("chunked.mp4"), out.join("whole.mp4"));
-    let chunked = api.submit_id(&job(&src, &chunked_out, X264(), Some(json!({"chunk_seconds": 3})))).await;
+    let chunked = api
+        .submit_id(&job(
+            &src,
+            &chunked_out,
+            X264(),
+            Some(json!({"chunk_seconds": 3})),
+        ))
+        .await;
     let whole = api.submit_id(&job(&src, &whole_out, X264(), None)).await;
     for id in [&chunked, &whole] {
         let done = api.wait_for(id, &["FINISHED", "ERROR"], WAIT).await;
@@ -138,13 +202,30 @@ async fn a_chunked_job_on_two_workers_matches_the_same_job_unchunked() {
     let listed = tasks(&api, &chunked).await;
     let mut names = kinds(&listed);
     names.sort();
-    assert_eq!(names, ["assemble", "audio", "chunk", "chunk", "chunk", "chunk", "cleanup", "plan"], "{listed:?}");
+    assert_eq!(
+        names,
+        ["assemble", "audio", "chunk", "chunk", "chunk", "chunk", "cleanup", "plan"],
+        "{listed:?}"
+    );
     let plan = listed.iter().find(|t| t["kind"] == "plan").unwrap();
     assert_eq!(plan["result"]["frames"], 300, "{plan}");
-    let mut nodes: Vec<&str> = listed.iter().filter(|t| t["kind"] == "chunk").map(|t| t["node"].as_str().unwrap()).collect();
+    let mut nodes: Vec<&str> = listed
+        .iter()
+        .filter(|t| t["kind"] == "chunk")
+        .map(|t| t["node"].as_str().unwrap())
+        .collect();
     nodes.sort();
     nodes.dedup();
     assert_eq!(nodes.len(), 2, "the chunks ran on both workers: {listed:?}");
+    // Each worker fetched the source once for all its tasks of the job.
+    for worker in [&a, &b] {
+        let log = worker.log();
+        let fetches = log
+            .lines()
+            .filter(|l| l.contains("downloading the job's source") && l.contains(&chunked))
+            .count();
+        assert_eq!(fetches, 1, "{log}");
+    }
 
     // The same frames, one frame apart each, as the encode of the whole.
     let (pts, base) = video_pts(&chunked_out);
@@ -152,18 +233,47 @@ async fn a_chunked_job_on_two_workers_matches_the_same_job_unchunked() {
     assert_eq!(pts.len(), 300);
     assert_eq!(pts.len(), whole_pts.len());
     let tick = 1.0 / 25.0 / base;
-    assert!(pts.windows(2).all(|w| (w[1] - w[0]) as f64 == tick), "uneven steps in {pts:?}");
+    assert!(
+        pts.windows(2).all(|w| (w[1] - w[0]) as f64 == tick),
+        "uneven steps in {pts:?}"
+    );
     assert_eq!(pts[0] as f64 * base, whole_pts[0] as f64 * whole_base);
     // Video and audio start and end where the whole's do, within 1 ms.
     let (got, want) = (streams(&chunked_out), streams(&whole_out));
-    assert_eq!(got.iter().map(|s| &s.0).collect::<Vec<_>>(), ["video", "audio"]);
+    assert_eq!(
+        got.iter().map(|s| &s.0).collect::<Vec<_>>(),
+        ["video", "audio"]
+    );
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.0, w.0);
-        assert!((g.1 - w.1).abs() <= 0.001, "{} starts at {} vs {}", g.0, g.1, w.1);
-        assert!((g.2 - w.2).abs() <= 0.001, "{} ends at {} vs {}", g.0, g.2, w.2);
+        assert!(
+            (g.1 - w.1).abs() <= 0.001,
+            "{} starts at {} vs {}",
+            g.0,
+            g.1,
+            w.1
+        );
+        assert!(
+            (g.2 - w.2).abs() <= 0.001,
+            "{} ends at {} vs {}",
+            g.0,
+            g.2,
+            w.2
+        );
     }
     // It plays: every frame decodes.
-    let decoded = ffprobe(&["-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"], &chunked_out);
+    let decoded = ffprobe(
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ],
+        &chunked_out,
+    );
     assert_eq!(decoded.trim().trim_end_matches(','), "300");
     // The intermediates are gone once the cleanup ran.
     assert_eq!(cleanup_done(&api, &chunked).await, "FINISHED");
@@ -177,14 +287,45 @@ async fn each_chunkable_encoder_joins_to_the_exact_frame_count() {
     let api = Api::new(&feederd.url);
     let src = source("encoders.mp4", 6, 25, "160x120", 25);
     let cases = [
-        ("x265.mp4", json!([["c:v", "libx265"], ["preset", "ultrafast"], ["crf", 30], ["c:a", "aac"]])),
-        ("vp9.webm", json!([["c:v", "libvpx-vp9"], ["deadline", "realtime"], ["cpu-used", 8], ["crf", 40], ["b:v", 0], ["c:a", "libopus"]])),
-        ("av1.mkv", json!([["c:v", "libsvtav1"], ["preset", 12], ["crf", 45], ["c:a", "aac"]])),
+        (
+            "x265.mp4",
+            json!([
+                ["c:v", "libx265"],
+                ["preset", "ultrafast"],
+                ["crf", 30],
+                ["c:a", "aac"]
+            ]),
+        ),
+        (
+            "vp9.webm",
+            json!([
+                ["c:v", "libvpx-vp9"],
+                ["deadline", "realtime"],
+                ["cpu-used", 8],
+                ["crf", 40],
+                ["b:v", 0],
+                ["c:a", "libopus"]
+            ]),
+        ),
+        (
+            "av1.mkv",
+            json!([
+                ["c:v", "libsvtav1"],
+                ["preset", 12],
+                ["crf", 45],
+                ["c:a", "aac"]
+            ]),
+        ),
     ];
     let mut ids = Vec::new();
     for (name, options) in &cases {
         let dest = feederd.dir.path().join(name);
-        let body = job(&src, &dest, json!([{"outfile_options": options}]), Some(json!({"chunk_seconds": 2})));
+        let body = job(
+            &src,
+            &dest,
+            json!([{"outfile_options": options}]),
+            Some(json!({"chunk_seconds": 2})),
+        );
         ids.push((api.submit_id(&body).await, dest));
     }
     for (id, dest) in &ids {
@@ -194,9 +335,16 @@ async fn each_chunkable_encoder_joins_to_the_exact_frame_count() {
         assert_eq!(pts.len(), 150, "{}", dest.display());
         // MP4 steps exactly one frame; Matroska's 1 ms timebase rounds 40 ms exactly too.
         let tick = 1.0 / 25.0 / base;
-        let uneven = pts.windows(2).filter(|w| ((w[1] - w[0]) as f64 - tick).abs() >= 1.0).count();
+        let uneven = pts
+            .windows(2)
+            .filter(|w| ((w[1] - w[0]) as f64 - tick).abs() >= 1.0)
+            .count();
         assert_eq!(uneven, 0, "{}: {pts:?}", dest.display());
-        let chunks = tasks(&api, id).await.iter().filter(|t| t["kind"] == "chunk").count();
+        let chunks = tasks(&api, id)
+            .await
+            .iter()
+            .filter(|t| t["kind"] == "chunk")
+            .count();
         assert_eq!(chunks, 3, "{}", dest.display());
     }
 }
@@ -208,25 +356,65 @@ async fn what_cannot_be_chunked_is_refused_with_its_code() {
     let src = source("refused.mp4", 2, 25, "160x120", 25);
     let dest = feederd.dir.path().join("refused.mp4");
     let cases = [
-        (json!([{"outfile_options": [["c:v", "libx264"], ["vf", "reverse"]]}]), json!({"chunk_seconds": 2}), "chunking_not_supported", "reverse"),
-        (json!([{"outfile_options": [["c:v", "libx264"], ["af", "areverse"], ["vf", "fps=10"]]}]), json!({"chunk_seconds": 2}), "chunking_not_supported", "fps"),
-        (json!([{"outfile_options": [["c:v", "mpeg4"]]}]), json!({"chunk_seconds": 2}), "chunking_not_supported", "mpeg4"),
-        (X264(), json!({"chunk_seconds": 0.5}), "invalid_field", "chunk_seconds"),
+        (
+            json!([{"outfile_options": [["c:v", "libx264"], ["vf", "reverse"]]}]),
+            json!({"chunk_seconds": 2}),
+            "chunking_not_supported",
+            "reverse",
+        ),
+        (
+            json!([{"outfile_options": [["c:v", "libx264"], ["af", "areverse"], ["vf", "fps=10"]]}]),
+            json!({"chunk_seconds": 2}),
+            "chunking_not_supported",
+            "fps",
+        ),
+        (
+            json!([{"outfile_options": [["c:v", "mpeg4"]]}]),
+            json!({"chunk_seconds": 2}),
+            "chunking_not_supported",
+            "mpeg4",
+        ),
+        (
+            X264(),
+            json!({"chunk_seconds": 0.5}),
+            "invalid_field",
+            "chunk_seconds",
+        ),
     ];
     for (options, chunked, code, why) in cases {
         let body = job(&src, &dest, options, Some(chunked));
-        let answer = api.http.post(format!("{}/v1/jobs", feederd.url)).json(&body).send().await.unwrap();
+        let answer = api
+            .http
+            .post(format!("{}/v1/jobs", feederd.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(answer.status(), 400);
         let error: Value = answer.json().await.unwrap();
         assert_eq!(error["error_code"], code, "{error}");
         assert!(error["message"].as_str().unwrap().contains(why), "{error}");
     }
     // The seed's endpoint takes the same field, and answers in its own shape.
-    let body = job(&src, &dest, json!([{"outfile_options": [["c:v", "libx264"], ["vf", "reverse"]]}]), Some(json!({"chunk_seconds": 2})));
-    let seed = api.http.post(format!("{}/job/submit", feederd.url)).json(&body).send().await.unwrap();
+    let body = job(
+        &src,
+        &dest,
+        json!([{"outfile_options": [["c:v", "libx264"], ["vf", "reverse"]]}]),
+        Some(json!({"chunk_seconds": 2})),
+    );
+    let seed = api
+        .http
+        .post(format!("{}/job/submit", feederd.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let seed: Value = seed.json().await.unwrap();
     assert_eq!(seed["success"], false, "{seed}");
-    assert!(seed["message"].as_str().unwrap().contains("reverse"), "{seed}");
+    assert!(
+        seed["message"].as_str().unwrap().contains("reverse"),
+        "{seed}"
+    );
 }
 
 #[tokio::test]
@@ -236,12 +424,20 @@ async fn a_source_shorter_than_two_chunks_runs_unchunked_and_says_why() {
     let api = Api::new(&feederd.url);
     let src = source("short.mp4", 3, 25, "160x120", 25);
     let dest = feederd.dir.path().join("short-out.mp4");
-    let id = api.submit_id(&job(&src, &dest, X264(), Some(json!({"chunk_seconds": 2})))).await;
+    let id = api
+        .submit_id(&job(&src, &dest, X264(), Some(json!({"chunk_seconds": 2}))))
+        .await;
     let done = api.wait_for(&id, &["FINISHED", "ERROR"], WAIT).await;
     assert_eq!(done["state"], "FINISHED", "{done}");
     let warnings = done["warnings"].to_string();
-    assert!(warnings.contains("not chunked: the source (3.0 s) is shorter than two chunks of 2 s"), "{done}");
-    assert_eq!(kinds(&tasks(&api, &id).await), ["plan", "cleanup", "ffmpeg"]);
+    assert!(
+        warnings.contains("not chunked: the source (3.0 s) is shorter than two chunks of 2 s"),
+        "{done}"
+    );
+    assert_eq!(
+        kinds(&tasks(&api, &id).await),
+        ["plan", "cleanup", "ffmpeg"]
+    );
     assert_eq!(video_pts(&dest).0.len(), 75);
 }
 
@@ -252,19 +448,26 @@ async fn a_broken_chunk_is_caught_before_anything_is_published() {
     let api = Api::new(&feederd.url);
     let src = source("broken.mp4", 6, 25, "160x120", 25);
     let dest = feederd.dir.path().join("broken-out.mp4");
-    let id = api.submit_id(&job(&src, &dest, X264(), Some(json!({"chunk_seconds": 2})))).await;
+    let id = api
+        .submit_id(&job(&src, &dest, X264(), Some(json!({"chunk_seconds": 2}))))
+        .await;
     let done = api.ends_in_error(&id, "qc_failed", WAIT).await;
     let details = done["state_details"].as_str().unwrap();
-    assert!(details.contains("149 video frames, the plan has 150"), "{done}");
-    assert!(!dest.exists(), "a failed check published {}", dest.display());
+    assert!(
+        details.contains("149 video frames, the plan has 150"),
+        "{done}"
+    );
+    assert!(
+        !dest.exists(),
+        "a failed check published {}",
+        dest.display()
+    );
     assert_eq!(cleanup_done(&api, &id).await, "FINISHED");
     assert!(!work_dir_of(&dest, &id).exists());
 }
 
 /// Slow enough that a chunk is still encoding when the test acts.
-const SLOW: fn() -> Value = || {
-    json!([{"outfile_options": [["c:v", "libx264"], ["preset", "slower"], ["crf", 20], ["threads", 1], ["c:a", "aac"]]}])
-};
+const SLOW: fn() -> Value = || json!([{"outfile_options": [["c:v", "libx264"], ["preset", "slower"], ["crf", 20], ["threads", 1], ["c:a", "aac"]]}]);
 
 /// Until some task of `kind` is in `state` (on `node`, if given); that task.
 async fn task_in(api: &Api, id: &str, kind: &str, state: &str, node: Option<&str>) -> Value {
@@ -277,7 +480,10 @@ async fn task_in(api: &Api, id: &str, kind: &str, state: &str, node: Option<&str
         if let Some(task) = found {
             return task.clone();
         }
-        assert!(std::time::Instant::now() < deadline, "no {kind} task {state}: {listed:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {kind} task {state}: {listed:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -290,21 +496,46 @@ async fn a_cancel_stops_every_task_and_leaves_no_intermediates() {
     let api = Api::new(&feederd.url);
     let src = source("cancel.mp4", 24, 25, "640x360", 50);
     let dest = feederd.dir.path().join("cancel-out.mp4");
-    let id = api.submit_id(&job(&src, &dest, SLOW(), Some(json!({"chunk_seconds": 4})))).await;
+    let id = api
+        .submit_id(&job(&src, &dest, SLOW(), Some(json!({"chunk_seconds": 4}))))
+        .await;
     task_in(&api, &id, "chunk", "FINISHED", None).await;
     task_in(&api, &id, "chunk", "ENCODING", None).await;
     let asked = std::time::Instant::now();
-    let answer = api.http.post(format!("{}/v1/jobs/{id}/cancel", feederd.url)).send().await.unwrap();
-    assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
-    let done = api.wait_for(&id, &["CANCELED", "FINISHED", "ERROR"], WAIT).await;
+    let answer = api
+        .http
+        .post(format!("{}/v1/jobs/{id}/cancel", feederd.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        answer.status().is_success(),
+        "{}",
+        answer.text().await.unwrap()
+    );
+    let done = api
+        .wait_for(&id, &["CANCELED", "FINISHED", "ERROR"], WAIT)
+        .await;
     assert_eq!(done["state"], "CANCELED", "{done}");
     // Within a heartbeat (1 s here) and the time to stop ffmpeg and report.
-    assert!(asked.elapsed() < Duration::from_secs(5), "took {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        asked.elapsed()
+    );
     let listed = tasks(&api, &id).await;
     let counted: Vec<&Value> = listed.iter().filter(|t| t["kind"] != "cleanup").collect();
-    assert!(counted.iter().all(|t| ["FINISHED", "CANCELED"].contains(&t["state"].as_str().unwrap())), "{listed:?}");
+    assert!(
+        counted
+            .iter()
+            .all(|t| ["FINISHED", "CANCELED"].contains(&t["state"].as_str().unwrap())),
+        "{listed:?}"
+    );
     assert_eq!(cleanup_done(&api, &id).await, "FINISHED");
-    assert!(!work_dir_of(&dest, &id).exists(), "intermediates left behind");
+    assert!(
+        !work_dir_of(&dest, &id).exists(),
+        "intermediates left behind"
+    );
     assert!(!dest.exists());
 }
 
@@ -316,7 +547,9 @@ async fn a_worker_killed_mid_chunk_costs_only_that_chunk() {
     let api = Api::new(&feederd.url);
     let src = source("killed.mp4", 16, 25, "320x240", 50);
     let dest = feederd.dir.path().join("killed-out.mp4");
-    let id = api.submit_id(&job(&src, &dest, SLOW(), Some(json!({"chunk_seconds": 4})))).await;
+    let id = api
+        .submit_id(&job(&src, &dest, SLOW(), Some(json!({"chunk_seconds": 4}))))
+        .await;
     let victim = task_in(&api, &id, "chunk", "ENCODING", Some("node-a")).await;
     a.proc.kill9();
     let done = api.wait_for(&id, &["FINISHED", "ERROR"], WAIT).await;
@@ -339,7 +572,9 @@ async fn a_chunked_job_goes_on_across_a_feederd_restart() {
     let api = Api::new(&feederd.url);
     let src = source("restart.mp4", 16, 25, "320x240", 50);
     let dest = feederd.dir.path().join("restart-out.mp4");
-    let id = api.submit_id(&job(&src, &dest, SLOW(), Some(json!({"chunk_seconds": 4})))).await;
+    let id = api
+        .submit_id(&job(&src, &dest, SLOW(), Some(json!({"chunk_seconds": 4}))))
+        .await;
     let finished = task_in(&api, &id, "chunk", "FINISHED", None).await;
     feederd.restart();
     // A new client: the old one's pooled connections died with feederd.
@@ -351,15 +586,30 @@ async fn a_chunked_job_goes_on_across_a_feederd_restart() {
     let listed = tasks(&api, &id).await;
     let plan = listed.iter().find(|t| t["kind"] == "plan").unwrap();
     assert_eq!(plan["attempts"], 1, "{plan}");
-    let before = listed.iter().find(|t| t["task"] == finished["task"]).unwrap();
+    let before = listed
+        .iter()
+        .find(|t| t["task"] == finished["task"])
+        .unwrap();
     assert_eq!(before["attempts"], 1, "{before}");
     assert_eq!(before["finished_at"], finished["finished_at"]);
 }
 
 /// The video stream's bytes.
 fn video_bytes(path: &Path) -> u64 {
-    let text = ffprobe(&["-select_streams", "v:0", "-show_entries", "packet=size", "-of", "csv=p=0"], path);
-    text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse::<u64>().ok()).sum()
+    let text = ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=size",
+            "-of",
+            "csv=p=0",
+        ],
+        path,
+    );
+    text.lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse::<u64>().ok())
+        .sum()
 }
 
 #[tokio::test]
@@ -370,21 +620,49 @@ async fn a_two_pass_chunked_job_keeps_its_bitrate() {
     let src = source("two-pass.mp4", 12, 25, "320x240", 50);
     let video = json!([["c:v", "libx264"], ["preset", "veryfast"], ["b:v", "150k"]]);
     let mut first = video.as_array().unwrap().clone();
-    first.extend([json!(["pass", "1"]), json!(["an", null]), json!(["f", "mp4"])]);
+    first.extend([
+        json!(["pass", "1"]),
+        json!(["an", null]),
+        json!(["f", "mp4"]),
+    ]);
     let mut second = video.as_array().unwrap().clone();
-    second.extend([json!(["pass", "2"]), json!(["c:a", "aac"]), json!(["b:a", "64k"])]);
+    second.extend([
+        json!(["pass", "2"]),
+        json!(["c:a", "aac"]),
+        json!(["b:a", "64k"]),
+    ]);
     let options = json!([{"outfile_options": first}, {"outfile_options": second}]);
-    let (chunked_out, whole_out) = (feederd.dir.path().join("2p-chunked.mp4"), feederd.dir.path().join("2p-whole.mp4"));
-    let chunked = api.submit_id(&job(&src, &chunked_out, options.clone(), Some(json!({"chunk_seconds": 3})))).await;
+    let (chunked_out, whole_out) = (
+        feederd.dir.path().join("2p-chunked.mp4"),
+        feederd.dir.path().join("2p-whole.mp4"),
+    );
+    let chunked = api
+        .submit_id(&job(
+            &src,
+            &chunked_out,
+            options.clone(),
+            Some(json!({"chunk_seconds": 3})),
+        ))
+        .await;
     let whole = api.submit_id(&job(&src, &whole_out, options, None)).await;
     for id in [&chunked, &whole] {
         let done = api.wait_for(id, &["FINISHED", "ERROR"], WAIT).await;
         assert_eq!(done["state"], "FINISHED", "{done}");
     }
     assert_eq!(video_pts(&chunked_out).0.len(), 300);
-    let (got, want) = (video_bytes(&chunked_out) as f64, video_bytes(&whole_out) as f64);
+    let (got, want) = (
+        video_bytes(&chunked_out) as f64,
+        video_bytes(&whole_out) as f64,
+    );
     let off = (got - want).abs() / want;
-    eprintln!("two-pass video bytes: chunked {got}, unchunked {want} ({:+.2} %)", (got - want) / want * 100.0);
-    assert!(off <= 0.05, "two-pass chunks: {got} bytes of video against {want} unchunked ({:.1} % off)", off * 100.0);
+    eprintln!(
+        "two-pass video bytes: chunked {got}, unchunked {want} ({:+.2} %)",
+        (got - want) / want * 100.0
+    );
+    assert!(
+        off <= 0.05,
+        "two-pass chunks: {got} bytes of video against {want} unchunked ({:.1} % off)",
+        off * 100.0
+    );
     assert_eq!(streams(&chunked_out).len(), 2, "audio is muxed in");
 }

@@ -99,7 +99,10 @@ impl Inputs {
                 builder.create(&entry.dir).await.map_err(|e| {
                     End::failed(
                         FailureCode::StorageFailed,
-                        format!("cannot create the input directory {}: {e}", entry.dir.display()),
+                        format!(
+                            "cannot create the input directory {}: {e}",
+                            entry.dir.display()
+                        ),
                     )
                 })?;
                 fetch(entry.dir.clone()).await
@@ -115,7 +118,8 @@ impl Drop for Held {
         if self.entry.users.fetch_sub(1, Ordering::SeqCst) != 1 {
             return;
         }
-        let (inputs, job_id, entry) = (self.inputs.clone(), self.job_id.clone(), self.entry.clone());
+        let (inputs, job_id, entry) =
+            (self.inputs.clone(), self.job_id.clone(), self.entry.clone());
         let remove = async move {
             tokio::time::sleep(INPUT_LINGER).await;
             {

@@ -414,7 +414,14 @@ impl Pipeline {
             }
         }
         let sent = self
-            .send(job, JobState::Finished, None, warnings, None, (result, tasks))
+            .send(
+                job,
+                JobState::Finished,
+                None,
+                warnings,
+                None,
+                (result, tasks),
+            )
             .await;
         match sent {
             Ok(()) => {
@@ -507,8 +514,15 @@ impl Pipeline {
         warnings: Vec<String>,
         error_code: Option<&str>,
     ) -> Result<(), End> {
-        self.send(job, state, details, warnings, error_code, (None, Vec::new()))
-            .await
+        self.send(
+            job,
+            state,
+            details,
+            warnings,
+            error_code,
+            (None, Vec::new()),
+        )
+        .await
     }
 
     async fn send(

@@ -139,10 +139,9 @@ pub fn rename_in(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
 /// not a symlink someone put there to send our files elsewhere.
 pub fn make_dir(anchor: &Anchor) -> io::Result<()> {
     let parent = open_dir(&anchor.parent())?;
-    let name = anchor
-        .path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no directory"))?;
+    let name = anchor.path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "the path names no directory")
+    })?;
     let name = cstring(Path::new(name))?;
     // SAFETY: a valid directory descriptor and a NUL-terminated name.
     let done = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) };
@@ -154,7 +153,12 @@ pub fn make_dir(anchor: &Anchor) -> io::Result<()> {
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: a valid directory descriptor, a NUL-terminated name and a `stat` to fill.
     let rc = unsafe {
-        libc::fstatat(parent.as_raw_fd(), name.as_ptr(), &mut stat, libc::AT_SYMLINK_NOFOLLOW)
+        libc::fstatat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            &mut stat,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
@@ -174,7 +178,11 @@ pub fn make_dir(anchor: &Anchor) -> io::Result<()> {
 /// directories); how many files. One that does not exist holds none.
 pub fn remove_flat_dir(anchor: &Anchor) -> io::Result<u64> {
     // Not through a symlink at the directory itself.
-    let dir = match open(anchor, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0) {
+    let dir = match open(
+        anchor,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    ) {
         Ok(dir) => dir,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),

@@ -272,7 +272,9 @@ impl Storage {
             return tokio::task::spawn_blocking(move || beneath::remove_flat_dir(&dir))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-                .map_err(|e| StorageError::new(StorageErrorKind::Failed, format!("removing {prefix}: {e}")));
+                .map_err(|e| {
+                    StorageError::new(StorageErrorKind::Failed, format!("removing {prefix}: {e}"))
+                });
         }
         match probe.location() {
             Location::Object { .. } => self.object.remove_prefix(&probe, PREFIX_PROBE).await,

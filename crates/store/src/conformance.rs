@@ -106,14 +106,25 @@ async fn a_cancel_while_planning_cancels_what_the_plan_adds(store: &dyn Store) {
     store.cancel(&job.id, T0 + 1).await.unwrap();
     // The plan's worker finishes before its heartbeat brings the cancel.
     for state in [Encoding, Uploading] {
-        report(store, holder(&job.id, 0, &plan.token, state)).await.unwrap();
+        report(store, holder(&job.id, 0, &plan.token, state))
+            .await
+            .unwrap();
     }
     let added = two_chunks();
-    let done = HolderReport { adds: &added, ..holder(&job.id, 0, &plan.token, Finished) };
+    let done = HolderReport {
+        adds: &added,
+        ..holder(&job.id, 0, &plan.token, Finished)
+    };
     let change = report(store, done).await.unwrap();
     assert_eq!(change.job_state, Canceled);
     let tasks = store.job_tasks(&job.id).await.unwrap();
-    assert!(tasks.iter().filter(|t| t.kind.counts_for_job() && t.task > 0).all(|t| t.state == Canceled), "{tasks:?}");
+    assert!(
+        tasks
+            .iter()
+            .filter(|t| t.kind.counts_for_job() && t.task > 0)
+            .all(|t| t.state == Canceled),
+        "{tasks:?}"
+    );
     // Only the cleanup is left to run.
     let left = claim_all(store, "n1", 8, T0 + 10).await;
     assert_eq!(left.len(), 1);
@@ -122,10 +133,17 @@ async fn a_cancel_while_planning_cancels_what_the_plan_adds(store: &dyn Store) {
     let other = store.insert_job(&chunked_job(T0 + 20)).await.unwrap();
     let plan = claim_all(store, "n1", 8, T0 + 20).await.remove(0);
     for state in [Encoding, Uploading] {
-        report(store, holder(&other.id, 0, &plan.token, state)).await.unwrap();
+        report(store, holder(&other.id, 0, &plan.token, state))
+            .await
+            .unwrap();
     }
-    let cleanup = vec![nommer_model::tasks::TaskPlan::of(nommer_model::TaskKind::Cleanup)];
-    let bad = HolderReport { adds: &cleanup, ..holder(&other.id, 0, &plan.token, Finished) };
+    let cleanup = vec![nommer_model::tasks::TaskPlan::of(
+        nommer_model::TaskKind::Cleanup,
+    )];
+    let bad = HolderReport {
+        adds: &cleanup,
+        ..holder(&other.id, 0, &plan.token, Finished)
+    };
     assert!(store.report_states(&[bad], T0 + 25).await.is_err());
 }
 
@@ -146,8 +164,20 @@ fn two_chunks() -> Vec<nommer_model::tasks::TaskPlan> {
     use nommer_model::chunked::{AssembleSpec, ChunkSpec, Rate};
     let rate = Rate { num: 25, den: 1 };
     let chunks = vec![
-        ChunkSpec { index: 0, start: 0, end: 250, rate, seek: 0.0 },
-        ChunkSpec { index: 1, start: 250, end: 500, rate, seek: 9.98 },
+        ChunkSpec {
+            index: 0,
+            start: 0,
+            end: 250,
+            rate,
+            seek: 0.0,
+        },
+        ChunkSpec {
+            index: 1,
+            start: 250,
+            end: 500,
+            rate,
+            seek: 9.98,
+        },
     ];
     nommer_model::chunked::planned_tasks(AssembleSpec {
         chunks,
@@ -165,9 +195,12 @@ async fn finish(store: &dyn Store, c: &Claimed) -> TaskChange {
             .await
             .unwrap();
     }
-    report(store, holder(&c.job.id, c.task.task, &c.token, JobState::Finished))
-        .await
-        .unwrap()
+    report(
+        store,
+        holder(&c.job.id, c.task.task, &c.token, JobState::Finished),
+    )
+    .await
+    .unwrap()
 }
 
 async fn a_plan_adds_tasks_and_waiting_ones_run_in_turn(store: &dyn Store) {
@@ -182,10 +215,15 @@ async fn a_plan_adds_tasks_and_waiting_ones_run_in_turn(store: &dyn Store) {
     assert_eq!(plan.task.kind, TaskKind::Plan);
     // Only a plan adds tasks, and only as it finishes.
     let added = two_chunks();
-    let early = HolderReport { adds: &added, ..holder(&job.id, 0, &plan.token, Encoding) };
+    let early = HolderReport {
+        adds: &added,
+        ..holder(&job.id, 0, &plan.token, Encoding)
+    };
     assert!(store.report_states(&[early], T0 + 5).await.is_err());
     for state in [Encoding, Uploading] {
-        report(store, holder(&job.id, 0, &plan.token, state)).await.unwrap();
+        report(store, holder(&job.id, 0, &plan.token, state))
+            .await
+            .unwrap();
     }
     let result = serde_json::json!({"frames": 500});
     let done = HolderReport {
@@ -195,14 +233,20 @@ async fn a_plan_adds_tasks_and_waiting_ones_run_in_turn(store: &dyn Store) {
     };
     let change = report(store, done).await.unwrap();
     assert!(change.unblocked);
-    assert_ne!(change.job_state, Finished, "the job goes on with its chunks");
+    assert_ne!(
+        change.job_state, Finished,
+        "the job goes on with its chunks"
+    );
     let tasks = store.job_tasks(&job.id).await.unwrap();
     let kinds: Vec<TaskKind> = tasks.iter().map(|t| t.kind).collect();
     use TaskKind::*;
     assert_eq!(kinds, [Plan, Cleanup, Audio, Chunk, Chunk, Assemble]);
     assert_eq!(tasks[0].result, Some(result));
     let progress = job_now(store, &job.id).await.progress.unwrap();
-    assert_eq!((progress.tasks_done, progress.tasks_total), (Some(1), Some(5)));
+    assert_eq!(
+        (progress.tasks_done, progress.tasks_total),
+        (Some(1), Some(5))
+    );
     // The chunks and the audio run; the assemble waits for them.
     let work = claim_all(store, "n1", 8, T0 + 10).await;
     let kinds: Vec<TaskKind> = work.iter().map(|c| c.task.kind).collect();
@@ -239,22 +283,33 @@ async fn a_canceled_chunked_job_still_cleans_up(store: &dyn Store) {
     let job = store.insert_job(&chunked_job(T0)).await.unwrap();
     let plan = claim_all(store, "n1", 8, T0).await.remove(0);
     for state in [Encoding, Uploading] {
-        report(store, holder(&job.id, 0, &plan.token, state)).await.unwrap();
+        report(store, holder(&job.id, 0, &plan.token, state))
+            .await
+            .unwrap();
     }
     let added = two_chunks();
-    let done = HolderReport { adds: &added, ..holder(&job.id, 0, &plan.token, Finished) };
+    let done = HolderReport {
+        adds: &added,
+        ..holder(&job.id, 0, &plan.token, Finished)
+    };
     report(store, done).await.unwrap();
     let running = claim_all(store, "n1", 1, T0 + 10).await.remove(0);
     let job_shown = store.cancel(&job.id, T0 + 20).await.unwrap();
     assert_ne!(job_shown.state, Canceled, "a chunk is still running");
     // The running chunk stops; the job ends; its cleanup may then run.
-    let stopped = report(store, holder(&job.id, running.task.task, &running.token, Canceled))
-        .await
-        .unwrap();
+    let stopped = report(
+        store,
+        holder(&job.id, running.task.task, &running.token, Canceled),
+    )
+    .await
+    .unwrap();
     assert_eq!(stopped.job_state, Canceled);
     assert!(stopped.unblocked);
     let tasks = store.job_tasks(&job.id).await.unwrap();
-    let cleanup = tasks.iter().find(|t| t.kind == nommer_model::TaskKind::Cleanup).unwrap();
+    let cleanup = tasks
+        .iter()
+        .find(|t| t.kind == nommer_model::TaskKind::Cleanup)
+        .unwrap();
     assert_eq!(cleanup.state, Pending);
     let claimed = claim_all(store, "n1", 8, T0 + 30).await;
     assert_eq!(claimed.len(), 1, "only the cleanup is left to run");

@@ -30,7 +30,11 @@ impl Runner for Assemble {
         if let Err(end) = run.scratch.create().await {
             return end;
         }
-        let mut names: Vec<String> = plan.chunks.iter().map(|c| chunked::chunk_name(c.index)).collect();
+        let mut names: Vec<String> = plan
+            .chunks
+            .iter()
+            .map(|c| chunked::chunk_name(c.index))
+            .collect();
         let (audio_name, _) = chunked::audio_file(&muxer);
         if plan.audio {
             names.push(audio_name.to_string());
@@ -42,9 +46,13 @@ impl Runner for Assemble {
                 Err(end) => return end,
             };
             let start = super::ENCODE_START * i as f64 / total;
-            let progress = pipeline.transfer_progress(task, "downloading", start, super::ENCODE_START / total);
+            let progress =
+                pipeline.transfer_progress(task, "downloading", start, super::ENCODE_START / total);
             let local = run.scratch.path.join(name);
-            match pipeline.stoppable(task, run.storage.download(&uri, &local, progress)).await {
+            match pipeline
+                .stoppable(task, run.storage.download(&uri, &local, progress))
+                .await
+            {
                 Ok(Ok(done)) => {
                     tracing::info!(job_id = %task.job_id, task = task.task, bytes = done.bytes, name = %name, "fetched an intermediate");
                 }
@@ -54,12 +62,21 @@ impl Runner for Assemble {
         }
         let list = run.scratch.path.join("chunks.ffconcat");
         if let Err(e) = tokio::fs::write(&list, chunked::concat_list(&plan.chunks)).await {
-            return End::failed(FailureCode::StorageFailed, format!("writing the concat list: {e}"));
+            return End::failed(
+                FailureCode::StorageFailed,
+                format!("writing the concat list: {e}"),
+            );
         }
         if let Err(e) = pipeline.sandbox.hand_over(&run.scratch.path) {
-            return End::failed(FailureCode::ToolFailed, format!("cannot hand the scratch directory to the sandbox user: {e}"));
+            return End::failed(
+                FailureCode::ToolFailed,
+                format!("cannot hand the scratch directory to the sandbox user: {e}"),
+            );
         }
-        if let Err(end) = pipeline.report(task, JobState::Encoding, None, Vec::new()).await {
+        if let Err(end) = pipeline
+            .report(task, JobState::Encoding, None, Vec::new())
+            .await
+        {
             return end;
         }
         let output = run.scratch.path.join(match run.dest.extension() {
@@ -68,13 +85,22 @@ impl Runner for Assemble {
         });
         let audio = plan.audio.then(|| run.scratch.path.join(audio_name));
         let faststart = run.passes.last().is_some_and(|p| p.move_atom_to_front);
-        let argv = nommer_media::argv::concat_argv(&pipeline.config.ffmpeg, &list, audio.as_deref(), &muxer, faststart, &output);
+        let argv = nommer_media::argv::concat_argv(
+            &pipeline.config.ffmpeg,
+            &list,
+            audio.as_deref(),
+            &muxer,
+            faststart,
+            &output,
+        );
         tracing::info!(job_id = %task.job_id, task = task.task, chunks = plan.chunks.len(), argv = %argv.join(" "), "joining chunks");
         let confinement = pipeline.confinement(&run.scratch.path);
         let join = ToolCommand::new(&argv).confined(Some(confinement.clone()));
         match pipeline.stoppable(task, join.run(|_| {})).await {
             Ok(Ok(_)) => {}
-            Ok(Err(ToolError::Failed { stderr_tail, .. })) => return End::failed(FailureCode::ToolFailed, stderr_tail),
+            Ok(Err(ToolError::Failed { stderr_tail, .. })) => {
+                return End::failed(FailureCode::ToolFailed, stderr_tail)
+            }
             Ok(Err(e)) => return End::failed(FailureCode::ToolFailed, e.to_string()),
             Err(stop) => return End::Stopped(stop),
         }
@@ -87,7 +113,9 @@ impl Runner for Assemble {
             return End::failed(FailureCode::QcFailed, why);
         }
         let result = serde_json::to_value(&checked).unwrap_or_default();
-        pipeline.upload_to(&run, &output, run.dest, Some(result)).await
+        pipeline
+            .upload_to(&run, &output, run.dest, Some(result))
+            .await
     }
 }
 
@@ -102,9 +130,19 @@ async fn check(
     let path = PathBuf::from(output);
     let probe = nommer_media::probe::probe(ffprobe, &path, Some(confinement.clone()));
     let frames = nommer_media::frames::video_frames(ffprobe, &path, Some(confinement.clone()));
-    let (probe, frames) = tokio::try_join!(probe, frames)
-        .map_err(|e| End::failed(FailureCode::ToolFailed, format!("ffprobe cannot read the assembled output: {e}")))?;
-    let count = |kind: &str| probe.streams.iter().filter(|s| s.codec_type.as_deref() == Some(kind)).count() as u32;
+    let (probe, frames) = tokio::try_join!(probe, frames).map_err(|e| {
+        End::failed(
+            FailureCode::ToolFailed,
+            format!("ffprobe cannot read the assembled output: {e}"),
+        )
+    })?;
+    let count = |kind: &str| {
+        probe
+            .streams
+            .iter()
+            .filter(|s| s.codec_type.as_deref() == Some(kind))
+            .count() as u32
+    };
     let base = probe
         .stream("video")
         .and_then(|v| v.time_base.as_deref())

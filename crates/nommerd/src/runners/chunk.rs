@@ -26,7 +26,11 @@ impl Runner for Chunk {
             return End::failed(FailureCode::ToolFailed, "a chunk task without its frames");
         };
         let chunk = test_hooks::shortened(chunk);
-        let passes: Vec<Pass> = run.passes.iter().map(|p| chunked::chunk_pass(p, &chunk)).collect();
+        let passes: Vec<Pass> = run
+            .passes
+            .iter()
+            .map(|p| chunked::chunk_pass(p, &chunk))
+            .collect();
         let name = chunked::chunk_name(chunk.index);
         let seconds = chunk.rate.seconds(chunk.frames());
         let made = json!({"index": chunk.index, "frames": chunk.frames()});
@@ -56,7 +60,13 @@ impl Runner for Audio {
 
 /// Run `passes` on the held source into `name`, and upload it under the
 /// work prefix; FINISHED carries `made` and the bytes.
-async fn encode(run: TaskRun<'_>, passes: &[Pass], name: &str, seconds: f64, mut made: serde_json::Value) -> End {
+async fn encode(
+    run: TaskRun<'_>,
+    passes: &[Pass],
+    name: &str,
+    seconds: f64,
+    mut made: serde_json::Value,
+) -> End {
     let (pipeline, task) = (run.pipeline, run.task);
     let dest = match work_uri(&run, name) {
         Ok(dest) => dest,
@@ -70,9 +80,15 @@ async fn encode(run: TaskRun<'_>, passes: &[Pass], name: &str, seconds: f64, mut
         Err(end) => return end,
     };
     if let Err(e) = pipeline.sandbox.hand_over(&run.scratch.path) {
-        return End::failed(FailureCode::ToolFailed, format!("cannot hand the scratch directory to the sandbox user: {e}"));
+        return End::failed(
+            FailureCode::ToolFailed,
+            format!("cannot hand the scratch directory to the sandbox user: {e}"),
+        );
     }
-    if let Err(end) = pipeline.report(task, JobState::Encoding, None, Vec::new()).await {
+    if let Err(end) = pipeline
+        .report(task, JobState::Encoding, None, Vec::new())
+        .await
+    {
         return end;
     }
     let output = run.scratch.path.join(name);
@@ -112,7 +128,10 @@ fn work_prefix<'a>(run: &'a TaskRun<'_>) -> &'a str {
 }
 
 async fn file_size(path: &Path) -> u64 {
-    tokio::fs::metadata(path).await.map(|m| m.len()).unwrap_or(0)
+    tokio::fs::metadata(path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
 
 /// Test builds only: `NOMMERD_TEST_SHORT_CHUNK=N` encodes chunk N one frame
@@ -134,4 +153,3 @@ mod test_hooks {
         chunk
     }
 }
-

@@ -22,7 +22,10 @@ impl Runner for Plan {
 
     async fn run(&self, run: TaskRun<'_>) -> End {
         let Some(request) = run.grant.spec.chunking else {
-            return End::failed(FailureCode::ToolFailed, "a plan task without its chunking request");
+            return End::failed(
+                FailureCode::ToolFailed,
+                "a plan task without its chunking request",
+            );
         };
         if let Err(end) = output_muxer(&run) {
             return end;
@@ -35,7 +38,10 @@ impl Runner for Plan {
             Ok(held) => held,
             Err(end) => return end,
         };
-        if let Err(end) = pipeline.report(task, JobState::Encoding, None, Vec::new()).await {
+        if let Err(end) = pipeline
+            .report(task, JobState::Encoding, None, Vec::new())
+            .await
+        {
             return end;
         }
         let confinement = pipeline.confinement_reading(&run.scratch.path, &[held.dir().clone()]);
@@ -44,7 +50,12 @@ impl Runner for Plan {
         let scan = frames::video_frames(&config.ffprobe, &input, Some(confinement.clone()));
         let (probe, scan) = match tokio::try_join!(probe, scan) {
             Ok(both) => both,
-            Err(e) => return End::failed(FailureCode::ToolFailed, format!("ffprobe cannot read the source: {e}")),
+            Err(e) => {
+                return End::failed(
+                    FailureCode::ToolFailed,
+                    format!("ffprobe cannot read the source: {e}"),
+                )
+            }
         };
         let layout = match Layout::of(&probe, &scan, request.chunk_seconds) {
             Ok(layout) => layout,
@@ -53,14 +64,32 @@ impl Runner for Plan {
         let scenes = match request.scene_cuts {
             true => match frames::scene_cuts(&config.ffmpeg, &input, Some(confinement)).await {
                 Ok(scenes) => scenes,
-                Err(e) => return End::failed(FailureCode::ToolFailed, format!("scene detection failed: {e}")),
+                Err(e) => {
+                    return End::failed(
+                        FailureCode::ToolFailed,
+                        format!("scene detection failed: {e}"),
+                    )
+                }
             },
             false => Vec::new(),
         };
-        let cuts = chunked::cut_points(scan.count(), layout.rate, request.chunk_seconds, &scan.keyframes, &scenes);
+        let cuts = chunked::cut_points(
+            scan.count(),
+            layout.rate,
+            request.chunk_seconds,
+            &scan.keyframes,
+            &scenes,
+        );
         if cuts.len() < 3 {
             let seconds = layout.rate.seconds(scan.count());
-            return unchunked(&run, format!("the source ({seconds:.1} s) is shorter than two chunks of {} s", request.chunk_seconds)).await;
+            return unchunked(
+                &run,
+                format!(
+                    "the source ({seconds:.1} s) is shorter than two chunks of {} s",
+                    request.chunk_seconds
+                ),
+            )
+            .await;
         }
         let chunks: Vec<ChunkSpec> = cuts
             .windows(2)
@@ -70,10 +99,17 @@ impl Runner for Plan {
                 start: w[0],
                 end: w[1],
                 rate: layout.rate,
-                seek: chunked::seek_seconds(scan.pts[w[0] as usize] as f64 * layout.time_base, layout.file_start, layout.rate),
+                seek: chunked::seek_seconds(
+                    scan.pts[w[0] as usize] as f64 * layout.time_base,
+                    layout.file_start,
+                    layout.rate,
+                ),
             })
             .collect();
-        let muted = run.passes.last().is_some_and(|p| p.outfile_options.iter().any(|o| o.flag == "an"));
+        let muted = run
+            .passes
+            .last()
+            .is_some_and(|p| p.outfile_options.iter().any(|o| o.flag == "an"));
         let audio = layout.audio_seconds.is_some() && !muted;
         let result = json!({
             "frames": scan.count(),
@@ -92,7 +128,13 @@ impl Runner for Plan {
             chunks,
         };
         pipeline
-            .finish(task, JobState::Encoding, Some(result), chunked::planned_tasks(spec), Vec::new())
+            .finish(
+                task,
+                JobState::Encoding,
+                Some(result),
+                chunked::planned_tasks(spec),
+                Vec::new(),
+            )
             .await
     }
 }
@@ -113,12 +155,19 @@ impl Layout {
         let Some(video) = probe.stream("video") else {
             return Err("the source has no video stream".into());
         };
-        let videos = probe.streams.iter().filter(|s| s.codec_type.as_deref() == Some("video")).count();
+        let videos = probe
+            .streams
+            .iter()
+            .filter(|s| s.codec_type.as_deref() == Some("video"))
+            .count();
         if videos > 1 {
             return Err(format!("the source has {videos} video streams"));
         }
         if scan.missing_pts > 0 {
-            return Err(format!("{} of the source's video packets have no timestamp", scan.missing_pts));
+            return Err(format!(
+                "{} of the source's video packets have no timestamp",
+                scan.missing_pts
+            ));
         }
         let rate = video.r_frame_rate.as_deref().and_then(Rate::parse);
         let mean = video.avg_frame_rate.as_deref().and_then(Rate::parse);
@@ -146,7 +195,12 @@ impl Layout {
         // An audio stream without a duration of its own (Matroska) is
         // still encoded; the check then has no duration to hold it to.
         let audio_seconds = probe.stream("audio").map(|a| a.duration_seconds());
-        let file_start = probe.format.start_time.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        let file_start = probe
+            .format
+            .start_time
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
         Ok(Layout {
             rate,
             time_base: base.num as f64 / base.den as f64,

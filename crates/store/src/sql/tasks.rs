@@ -127,7 +127,8 @@ impl SqlStore {
             .await?;
         self.count(adds.len() as u64 + 3);
         for (i, task) in adds.iter().enumerate() {
-            let spec = serde_json::to_string(&task.spec).map_err(|e| StoreError::Other(e.to_string()))?;
+            let spec =
+                serde_json::to_string(&task.spec).map_err(|e| StoreError::Other(e.to_string()))?;
             // What a task waits for is its kind's, whatever the report says.
             let waits = task.kind.waits() != nommer_model::kinds::Waits::Nothing;
             sqlx::query(
@@ -238,12 +239,11 @@ impl SqlStore {
         id: &str,
     ) -> StoreResult<(Vec<(TaskKind, JobState)>, Vec<Option<Progress>>)> {
         self.count(1);
-        let rows = sqlx::query(
-            "SELECT kind, state, progress FROM tasks WHERE job_id = $1 ORDER BY task",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows =
+            sqlx::query("SELECT kind, state, progress FROM tasks WHERE job_id = $1 ORDER BY task")
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
         let mut states = Vec::with_capacity(rows.len());
         let mut progress = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -268,7 +268,10 @@ impl SqlStore {
     ) -> StoreResult<bool> {
         let mut any = false;
         for kind in nommer_model::tasks::released(job, tasks) {
-            if !tasks.iter().any(|(k, s)| *k == kind && *s == JobState::Pending) {
+            if !tasks
+                .iter()
+                .any(|(k, s)| *k == kind && *s == JobState::Pending)
+            {
                 continue;
             }
             self.count(1);
