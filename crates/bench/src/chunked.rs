@@ -307,7 +307,7 @@ pub async fn chunked(env: &Env) -> anyhow::Result<()> {
     print(
         "chunked: speed-up",
         format!("{:.2}x", whole / chunked),
-        &format!("target >= 1.7x with 2 workers (each pinned to one core)"),
+        "target >= 1.7x with 2 workers (each pinned to one core)",
     );
     let (fw, fc) = (frames(&whole_out), frames(&chunked_out));
     print(

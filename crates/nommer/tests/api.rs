@@ -223,6 +223,14 @@ async fn every_error_code_is_answered() {
     p.expect(
         post,
         "/v1/jobs",
+        Some(with("chunked", json!({"chunk_seconds": 10}))),
+        400,
+        "chunking_not_supported",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
         Some(job(json!([{}, {}, {}]))),
         400,
         "too_many_passes",
