@@ -666,3 +666,95 @@ async fn a_two_pass_chunked_job_keeps_its_bitrate() {
     );
     assert_eq!(streams(&chunked_out).len(), 2, "audio is muxed in");
 }
+
+/// 7 s of one picture, then 5 s of another: one scene change, at frame 175.
+fn two_scenes() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("nommer-two-scenes-{}.mp4", std::process::id()));
+    if path.exists() {
+        return path;
+    }
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-y", "-nostdin", "-loglevel", "error"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25:duration=7",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "smptebars=size=160x120:rate=25:duration=5",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=12",
+        ])
+        .args([
+            "-filter_complex",
+            "[0:v][1:v]concat=n=2:v=1[v]",
+            "-map",
+            "[v]",
+            "-map",
+            "2:a",
+            "-t",
+            "12",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "250",
+            "-c:a",
+            "aac",
+        ])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+#[tokio::test]
+async fn scene_cuts_move_a_cut_and_intermediates_can_live_in_their_own_store() {
+    let store = tempfile::tempdir().unwrap();
+    let feederd = Feederd::start(&format!(
+        "intermediate_store = \"file://{}\"\n",
+        store.path().display()
+    ));
+    let _worker = feederd.worker(2, "");
+    let api = Api::new(&feederd.url);
+    let src = two_scenes();
+    let dest = feederd.dir.path().join("scenes.mp4");
+    let id = api
+        .submit_id(&job(
+            &src,
+            &dest,
+            X264(),
+            Some(json!({"chunk_seconds": 6, "scene_cuts": true})),
+        ))
+        .await;
+    let done = api.wait_for(&id, &["FINISHED", "ERROR"], WAIT).await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
+    let listed = tasks(&api, &id).await;
+    let plan = listed.iter().find(|t| t["kind"] == "plan").unwrap();
+    assert!(
+        plan["result"]["scene_cuts"].as_u64().unwrap() >= 1,
+        "{plan}"
+    );
+    // Two 6 s chunks would cut at frame 150; the scene change moves it to 175.
+    let first = listed.iter().find(|t| t["kind"] == "chunk").unwrap();
+    assert_eq!(first["result"]["frames"], 175, "{first}");
+    assert_eq!(video_pts(&dest).0.len(), 300);
+    // Nothing beside the destination; the store's own directory is gone.
+    assert_eq!(cleanup_done(&api, &id).await, "FINISHED");
+    assert!(!work_dir_of(&dest, &id).exists());
+    assert!(!store.path().join(&id).exists());
+}

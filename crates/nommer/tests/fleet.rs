@@ -91,6 +91,55 @@ async fn a_burst_starts_local_workers_up_to_the_maximum_and_idle_ones_stop() {
         .any(|d| d["decision"]["launch"].as_u64() > Some(0)));
 }
 
+#[tokio::test]
+async fn one_chunked_job_brings_the_local_fleet_to_its_maximum() {
+    let feederd = Feederd::start(
+        "fleet = \"local\"\nmax_num_ec2_instances = 3\nmax_encoding_jobs_per_ec2_instance = 1\njob_overflow_thresh = 0\nfeederd_auto_scale_interval = 1\nnommerd_max_inactivity = 30\n",
+    );
+    let api = Api::new(&feederd.url);
+    let source = clip("fleet-chunked.mp4", 16, "320x240");
+    let out = tempfile::tempdir().unwrap();
+    let options = json!([{"outfile_options": [["c:v", "libx264"], ["preset", "slower"], ["threads", "1"], ["c:a", "aac"]]}]);
+    let mut body = ffmpeg_job(&source, &out.path().join("fleet.mp4"), options);
+    body["chunked"] = json!({"chunk_seconds": 2});
+    let id = api.submit_id(&body).await;
+    let mut most_at_once = 0;
+    let deadline = Instant::now() + MINUTE;
+    loop {
+        let nodes = api.get("/v1/nodes").await;
+        let active = nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["state"] == "active" && n["fleet"] == "local")
+            .count();
+        most_at_once = most_at_once.max(active);
+        let job = api.job(&id).await;
+        if job["state"] == "FINISHED" {
+            break;
+        }
+        assert_ne!(job["state"], "ERROR", "{job}");
+        assert!(
+            Instant::now() < deadline,
+            "the chunked job did not finish: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Its eight chunks are the backlog: one job, the whole fleet.
+    assert_eq!(most_at_once, 3);
+    let tasks = api.get(&format!("/v1/jobs/{id}/tasks")).await;
+    let mut nodes: Vec<&str> = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "chunk")
+        .map(|t| t["node"].as_str().unwrap())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    assert!(nodes.len() >= 2, "{tasks}");
+}
+
 fn moto_env() {
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");

@@ -411,3 +411,83 @@ async fn copy(api: &Api, source: &str, dest: &str, patience: Duration) -> Value 
     let id = api.submit_id(&job(source, dest, "copy", json!([{}]))).await;
     api.wait_for(&id, &["FINISHED", "ERROR"], patience).await
 }
+
+/// Files under a directory, at any depth (s3s-fs keeps objects as files).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| match e.path().is_dir() {
+            true => files_under(&e.path()),
+            false => vec![e.path()],
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_chunked_job_keeps_its_intermediates_in_the_bucket_and_removes_them() {
+    let s3 = S3Server::shared();
+    let bucket = s3.bucket("chunked");
+    std::fs::create_dir_all(s3.object_path(&bucket, "in")).unwrap();
+    std::fs::copy(
+        clip("chunks.mp4", 8, "320x240"),
+        s3.object_path(&bucket, "in/chunks.mp4"),
+    )
+    .unwrap();
+    let feederd = Feederd::start(&s3.config());
+    let worker = feederd.worker(2, &s3.config());
+    let api = Api::new(&feederd.url);
+    let mut body = job(
+        &seed_uri(&bucket, "in/chunks.mp4"),
+        &seed_uri(&bucket, "out/chunks.mp4"),
+        "ffmpeg",
+        encode(),
+    );
+    body["chunked"] = json!({"chunk_seconds": 2});
+    let id = api.submit_id(&body).await;
+    let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTE).await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
+    assert_eq!(done["progress"]["chunks_total"], 4, "{done}");
+    let probe = probe(&s3.object_path(&bucket, "out/chunks.mp4"));
+    assert_eq!(stream(&probe, "video")["nb_frames"], "200");
+    assert_eq!(stream(&probe, "audio")["codec_name"], "aac");
+    // The cleanup removed every intermediate beside the output.
+    let deadline = std::time::Instant::now() + MINUTE;
+    let work = s3.object_path(&bucket, &format!("out/.nommer-{id}"));
+    loop {
+        let tasks = api.get(&format!("/v1/jobs/{id}/tasks")).await;
+        let cleanup = tasks["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == "cleanup")
+            .cloned()
+            .unwrap();
+        if cleanup["state"] == "FINISHED" {
+            assert!(
+                cleanup["result"]["removed"].as_u64().unwrap() >= 5,
+                "{cleanup}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{tasks}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(files_under(&work), Vec::<std::path::PathBuf>::new());
+    // The work prefix carries the job's keys, and they show nowhere.
+    for (what, text) in [
+        ("nommerd log", worker.log()),
+        ("feederd log", feederd.log()),
+        (
+            "tasks",
+            api.get(&format!("/v1/jobs/{id}/tasks")).await.to_string(),
+        ),
+    ] {
+        assert!(
+            !text.contains("Secret/Key") && !text.contains("test%2BSecret"),
+            "the secret shows in the {what}"
+        );
+    }
+}
