@@ -403,10 +403,21 @@ pub fn audio_file(muxer: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// How many frames past a source keyframe a chunk should start for its seek
+/// to land on that keyframe: ffmpeg's input `-ss` backs off 3/23 s before
+/// the target for a stream with B-frames, then goes to the keyframe before,
+/// and a chunk's seek is half a frame before its first frame. A cut right
+/// on a keyframe would decode the whole GOP before it and throw it away.
+/// (A cut is exact wherever it falls; this only saves decoding.)
+pub fn past_keyframe(rate: Rate) -> u64 {
+    (0.5 + rate.fps() * 3.0 / 23.0).ceil() as u64 + 1
+}
+
 /// Cut points about `chunk_seconds` apart over `frames` frames: the chunk
-/// starts, then `frames`. A cut moves to the nearest scene cut, or else the
-/// nearest source keyframe, within a quarter of a chunk of where it would
-/// fall. One chunk (`[0, frames]`) when the source is shorter than two.
+/// starts, then `frames`. A cut moves to the nearest scene cut, or else
+/// just past the nearest source keyframe ([`past_keyframe`]), within a
+/// quarter of a chunk of where it would fall. One chunk (`[0, frames]`)
+/// when the source is shorter than two.
 pub fn cut_points(
     frames: u64,
     rate: Rate,
@@ -426,11 +437,12 @@ pub fn cut_points(
             .filter(|&f| f > 0 && f < frames && (f as i64 - ideal as i64).abs() <= window)
             .min_by_key(|&f| (f as i64 - ideal as i64).abs())
     };
+    let past: Vec<u64> = keyframes.iter().map(|k| k + past_keyframe(rate)).collect();
     let mut cuts = vec![0];
     for k in 1..count {
         let ideal = k * frames / count;
         let cut = nearest(scenes, ideal)
-            .or_else(|| nearest(keyframes, ideal))
+            .or_else(|| nearest(&past, ideal))
             .unwrap_or(ideal);
         // Every chunk keeps at least half a target's frames.
         if cut >= cuts[cuts.len() - 1] + target / 2 && cut + target / 2 <= frames {
@@ -698,8 +710,10 @@ mod tests {
         // A keyframe near a cut moves it; a scene cut nearer still wins.
         let cuts = cut_points(3600, RATE, 10.0, &[330], &[280]);
         assert_eq!(cuts[1], 280);
+        // Just past the keyframe, where the seek lands on it: 30 fps, 6 frames.
+        assert_eq!(past_keyframe(RATE), 6);
         let cuts = cut_points(3600, RATE, 10.0, &[330], &[]);
-        assert_eq!(cuts[1], 330);
+        assert_eq!(cuts[1], 336);
         // Shorter than two chunks: one.
         assert_eq!(cut_points(500, RATE, 10.0, &[], &[]), vec![0, 500]);
         assert_eq!(*cut_points(601, RATE, 10.0, &[], &[]).last().unwrap(), 601);

@@ -127,7 +127,8 @@ async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<S
             .bind(&job.submitted_by)
             .bind(&job.nommer)
             .bind(job.job_options.to_string())
-            .bind(job.tasks.len() as i64)
+            // The tasks its progress counts (a cleanup does not count).
+            .bind(job.tasks.iter().filter(|t| t.kind.counts_for_job()).count() as i64)
             .bind(serde_json::to_string(&job.tasks).unwrap_or_default())
             .bind(job.created_at);
     }

@@ -149,10 +149,14 @@ impl SqlStore {
             .execute(&mut *conn)
             .await?;
         }
-        sqlx::query("UPDATE jobs SET tasks_total = (SELECT COUNT(*) FROM tasks WHERE job_id = $1) WHERE id = $1")
-            .bind(&plan.job_id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE jobs SET tasks_total = (SELECT COUNT(*) FROM tasks WHERE job_id = $1 AND kind NOT IN ({}))
+             WHERE id = $1",
+            rows::kinds_not_counted()
+        ))
+        .bind(&plan.job_id)
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 
