@@ -3,6 +3,7 @@
 //! one-core machines. End to end: plan, transfers and assembly included.
 
 use crate::harness::*;
+use nommer_testkit::media::{video_bytes, video_pts};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,21 +12,15 @@ use std::time::{Duration, Instant};
 /// A clip with a keyframe every 2 s (`-g 2×fps`), a tone, and enough detail
 /// that the encoders work for their bits.
 fn source(path: &Path, seconds: u32, size: &str) -> anyhow::Result<()> {
-    let status = Command::new("ffmpeg")
-        .args(["-y", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={size}:rate=30:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={seconds}"
-        ))
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "60",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
-        .arg(path)
-        .status()?;
-    anyhow::ensure!(status.success(), "ffmpeg could not make the source");
-    Ok(())
+    let clip = nommer_testkit::media::Clip {
+        seconds,
+        size,
+        rate: 30,
+        gop: 60,
+        preset: "veryfast",
+        crf: 18,
+    };
+    Ok(clip.make(path)?)
 }
 
 fn options() -> Value {
@@ -92,51 +87,6 @@ async fn run_job(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Res
             "job never ended"
         );
     }
-}
-
-fn ffprobe_lines(args: &[&str], path: &Path) -> Vec<String> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(args)
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().trim_end_matches(',').to_string())
-        .collect()
-}
-
-fn frames(path: &Path) -> usize {
-    ffprobe_lines(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts",
-            "-of",
-            "csv=p=0",
-        ],
-        path,
-    )
-    .len()
-}
-
-fn video_bytes(path: &Path) -> u64 {
-    ffprobe_lines(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=size",
-            "-of",
-            "csv=p=0",
-        ],
-        path,
-    )
-    .iter()
-    .filter_map(|l| l.parse::<u64>().ok())
-    .sum()
 }
 
 /// PSNR of `output` against the source scaled as the job scaled it.
@@ -309,7 +259,10 @@ pub async fn chunked(env: &Env) -> anyhow::Result<()> {
         format!("{:.2}x", whole / chunked),
         "target >= 1.7x with 2 workers (each pinned to one core)",
     );
-    let (fw, fc) = (frames(&whole_out), frames(&chunked_out));
+    let (fw, fc) = (
+        video_pts(&whole_out).0.len(),
+        video_pts(&chunked_out).0.len(),
+    );
     print(
         "chunked: frames (unchunked / chunked)",
         format!("{fw} / {fc}"),

@@ -246,6 +246,12 @@ fn check_graph(pair: &OptionPair) -> Result<(), CodedError> {
     let text = pair.value.render().unwrap_or_default();
     let graph = filtergraph::parse(&text).map_err(|e| refused(e.0))?;
     for (_, filter) in &graph.filters {
+        // A chunk's own filter goes in front of the graph: one plain chain.
+        if !filter.inputs.is_empty() || !filter.outputs.is_empty() {
+            return Err(refused(
+                "a chunked job's video filters are one chain without link labels",
+            ));
+        }
         if !FRAME_FILTERS.contains(&filter.name.as_str()) {
             return Err(refused(format!(
                 "the {} filter may need the whole timeline; chunks take filters that work frame by frame ({})",
@@ -687,6 +693,10 @@ mod tests {
             (
                 json!([{"outfile_options": [["c:v", "libx264"], ["vf", "crop=w=100:h=100:x=t*10"]]}]),
                 "uses t",
+            ),
+            (
+                json!([{"outfile_options": [["c:v", "libx264"], ["vf", "[in]scale=320:-2[out]"]]}]),
+                "link labels",
             ),
         ];
         for (options, why) in cases {

@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use nommer_testkit::media::{video_bytes, video_pts};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,30 +26,15 @@ fn source(name: &str, seconds: u32, rate: u32, size: &str, gop: u32) -> PathBuf 
     if path.exists() {
         return path;
     }
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-y", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!(
-            "testsrc2=size={size}:rate={rate}:duration={seconds}"
-        ))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={seconds}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-        ])
-        .arg(gop.to_string())
-        .args(["-c:a", "aac", "-shortest"])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let clip = nommer_testkit::media::Clip {
+        seconds,
+        size,
+        rate,
+        gop,
+        preset: "ultrafast",
+        crf: 23,
+    };
+    clip.make(&path).unwrap();
     path
 }
 
@@ -65,42 +51,6 @@ fn ffprobe(args: &[&str], path: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// The video's presentation timestamps, in its time base, ascending; and the time base.
-fn video_pts(path: &Path) -> (Vec<i64>, f64) {
-    let text = ffprobe(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts",
-            "-of",
-            "csv=p=0",
-        ],
-        path,
-    );
-    let mut pts: Vec<i64> = text
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect();
-    pts.sort();
-    let base = ffprobe(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=time_base",
-            "-of",
-            "csv=p=0",
-        ],
-        path,
-    );
-    let (num, den) = base.trim().split_once('/').unwrap();
-    (
-        pts,
-        num.parse::<f64>().unwrap() / den.parse::<f64>().unwrap(),
-    )
 }
 
 /// Each stream's kind, start and end time in seconds.
@@ -592,24 +542,6 @@ async fn a_chunked_job_goes_on_across_a_feederd_restart() {
         .unwrap();
     assert_eq!(before["attempts"], 1, "{before}");
     assert_eq!(before["finished_at"], finished["finished_at"]);
-}
-
-/// The video stream's bytes.
-fn video_bytes(path: &Path) -> u64 {
-    let text = ffprobe(
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=size",
-            "-of",
-            "csv=p=0",
-        ],
-        path,
-    );
-    text.lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse::<u64>().ok())
-        .sum()
 }
 
 #[tokio::test]

@@ -216,29 +216,11 @@ impl Pipeline {
     /// sandbox user, and ENCODING reported. The source's path.
     pub async fn download(&self, run: &mut TaskRun<'_>) -> Result<PathBuf, End> {
         run.scratch.create().await?;
-        let task = run.task;
-        let input = run.scratch.path.join(match run.source.extension() {
-            Some(ext) => format!("source.{ext}"),
-            None => "source".into(),
-        });
+        let (task, dir) = (run.task, run.scratch.path.clone());
         tracing::info!(job_id = %task.job_id, task = task.task, source = %run.source, "downloading");
-        let progress = self.transfer_progress(task, "downloading", 0.0, ENCODE_START);
-        let downloaded = match self
-            .stoppable(task, run.storage.download(run.source, &input, progress))
-            .await
-        {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return Err(e.into()),
-            Err(stop) => return Err(End::Stopped(stop)),
-        };
-        tracing::info!(job_id = %task.job_id, task = task.task, bytes = downloaded.bytes, retries = downloaded.retries, "downloaded");
+        let (input, downloaded) = self.fetch_source(run, &dir).await?;
         // The tools run as the sandbox user: the directory and the source are theirs.
-        if let Err(e) = self.sandbox.hand_over(&run.scratch.path) {
-            return Err(End::failed(
-                FailureCode::ToolFailed,
-                format!("cannot hand the scratch directory to the sandbox user: {e}"),
-            ));
-        }
+        self.hand_over(&run.scratch.path, "scratch")?;
         self.report(
             task,
             JobState::Encoding,
@@ -257,31 +239,12 @@ impl Pipeline {
         run: &TaskRun<'_>,
     ) -> Result<(crate::inputs::Held, PathBuf), End> {
         let task = run.task;
-        let name = match run.source.extension() {
-            Some(ext) => format!("source.{ext}"),
-            None => "source".into(),
-        };
         let held = self
             .inputs
             .hold(&self.config.work_dir, &task.job_id, |dir| async move {
-                let input = dir.join(name);
                 tracing::info!(job_id = %task.job_id, task = task.task, source = %run.source, "downloading the job's source for its tasks here");
-                let progress = self.transfer_progress(task, "downloading", 0.0, ENCODE_START);
-                let done = match self
-                    .stoppable(task, run.storage.download(run.source, &input, progress))
-                    .await
-                {
-                    Ok(Ok(done)) => done,
-                    Ok(Err(e)) => return Err(End::from(e)),
-                    Err(stop) => return Err(End::Stopped(stop)),
-                };
-                tracing::info!(job_id = %task.job_id, task = task.task, bytes = done.bytes, retries = done.retries, "downloaded");
-                self.sandbox.hand_over(&dir).map_err(|e| {
-                    End::failed(
-                        FailureCode::ToolFailed,
-                        format!("cannot hand the input directory to the sandbox user: {e}"),
-                    )
-                })?;
+                let (input, _) = self.fetch_source(run, &dir).await?;
+                self.hand_over(&dir, "input")?;
                 Ok(input)
             });
         // A task waiting on another's fetch still stops when told to.
@@ -289,6 +252,42 @@ impl Pipeline {
             Ok(held) => held,
             Err(stop) => Err(End::Stopped(stop)),
         }
+    }
+
+    /// The job's source downloaded into `dir` as `source.EXT`, with
+    /// progress, unless the task is told to stop first.
+    async fn fetch_source(
+        &self,
+        run: &TaskRun<'_>,
+        dir: &Path,
+    ) -> Result<(PathBuf, Transferred), End> {
+        let task = run.task;
+        let input = dir.join(match run.source.extension() {
+            Some(ext) => format!("source.{ext}"),
+            None => "source".into(),
+        });
+        let progress = self.transfer_progress(task, "downloading", 0.0, ENCODE_START);
+        let done = match self
+            .stoppable(task, run.storage.download(run.source, &input, progress))
+            .await
+        {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(stop) => return Err(End::Stopped(stop)),
+        };
+        tracing::info!(job_id = %task.job_id, task = task.task, bytes = done.bytes, retries = done.retries, "downloaded");
+        Ok((input, done))
+    }
+
+    /// Give `dir` and what it holds to the sandbox user the tools run as;
+    /// `what` names the directory in the error.
+    pub fn hand_over(&self, dir: &Path, what: &str) -> Result<(), End> {
+        self.sandbox.hand_over(dir).map_err(|e| {
+            End::failed(
+                FailureCode::ToolFailed,
+                format!("cannot hand the {what} directory to the sandbox user: {e}"),
+            )
+        })
     }
 
     /// The sandbox and jail a task's tools run in.

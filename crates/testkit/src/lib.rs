@@ -1,6 +1,7 @@
 //! What the test suites share: private PostgreSQL and S3 servers per test
 //! binary, and a fault-injecting TCP proxy.
 
+pub mod media;
 pub mod moto;
 pub mod postgres;
 pub mod proxy;
@@ -41,31 +42,15 @@ pub fn start_watched(
 }
 
 /// A test clip from ffmpeg's lavfi sources: `testsrc2` video at 25 fps and a
-/// 440 Hz tone, H.264 and AAC.
+/// 440 Hz tone, H.264 (x264's default GOP and CRF) and AAC.
 pub fn make_clip(path: &std::path::Path, seconds: u32, size: &str) -> std::io::Result<()> {
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-y", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={size}:rate=25:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={seconds}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-c:a", "aac", "-shortest"])
-        .arg(path)
-        .status()?;
-    if !status.success() {
-        return Err(std::io::Error::other(format!(
-            "ffmpeg could not make {}",
-            path.display()
-        )));
+    media::Clip {
+        seconds,
+        size,
+        rate: 25,
+        gop: 250,
+        preset: "ultrafast",
+        crf: 23,
     }
-    Ok(())
+    .make(path)
 }

@@ -67,11 +67,8 @@ impl Runner for Assemble {
                 format!("writing the concat list: {e}"),
             );
         }
-        if let Err(e) = pipeline.sandbox.hand_over(&run.scratch.path) {
-            return End::failed(
-                FailureCode::ToolFailed,
-                format!("cannot hand the scratch directory to the sandbox user: {e}"),
-            );
+        if let Err(end) = pipeline.hand_over(&run.scratch.path, "scratch") {
+            return end;
         }
         if let Err(end) = pipeline
             .report(task, JobState::Encoding, None, Vec::new())
