@@ -109,11 +109,13 @@ impl SqlStore {
         // either sees it (and adds its tasks canceled) or committed its
         // tasks before, where the read below finds them.
         self.count(1);
-        sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2 AND state IN ({UNFINISHED})"
+        ))
+        .bind(now)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
         let mut tx = self.writer.begin().await?;
         // Tasks that do not count for the job (its cleanup) are neither
         // changed nor locked here: a task that ends the job releases them
