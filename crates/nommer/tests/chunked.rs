@@ -159,13 +159,7 @@ async fn a_chunked_job_on_two_workers_matches_the_same_job_unchunked() {
     );
     let plan = listed.iter().find(|t| t["kind"] == "plan").unwrap();
     assert_eq!(plan["result"]["frames"], 300, "{plan}");
-    let mut nodes: Vec<&str> = listed
-        .iter()
-        .filter(|t| t["kind"] == "chunk")
-        .map(|t| t["node"].as_str().unwrap())
-        .collect();
-    nodes.sort();
-    nodes.dedup();
+    let nodes = nodes_of(&api, &chunked, "chunk").await;
     assert_eq!(nodes.len(), 2, "the chunks ran on both workers: {listed:?}");
     // Each worker fetched the source once for all its tasks of the job.
     for worker in [&a, &b] {

@@ -127,17 +127,8 @@ async fn one_chunked_job_brings_the_local_fleet_to_its_maximum() {
     }
     // Its eight chunks are the backlog: one job, the whole fleet.
     assert_eq!(most_at_once, 3);
-    let tasks = api.get(&format!("/v1/jobs/{id}/tasks")).await;
-    let mut nodes: Vec<&str> = tasks["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["kind"] == "chunk")
-        .map(|t| t["node"].as_str().unwrap())
-        .collect();
-    nodes.sort();
-    nodes.dedup();
-    assert!(nodes.len() >= 2, "{tasks}");
+    let nodes = nodes_of(&api, &id, "chunk").await;
+    assert!(nodes.len() >= 2, "{nodes:?}");
 }
 
 fn moto_env() {

@@ -105,11 +105,7 @@ async fn a_cancel_while_planning_cancels_what_the_plan_adds(store: &dyn Store) {
     let plan = claim_all(store, "n1", 8, T0).await.remove(0);
     store.cancel(&job.id, T0 + 1).await.unwrap();
     // The plan's worker finishes before its heartbeat brings the cancel.
-    for state in [Encoding, Uploading] {
-        report(store, holder(&job.id, 0, &plan.token, state))
-            .await
-            .unwrap();
-    }
+    to_uploading(store, &plan).await;
     let added = two_chunks();
     let done = HolderReport {
         adds: &added,
@@ -132,11 +128,7 @@ async fn a_cancel_while_planning_cancels_what_the_plan_adds(store: &dyn Store) {
     // A plan may add only what a plan makes.
     let other = store.insert_job(&chunked_job(T0 + 20)).await.unwrap();
     let plan = claim_all(store, "n1", 8, T0 + 20).await.remove(0);
-    for state in [Encoding, Uploading] {
-        report(store, holder(&other.id, 0, &plan.token, state))
-            .await
-            .unwrap();
-    }
+    to_uploading(store, &plan).await;
     let cleanup = vec![nommer_model::tasks::TaskPlan::of(
         nommer_model::TaskKind::Cleanup,
     )];
@@ -188,13 +180,18 @@ fn two_chunks() -> Vec<nommer_model::tasks::TaskPlan> {
     })
 }
 
-/// Run a leased task from DOWNLOADING to FINISHED.
-async fn finish(store: &dyn Store, c: &Claimed) -> TaskChange {
+/// Run a leased task from DOWNLOADING to UPLOADING, where it may finish.
+async fn to_uploading(store: &dyn Store, c: &Claimed) {
     for state in [JobState::Encoding, JobState::Uploading] {
         report(store, holder(&c.job.id, c.task.task, &c.token, state))
             .await
             .unwrap();
     }
+}
+
+/// Run a leased task from DOWNLOADING to FINISHED.
+async fn finish(store: &dyn Store, c: &Claimed) -> TaskChange {
+    to_uploading(store, c).await;
     report(
         store,
         holder(&c.job.id, c.task.task, &c.token, JobState::Finished),
@@ -220,11 +217,7 @@ async fn a_plan_adds_tasks_and_waiting_ones_run_in_turn(store: &dyn Store) {
         ..holder(&job.id, 0, &plan.token, Encoding)
     };
     assert!(store.report_states(&[early], T0 + 5).await.is_err());
-    for state in [Encoding, Uploading] {
-        report(store, holder(&job.id, 0, &plan.token, state))
-            .await
-            .unwrap();
-    }
+    to_uploading(store, plan).await;
     let result = serde_json::json!({"frames": 500});
     let done = HolderReport {
         adds: &added,
@@ -282,11 +275,7 @@ async fn a_canceled_chunked_job_still_cleans_up(store: &dyn Store) {
     use JobState::*;
     let job = store.insert_job(&chunked_job(T0)).await.unwrap();
     let plan = claim_all(store, "n1", 8, T0).await.remove(0);
-    for state in [Encoding, Uploading] {
-        report(store, holder(&job.id, 0, &plan.token, state))
-            .await
-            .unwrap();
-    }
+    to_uploading(store, &plan).await;
     let added = two_chunks();
     let done = HolderReport {
         adds: &added,

@@ -480,3 +480,18 @@ impl FileServer {
         FileServer { url, dir }
     }
 }
+
+/// The distinct nodes that ran a job's tasks of `kind`, from its task list.
+pub async fn nodes_of(api: &Api, id: &str, kind: &str) -> Vec<String> {
+    let tasks = api.get(&format!("/v1/jobs/{id}/tasks")).await;
+    let mut nodes: Vec<String> = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == kind)
+        .filter_map(|t| t["node"].as_str().map(str::to_string))
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
