@@ -358,7 +358,8 @@ pub struct StateReportResults {
     pub results: Vec<StateReportResult>,
 }
 
-/// A lease handed back unfinished (worker shutdown).
+/// A lease handed back unfinished: the worker is shutting down, or the task
+/// could not run on this node.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReleaseRequest {
     /// The job's task; a report without one (an older nommerd) means task 0.
@@ -366,4 +367,10 @@ pub struct ReleaseRequest {
     pub task: u32,
     pub token: String,
     pub reason: String,
+    /// Set when the node, not the job, failed (its scratch disk was full):
+    /// the attempt counts, the task is retried after the backoff, and once no
+    /// attempts are left the job ends ERROR with this code. Absent for a
+    /// shutdown's hand-back, which does not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }

@@ -36,7 +36,7 @@ failure_codes! {
     MemoryExceeded = ("memory_exceeded", "A tool ran out of its address space (max_tool_memory_bytes)."),
     ToolStalled = ("tool_stalled", "ffmpeg reported no progress for max_tool_stall seconds (a filter expression that never ends, say) and was stopped."),
     StorageFailed = ("storage_failed", "The source could not be read or the destination written."),
-    QcFailed = ("qc_failed", "The output did not pass the check against its plan (a chunked job's frame count, duration or streams); nothing was published, and the details give the figures."),
+    QcFailed = ("qc_failed", "The output did not pass its check: ffprobe could not read it back (an encode ffmpeg reported as done but left truncated), or a chunked job's frame count, duration or streams differ from its plan; nothing was published, and the details say which."),
     SourceTooLarge = ("source_too_large", "The source is larger than the worker's max_download_bytes (256 GiB by default); nothing past the bound is read."),
 }
 

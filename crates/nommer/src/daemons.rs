@@ -95,6 +95,7 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     config.ffprobe = s.ffprobe_path.clone();
     config.net_policy = net_policy(s, true);
     config.max_download_bytes = s.max_download_bytes;
+    config.min_free_scratch_bytes = s.min_free_scratch_bytes;
     config.objects = s.objects();
     config.fleet = s.fleet;
     config.ec2 = s.ec2.clone();

@@ -215,6 +215,8 @@ pub struct Settings {
     pub max_job_runtime: u64,
     /// The largest source a worker downloads; larger ends in ERROR `source_too_large`.
     pub max_download_bytes: u64,
+    /// A worker leases nothing while its scratch file system has less free.
+    pub min_free_scratch_bytes: u64,
     /// Seconds ffmpeg may report no progress before it is stopped.
     pub max_tool_stall: u64,
     /// Address space a tool may map (RLIMIT_AS).
@@ -297,6 +299,7 @@ impl Default for Settings {
             max_output_bytes: 64 << 30,
             max_job_runtime: 24 * 3600,
             max_download_bytes: 256 << 30,
+            min_free_scratch_bytes: 256 << 20,
             max_tool_stall: 600,
             max_tool_memory_bytes: 16 << 30,
             max_tool_threads: 512,

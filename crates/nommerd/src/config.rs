@@ -50,6 +50,8 @@ pub struct NommerdConfig {
     pub max_tool_stall: Duration,
     /// The largest source a job may download.
     pub max_download_bytes: u64,
+    /// The worker leases nothing while its scratch file system has less free.
+    pub min_free_scratch_bytes: u64,
 }
 
 impl NommerdConfig {
@@ -79,6 +81,7 @@ impl NommerdConfig {
             max_job_runtime: Duration::from_secs(24 * 3600),
             max_tool_stall: Duration::from_secs(600),
             max_download_bytes: 256 << 30,
+            min_free_scratch_bytes: 256 << 20,
         }
     }
 }

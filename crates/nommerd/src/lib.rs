@@ -9,7 +9,9 @@ mod inputs;
 mod pipeline;
 mod reporter;
 mod runners;
+mod space;
 mod task;
+mod workdir;
 pub mod worker;
 
 pub use config::{NommerdConfig, ShutdownMode};

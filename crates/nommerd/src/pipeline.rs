@@ -53,6 +53,9 @@ pub enum End {
     Finished,
     /// ERROR, with the code the job's `error_code` shows.
     Error(&'static str, String),
+    /// The node failed, not the job (its scratch disk filled): retried
+    /// elsewhere, ERROR with this code once no attempts are left.
+    NodeFailed(&'static str, String),
     Stopped(Stop),
 }
 
@@ -119,6 +122,19 @@ impl Pipeline {
                 ),
             ),
         };
+        // Judged before the scratch goes: a disk this task filled is still full.
+        let end = match end {
+            End::Error(code, details)
+                if crate::space::ran_out(
+                    &self.config.work_dir,
+                    &details,
+                    self.config.min_free_scratch_bytes,
+                ) =>
+            {
+                End::NodeFailed(code, details)
+            }
+            end => end,
+        };
         scratch.remove(&grant.job_id).await;
         self.end(&task, end).await;
     }
@@ -148,18 +164,34 @@ impl Pipeline {
             End::Stopped(Stop::LeaseLost) => {
                 tracing::warn!(job_id = %job_id, task = number, "lease lost: another worker may hold this task now; its result here is discarded");
             }
+            End::NodeFailed(code, details) => {
+                tracing::warn!(job_id = %job_id, task = number, error_code = code, details = %nommer_model::tail_chars(&details, 300), "task cut short by a full scratch disk; handing it back to run elsewhere");
+                let reason = format!(
+                    "the scratch disk of node {} filled: {}",
+                    self.config.node_id,
+                    nommer_model::tail_chars(&details, 300)
+                );
+                self.release(task, reason, Some(code)).await;
+            }
             End::Stopped(Stop::Handback) => {
-                let request = ReleaseRequest {
-                    task: number,
-                    token: task.token.clone(),
-                    reason: "worker shutting down".into(),
-                };
-                match self.client.release(job_id, &request).await {
-                    Ok(_) => tracing::info!(job_id = %job_id, task = number, "lease handed back"),
-                    Err(e) => {
-                        tracing::warn!(job_id = %job_id, task = number, error = %e, "cannot hand the lease back; it will expire")
-                    }
-                }
+                self.release(task, "worker shutting down".into(), None)
+                    .await;
+            }
+        }
+    }
+
+    async fn release(&self, task: &Arc<RunningTask>, reason: String, failed: Option<&str>) {
+        let (job_id, number) = (&task.job_id, task.task);
+        let request = ReleaseRequest {
+            task: number,
+            token: task.token.clone(),
+            reason,
+            failed: failed.map(str::to_string),
+        };
+        match self.client.release(job_id, &request).await {
+            Ok(_) => tracing::info!(job_id = %job_id, task = number, "lease handed back"),
+            Err(e) => {
+                tracing::warn!(job_id = %job_id, task = number, error = %e, "cannot hand the lease back; it will expire")
             }
         }
     }

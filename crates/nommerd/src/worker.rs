@@ -100,6 +100,16 @@ pub async fn run_in(
     } else {
         None
     };
+    let (own_dir, swept) = crate::workdir::claim(&config.work_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot take a scratch directory in {}: {e}",
+            config.work_dir.display()
+        )
+    })?;
+    if swept.dirs > 0 {
+        tracing::info!(dirs = swept.dirs, bytes = swept.bytes, "removed the scratch that stopped workers left behind");
+    }
+    config.work_dir = own_dir.path.clone();
     let config = Arc::new(config);
     let client = Client::new(&config.feederd_url, config.worker_token.clone());
     let shared = Arc::new(Shared {
@@ -159,8 +169,28 @@ pub async fn run_in(
         pipeline: pipeline.clone(),
     };
     let mut failures = 0u32;
+    let mut disk_full = false;
     while !*shutdown.borrow() {
         let free = config.max_jobs.saturating_sub(shared.running_count());
+        // A full scratch disk would fail whatever is leased: lease nothing
+        // until the space is back.
+        let space = crate::space::free_bytes(&config.work_dir);
+        let full = space.is_some_and(|b| b < config.min_free_scratch_bytes);
+        if full != disk_full {
+            disk_full = full;
+            match full {
+                true => tracing::warn!(free_bytes = space, min_free_scratch_bytes = config.min_free_scratch_bytes, "scratch disk nearly full; leasing nothing until space is back"),
+                false => tracing::info!(free_bytes = space, "scratch disk has space again; leasing"),
+            }
+        }
+        if full {
+            tokio::select! {
+                Some(ended) = slots.set.join_next_with_id() => slots.ended(ended),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            continue;
+        }
         if free == 0 {
             tokio::select! {
                 Some(ended) = slots.set.join_next_with_id() => slots.ended(ended),
@@ -259,6 +289,7 @@ pub async fn run_in(
     if let (Some(Leaving::IdleTermination), Some(imds)) = (leaving, &imds) {
         crate::ec2::terminate_self(&shared, imds).await;
     }
+    own_dir.remove();
     tracing::info!(node_id = %config.node_id, "nommerd stopped");
     Ok(())
 }

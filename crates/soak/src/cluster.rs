@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 /// worker's task moves on within seconds rather than half a minute.
 pub const LEASE_TTL_S: u64 = 6;
 const TIMINGS: &str = "lease_ttl = 6\nlease_retry_backoff = 1\nnommerd_heartbeat_interval = 1\n";
-/// Each worker's scratch tmpfs.
+/// Each worker's scratch tmpfs, and the free space below which it leases
+/// nothing.
 const SCRATCH_BYTES: u64 = 96 << 20;
+const MIN_FREE: u64 = 8 << 20;
 pub const BUCKET_IN: &str = "soak-in";
 pub const BUCKET_OUT: &str = "soak-out";
 
@@ -209,7 +211,7 @@ impl Cluster {
             let config = dir.join(format!("{name}.toml"));
             std::fs::write(
                 &config,
-                format!("{TIMINGS}node_id = \"soak-{i}\"\n{storage_config}"),
+                format!("{TIMINGS}node_id = \"soak-{i}\"\nmin_free_scratch_bytes = {MIN_FREE}\n{storage_config}"),
             )?;
             let mut worker = Daemon {
                 args: vec![
@@ -336,6 +338,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// Bytes in use on the workers' scratch mounts.
+    pub fn scratch_used(&self) -> u64 {
+        self.workers
+            .iter()
+            .filter_map(|w| w.scratch.as_ref())
+            .filter_map(|s| statvfs(s).ok())
+            .map(|s| (s.f_blocks - s.f_bfree) as u64 * s.f_frsize as u64)
+            .sum()
+    }
+
     /// Daemons that exited on their own: none should.
     pub fn crashed(&mut self) -> Vec<String> {
         self.replicas
@@ -363,7 +375,7 @@ impl Cluster {
     }
 }
 
-fn free_bytes(path: &Path) -> anyhow::Result<u64> {
+fn statvfs(path: &Path) -> anyhow::Result<libc::statvfs> {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
     // SAFETY: statvfs writes into the struct we pass; c is a valid C string.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -372,5 +384,10 @@ fn free_bytes(path: &Path) -> anyhow::Result<u64> {
         "statvfs {}",
         path.display()
     );
+    Ok(stat)
+}
+
+fn free_bytes(path: &Path) -> anyhow::Result<u64> {
+    let stat = statvfs(path)?;
     Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }

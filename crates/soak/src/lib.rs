@@ -134,6 +134,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
     report.faults = injected;
     report.crashed = crashed;
     report.drained_s = drained_s;
+    report.scratch_left_bytes = cluster.scratch_used();
     let keep = settings.keep_logs || !report.passed();
     cluster.shut_down(keep);
     if keep {

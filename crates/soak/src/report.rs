@@ -73,6 +73,9 @@ pub struct Report {
     pub finished: u64,
     pub errored: BTreeMap<String, u64>,
     pub error_samples: Vec<String>,
+    /// Jobs that ended ERROR because a scratch disk filled: the node's
+    /// fault, which is retried elsewhere, never the job's.
+    pub disk_full_errors: Vec<String>,
     pub canceled: u64,
     pub lost: Vec<String>,
     pub duplicate: Vec<String>,
@@ -88,6 +91,8 @@ pub struct Report {
     /// Submit-to-FINISHED of copy jobs, seconds: (calm, during faults).
     pub copy_latency: (Vec<f64>, Vec<f64>),
     pub drained_s: f64,
+    /// Scratch still in use on the workers once the drain was over.
+    pub scratch_left_bytes: u64,
 }
 
 impl Report {
@@ -103,6 +108,7 @@ impl Report {
             && self.corrupt.is_empty()
             && self.missing_webhooks.is_empty()
             && self.crashed.is_empty()
+            && self.disk_full_errors.is_empty()
     }
 }
 
@@ -192,6 +198,10 @@ pub async fn judge(
             Some(JobState::Finished) => report.finished += 1,
             Some(JobState::Error) | Some(JobState::Abandoned) => {
                 let code = job.error_code.clone().unwrap_or_else(|| job.state.clone());
+                let text = details.as_deref().unwrap_or("");
+                if text.contains("No space left on device") || text.contains("scratch disk") {
+                    report.disk_full_errors.push(format!("{id} {code}"));
+                }
                 *report.errored.entry(code.clone()).or_default() += 1;
                 if report.error_samples.len() < 12 {
                     report.error_samples.push(format!(
@@ -378,6 +388,11 @@ impl std::fmt::Display for Report {
             row(&mut out, &format!("  {code}"), n.to_string());
         }
         row(&mut out, "canceled", self.canceled.to_string());
+        zero(
+            &mut out,
+            "errored because a scratch disk filled",
+            self.disk_full_errors.len(),
+        );
         zero(&mut out, "lost (not terminal after the drain)", self.lost.len());
         zero(&mut out, "duplicate", self.duplicate.len());
         zero(&mut out, "out of order", self.out_of_order.len());
@@ -424,6 +439,11 @@ impl std::fmt::Display for Report {
             &mut out,
             "drained (faults end to all terminal and delivered)",
             format!("{:.1} s", self.drained_s),
+        );
+        row(
+            &mut out,
+            "scratch left on the workers after the drain",
+            format!("{} KiB", self.scratch_left_bytes >> 10),
         );
         for (title, list) in [
             ("lost", &self.lost),

@@ -78,6 +78,7 @@ cases!(
     deliveries_in_order_per_job,
     abandon_only_pending,
     release_does_not_count,
+    a_node_failure_counts_and_waits_the_backoff,
     list_pages_newest_first,
     nodes_are_tracked_and_lost,
     an_expired_lease_not_yet_reaped_can_be_renewed,
@@ -317,7 +318,7 @@ async fn a_canceled_task_handed_back_ends_canceled(store: &dyn Store) {
     let flagged = store.cancel(&job.id, T0 + 1).await.unwrap();
     assert_eq!(flagged.state, JobState::Downloading);
     let back = store
-        .release(&job.id, 0, &lease.token, "worker shutting down", T0 + 2)
+        .release(&job.id, 0, &lease.token, "worker shutting down", None, T0 + 2)
         .await
         .unwrap();
     assert_eq!(
@@ -413,7 +414,7 @@ async fn tasks_are_fenced_each_on_its_own(store: &dyn Store) {
     assert_eq!(valid, vec![(0, true), (1, false), (1, true)]);
     // A hand-back frees only its task.
     store
-        .release(&job.id, 1, t1, "shutting down", T0 + 7)
+        .release(&job.id, 1, t1, "shutting down", None, T0 + 7)
         .await
         .unwrap();
     let tasks = store.job_tasks(&job.id).await.unwrap();
@@ -921,7 +922,7 @@ async fn fencing_refuses_stale_tokens(store: &dyn Store) {
         .unwrap();
     assert!(!beats[0].valid);
     assert!(store
-        .release(&job.id, 0, &first.token, "x", later)
+        .release(&job.id, 0, &first.token, "x", None, later)
         .await
         .is_err());
     store
@@ -1210,7 +1211,7 @@ async fn release_does_not_count(store: &dyn Store) {
     let job = store.insert_job(&new_job(T0, true)).await.unwrap();
     let lease = store.claim(&node("n1"), 1, T0).await.unwrap().remove(0);
     let back = store
-        .release(&job.id, 0, &lease.token, "worker shutting down", T0 + 1)
+        .release(&job.id, 0, &lease.token, "worker shutting down", None, T0 + 1)
         .await
         .unwrap();
     assert_eq!(back.state, JobState::Pending);
@@ -1220,6 +1221,36 @@ async fn release_does_not_count(store: &dyn Store) {
     assert!(back.state_details.unwrap().contains("worker shutting down"));
     let again = store.claim(&node("n2"), 1, T0 + 1).await.unwrap();
     assert_eq!(again.len(), 1, "claimable at once");
+}
+
+/// A task its node could not run (the scratch disk filled) is retried
+/// elsewhere after the backoff; the attempt counts, and once none are left
+/// the job ends ERROR with the code the worker gave.
+async fn a_node_failure_counts_and_waits_the_backoff(store: &dyn Store) {
+    let job = store.insert_job(&new_job(T0, true)).await.unwrap();
+    let mut now = T0;
+    for attempt in 1..=3 {
+        let lease = store.claim(&node("n1"), 1, now).await.unwrap().remove(0);
+        let back = store
+            .release(&job.id, 0, &lease.token, "the scratch disk filled", Some("storage_failed"), now + 1)
+            .await
+            .unwrap();
+        let stored = store.get_job(&job.id).await.unwrap().unwrap();
+        assert_eq!(stored.attempts, attempt);
+        if attempt < 3 {
+            assert_eq!(back.state, JobState::Pending);
+            assert!(
+                store.claim(&node("n2"), 1, now + 2).await.unwrap().is_empty(),
+                "a node failure waits the backoff"
+            );
+            assert!(stored.state_details.unwrap().contains("retrying in"));
+            now += 1 + POLICY.backoff_ms(attempt);
+        } else {
+            assert_eq!(back.state, JobState::Error);
+            assert_eq!(stored.error_code.as_deref(), Some("storage_failed"));
+            assert!(stored.state_details.unwrap().contains("no attempts are left"));
+        }
+    }
 }
 
 async fn list_pages_newest_first(store: &dyn Store) {

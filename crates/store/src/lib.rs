@@ -177,13 +177,17 @@ pub trait Store: Send + Sync + 'static {
         let mut results = self.report_states(&[report], now).await?;
         results.pop().unwrap_or(Err(StoreError::NotFound))
     }
-    /// The lease holder hands the task back unfinished; it does not count as an attempt.
+    /// The lease holder hands the task back unfinished. A hand-back
+    /// (`failed` None) does not count as an attempt; a node's failure
+    /// (`failed`: the job's error code should no attempts be left) counts,
+    /// and the task is retried after the backoff.
     async fn release(
         &self,
         id: &str,
         task: u32,
         token: &str,
         reason: &str,
+        failed: Option<&str>,
         now: i64,
     ) -> StoreResult<TaskChange>;
     /// Cancel: PENDING tasks end at once; leased ones are flagged for their

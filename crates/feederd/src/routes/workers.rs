@@ -208,8 +208,10 @@ pub async fn report_states(
     Ok(Json(StateReportResults { results }))
 }
 
-/// Hand a leased job back unfinished (shutdown, spot interruption); it is
-/// claimable again at once and the attempt does not count.
+/// Hand a leased job back unfinished: after a shutdown or spot interruption
+/// it is claimable again at once and the attempt does not count; after a
+/// node's failure (`failed`) the attempt counts and it is retried after the
+/// backoff.
 #[utoipa::path(post, path = "/v1/workers/jobs/{id}/release", tag = "workers", params(("id" = String, Path)), request_body = ReleaseRequest,
     responses((status = 200, body = Job), (status = 409, body = nommer_model::error::ApiErrorBody)))]
 pub async fn release(
@@ -220,7 +222,14 @@ pub async fn release(
     let request: ReleaseRequest = body(&state, request).await?;
     state
         .store
-        .release(&id, request.task, &request.token, &request.reason, now_ms())
+        .release(
+            &id,
+            request.task,
+            &request.token,
+            &request.reason,
+            request.failed.as_deref(),
+            now_ms(),
+        )
         .await?;
     tracing::info!(job_id = %id, task = request.task, reason = %request.reason, "task handed back");
     Ok(Json(current_job(&state, &id).await?))

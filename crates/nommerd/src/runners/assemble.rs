@@ -129,7 +129,7 @@ async fn check(
     let frames = nommer_media::frames::video_frames(ffprobe, &path, Some(confinement.clone()));
     let (probe, frames) = tokio::try_join!(probe, frames).map_err(|e| {
         End::failed(
-            FailureCode::ToolFailed,
+            FailureCode::QcFailed,
             format!("ffprobe cannot read the assembled output: {e}"),
         )
     })?;

@@ -96,6 +96,7 @@ async fn encode(
     }
     let ffmpeg = FfmpegRun {
         ffmpeg: &pipeline.config.ffmpeg,
+        ffprobe: &pipeline.config.ffprobe,
         passes,
         input: &input,
         output: &output,

@@ -62,6 +62,7 @@ impl Runner for Ffmpeg {
         };
         let ffmpeg = FfmpegRun {
             ffmpeg: &pipeline.config.ffmpeg,
+            ffprobe: &pipeline.config.ffprobe,
             passes: run.passes,
             input: &input,
             output: &output,
@@ -85,6 +86,8 @@ impl Runner for Ffmpeg {
 
 pub struct FfmpegRun<'a> {
     pub ffmpeg: &'a str,
+    /// Reads the output back once the last pass is done.
+    pub ffprobe: &'a str,
     pub passes: &'a [Pass],
     pub input: &'a Path,
     pub output: &'a Path,
@@ -189,6 +192,27 @@ impl FfmpegRun<'_> {
                 }
             }
         }
-        Ok(())
+        self.read_back().await
+    }
+
+    /// ffmpeg exits 0 when only its trailer failed to write (a full disk
+    /// leaves an MP4 without its `moov`): what it wrote must read back, with
+    /// a stream, before anything uploads it.
+    async fn read_back(&self) -> Result<(), NomError> {
+        let probed = nommer_media::probe::probe(
+            self.ffprobe,
+            self.output,
+            Some(self.confinement.clone()),
+        )
+        .await;
+        let why = match probed {
+            Ok(probe) if !probe.streams.is_empty() => return Ok(()),
+            Ok(_) => "it has no streams".to_string(),
+            Err(e) => format!("it cannot be read back: {e}"),
+        };
+        Err(NomError::Failed(
+            FailureCode::QcFailed,
+            format!("ffmpeg exited 0, but {why}; nothing was published"),
+        ))
     }
 }

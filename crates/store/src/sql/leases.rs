@@ -265,8 +265,10 @@ impl SqlStore {
         }))
     }
 
-    /// The lease holder hands the task back unfinished; the attempt does not
-    /// count. A task a cancel was waiting for (its worker stopped before a
+    /// The lease holder hands the task back unfinished. A hand-back (a
+    /// shutdown) does not count as an attempt; a node's failure (`failed`,
+    /// the code to end with) counts, and waits the backoff like an expired
+    /// lease. A task a cancel was waiting for (its worker stopped before a
     /// heartbeat brought the cancel) ends CANCELED instead of running again.
     pub(super) async fn hand_back(
         &self,
@@ -274,11 +276,12 @@ impl SqlStore {
         task: u32,
         token: &str,
         reason: &str,
+        failed: Option<&str>,
         now: i64,
     ) -> StoreResult<TaskChange> {
         let mut tx = self.writer.begin().await?;
-        let flagged: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT cancel_requested FROM tasks WHERE job_id = $1 AND task = $2 AND lease_token = $3{}",
+        let held = sqlx::query(&format!(
+            "SELECT cancel_requested, attempts, max_attempts FROM tasks WHERE job_id = $1 AND task = $2 AND lease_token = $3{}",
             self.dialect.for_update()
         ))
         .bind(id)
@@ -287,14 +290,35 @@ impl SqlStore {
         .fetch_optional(&mut *tx)
         .await?;
         self.count(1);
-        let canceled = flagged.is_some_and(|f| f != 0);
-        let details = match canceled {
-            true => format!("canceled; its worker handed it back ({reason}) before it stopped"),
-            false => format!("handed back by its worker: {reason}"),
+        let (canceled, attempts, max_attempts) = match &held {
+            Some(row) => (
+                row.try_get::<i64, _>("cancel_requested")? != 0,
+                row.try_get::<i64, _>("attempts")? as u32,
+                row.try_get::<i64, _>("max_attempts")? as u32,
+            ),
+            None => (false, 0, 0),
         };
-        let to = match canceled {
-            true => JobState::Canceled,
-            false => JobState::Pending,
+        let retry = failed.map(|_| self.retry_after(attempts, max_attempts, now));
+        let (to, details) = match (canceled, retry) {
+            (true, _) => (
+                JobState::Canceled,
+                format!("canceled; its worker handed it back ({reason}) before it stopped"),
+            ),
+            (false, None) => (
+                JobState::Pending,
+                format!("handed back by its worker: {reason}"),
+            ),
+            (false, Some(Some(at))) => (
+                JobState::Pending,
+                format!(
+                    "{reason} (attempt {attempts} of {max_attempts}); retrying in {} s",
+                    (at - now) / 1000
+                ),
+            ),
+            (false, Some(None)) => (
+                JobState::Error,
+                format!("{reason} (attempt {attempts} of {max_attempts}); no attempts are left"),
+            ),
         };
         let report = HolderReport {
             job_id: id,
@@ -303,20 +327,27 @@ impl SqlStore {
             to,
             details: Some(&details),
             warnings: &[],
-            error_code: None,
+            error_code: failed.filter(|_| to == JobState::Error),
             result: None,
             adds: &[],
         };
-        let transition = match canceled {
-            true => Transition {
-                lease: Lease::End,
-                ..Transition::to(to, Some(&details))
-            },
-            false => Transition {
+        let transition = match (to, retry) {
+            (JobState::Pending, None) => Transition {
                 lease: Lease::Free,
                 run_after: Some(now),
                 progress: Some(None),
                 attempts_delta: -1,
+                ..Transition::to(to, Some(&details))
+            },
+            (JobState::Pending, Some(at)) => Transition {
+                lease: Lease::Free,
+                run_after: at,
+                progress: Some(None),
+                ..Transition::to(to, Some(&details))
+            },
+            _ => Transition {
+                lease: Lease::End,
+                error_code: report.error_code,
                 ..Transition::to(to, Some(&details))
             },
         };
@@ -461,6 +492,12 @@ impl SqlStore {
         Ok(changes)
     }
 
+    /// When a task that failed on its node (an expired lease, a full disk)
+    /// runs again: after the backoff, or never once its attempts are spent.
+    fn retry_after(&self, attempts: u32, max_attempts: u32, now: i64) -> Option<i64> {
+        (attempts < max_attempts).then(|| now + self.policy.backoff_ms(attempts))
+    }
+
     async fn reap_one(
         &self,
         conn: &mut Conn,
@@ -479,18 +516,17 @@ impl SqlStore {
                 format!("canceled; node {node} stopped answering before it confirmed"),
                 now,
             )
-        } else if attempts >= max_attempts {
+        } else if let Some(at) = self.retry_after(attempts, max_attempts, now) {
+            (
+                JobState::Pending,
+                format!("{whose} expired on node {node} (attempt {attempts} of {max_attempts}); retrying in {} s", (at - now) / 1000),
+                at,
+            )
+        } else {
             (
                 JobState::Error,
                 format!("{whose} expired on node {node} (attempt {attempts} of {max_attempts}); no attempts are left"),
                 now,
-            )
-        } else {
-            let wait = self.policy.backoff_ms(attempts);
-            (
-                JobState::Pending,
-                format!("{whose} expired on node {node} (attempt {attempts} of {max_attempts}); retrying in {} s", wait / 1000),
-                now + wait,
             )
         };
         check(task.state, to, Actor::Feederd)?;

@@ -182,9 +182,10 @@ impl Store for SqlStore {
         task: u32,
         token: &str,
         reason: &str,
+        failed: Option<&str>,
         now: i64,
     ) -> StoreResult<TaskChange> {
-        self.hand_back(id, task, token, reason, now).await
+        self.hand_back(id, task, token, reason, failed, now).await
     }
 
     async fn cancel(&self, id: &str, now: i64) -> StoreResult<JobRecord> {
