@@ -317,14 +317,7 @@ impl Storage {
         let mut sink = Sink::file(dest.to_path_buf()).await?;
         let done =
             transfer::pump(uri, |offset| self.open(uri, offset), &mut sink, &progress).await?;
-        if let Sink::File { file, path } = sink {
-            file.sync_all().await.map_err(|e| {
-                StorageError::new(
-                    StorageErrorKind::Failed,
-                    format!("writing {}: {e}", path.display()),
-                )
-            })?;
-        }
+        sink.finish_file().await?;
         Ok(done)
     }
 
@@ -411,7 +404,11 @@ impl Storage {
                 file: tokio::fs::File::from_std(writer),
                 path: anchor.path.clone(),
             };
-            return match transfer::pump(src, open, &mut sink, &progress).await {
+            let pumped = match transfer::pump(src, open, &mut sink, &progress).await {
+                Ok(done) => sink.finish_file().await.map(|()| done),
+                Err(e) => Err(e),
+            };
+            return match pumped {
                 Ok(done) => Ok((Staged::File(staged), done)),
                 Err(e) => {
                     drop(sink);

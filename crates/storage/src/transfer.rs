@@ -54,6 +54,26 @@ impl Sink {
         Ok(Sink::File { file, path })
     }
 
+    /// A file sink's bytes are all on disk, or the error that stopped them.
+    /// tokio writes a file in the background, and its `sync_all` keeps the
+    /// last write's error to itself (a full disk then leaves a short file
+    /// that reads as complete): `flush` returns it.
+    pub async fn finish_file(&mut self) -> Result<(), StorageError> {
+        let Sink::File { file, path } = self else {
+            return Ok(());
+        };
+        let written = match file.flush().await {
+            Ok(()) => file.sync_all().await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Failed,
+                format!("writing {}: {e}", path.display()),
+            )
+        })
+    }
+
     async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
         match self {
             Sink::File { file, path } => file.write_all(&chunk).await.map_err(|e| {
@@ -164,5 +184,44 @@ where
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 64 KiB tmpfs, unmounted when dropped (the tests run as root).
+    struct SmallDisk(tempfile::TempDir);
+
+    impl SmallDisk {
+        fn mount() -> SmallDisk {
+            let dir = tempfile::tempdir().unwrap();
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "cannot mount a tmpfs: the tests run as root");
+            SmallDisk(dir)
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_last_write_that_fills_the_disk_is_an_error_not_a_short_file() {
+        let disk = SmallDisk::mount();
+        let mut sink = Sink::file(disk.0.path().join("source.mp4")).await.unwrap();
+        // tokio takes the whole chunk and writes it in the background.
+        sink.write(Bytes::from(vec![7u8; 256 << 10])).await.unwrap();
+        let e = sink.finish_file().await.unwrap_err();
+        assert!(e.message.contains("No space left on device"), "{}", e.message);
     }
 }
