@@ -195,7 +195,7 @@ async fn cancel_stops_ffmpeg_and_cleans_up() {
         processes_mentioning(&id).is_empty(),
         "ffmpeg survived the cancel"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(worker.work_dir()).unwrap().collect();
+    let leftovers: Vec<_> = std::fs::read_dir(worker.scratch_dir()).unwrap().collect();
     assert!(leftovers.is_empty(), "scratch files left: {leftovers:?}");
 }
 

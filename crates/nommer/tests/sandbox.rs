@@ -472,7 +472,7 @@ async fn a_job_past_its_runtime_ends_runtime_exceeded() {
         text(&status.stdout)
     );
     assert!(!dest.exists());
-    let left: Vec<_> = std::fs::read_dir(worker.work_dir()).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(worker.scratch_dir()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 
     // The node reports what its sandbox enforces.
@@ -498,6 +498,6 @@ async fn a_job_past_max_output_bytes_ends_output_too_large_and_leaves_nothing() 
     api.ends_in_error(&id, "output_too_large", Duration::from_secs(60))
         .await;
     assert!(!dest.exists());
-    let left: Vec<_> = std::fs::read_dir(worker.work_dir()).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(worker.scratch_dir()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }

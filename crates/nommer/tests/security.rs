@@ -786,7 +786,7 @@ async fn scratch_directories_carry_no_lease_token() {
         .await;
     api.wait_for(&id, &["ENCODING"], Duration::from_secs(60))
         .await;
-    let names: Vec<String> = std::fs::read_dir(worker.work_dir())
+    let names: Vec<String> = std::fs::read_dir(worker.scratch_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();

@@ -125,11 +125,7 @@ impl Pipeline {
         // Judged before the scratch goes: a disk this task filled is still full.
         let end = match end {
             End::Error(code, details)
-                if crate::space::ran_out(
-                    &self.config.work_dir,
-                    &details,
-                    self.config.min_free_scratch_bytes,
-                ) =>
+                if crate::space::ran_out(&self.config.work_dir, &details) =>
             {
                 End::NodeFailed(code, details)
             }

@@ -19,11 +19,16 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
 /// strerror(ENOSPC), as both Rust's I/O errors and ffmpeg's messages end.
 const NO_SPACE: &str = "No space left on device";
 
+/// Below this the scratch disk is full: what a tool wrote when its last
+/// write failed (ffmpeg's own error then names only the trailer).
+const FULL: u64 = 1 << 20;
+
 /// Whether a task's failure was the scratch disk running out: its error
-/// says so, or the file system is below `min_free` now, before the task's
-/// own scratch is removed.
-pub fn ran_out(work_dir: &Path, details: &str, min_free: u64) -> bool {
-    details.contains(NO_SPACE) || free_bytes(work_dir).is_some_and(|free| free < min_free)
+/// says so, or the file system is full now, before the task's own scratch
+/// is removed. A low disk alone is not enough: a job's own error on a
+/// nearly full disk stays the job's.
+pub fn ran_out(work_dir: &Path, details: &str) -> bool {
+    details.contains(NO_SPACE) || free_bytes(work_dir).is_some_and(|free| free < FULL)
 }
 
 #[cfg(test)]
@@ -37,10 +42,8 @@ mod tests {
         assert!(free_bytes(&dir.join("nommer-no-such-directory")).is_none());
         assert!(ran_out(
             &dir,
-            "writing x: No space left on device (os error 28)",
-            0
+            "writing x: No space left on device (os error 28)"
         ));
-        assert!(!ran_out(&dir, "ffmpeg exited with status 1", 0));
-        assert!(ran_out(&dir, "ffmpeg exited with status 1", u64::MAX));
+        assert!(!ran_out(&dir, "ffmpeg exited with status 1"));
     }
 }

@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub struct OwnDir {
@@ -30,16 +30,63 @@ fn try_lock(file: &File) -> bool {
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
-fn bytes_under(path: &Path) -> u64 {
+/// A lock file, opened without following a link or blocking on a FIFO that
+/// someone else put there.
+fn open_lock(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+fn bytes_under(path: &Path, depth: u32) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
     if !meta.is_dir() {
         return meta.len();
     }
+    if depth == 0 {
+        return 0;
+    }
     std::fs::read_dir(path)
-        .map(|dir| dir.flatten().map(|e| bytes_under(&e.path())).sum())
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| bytes_under(&e.path(), depth - 1))
+                .sum()
+        })
         .unwrap_or(0)
+}
+
+/// `run-NONCE` and what follows it, for a nonce of ours (16 hex digits):
+/// other programs' `run-*` entries are not ours to remove.
+fn nonce_of(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("run-")?;
+    let (nonce, suffix) = rest.split_at(rest.len().min(16));
+    (nonce.len() == 16 && nonce.bytes().all(|b| b.is_ascii_hexdigit())).then_some((nonce, suffix))
+}
+
+fn owned_by_us(meta: &std::fs::Metadata) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    meta.uid() == unsafe { libc::geteuid() }
+}
+
+/// A new lock, held: taken under a name no sweeper reads as a live
+/// worker's, then renamed to `run-NONCE.lock`, so that only a held lock ever
+/// has that name.
+fn take_lock(work_dir: &Path) -> io::Result<(String, File, PathBuf)> {
+    let nonce = format!("{:016x}", rand::random::<u64>());
+    let locking = work_dir.join(format!("run-{nonce}.locking"));
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&locking)?;
+    if !try_lock(&lock) {
+        return Err(io::Error::other(format!("cannot lock {}", locking.display())));
+    }
+    let lock_path = work_dir.join(format!("run-{nonce}.lock"));
+    std::fs::rename(&locking, &lock_path)?;
+    Ok((nonce, lock, lock_path))
 }
 
 /// Remove what dead workers left in `work_dir`, then take a directory of
@@ -48,46 +95,60 @@ pub fn claim(work_dir: &Path) -> io::Result<(OwnDir, Swept)> {
     let mut swept = Swept::default();
     for entry in std::fs::read_dir(work_dir)?.flatten() {
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(run) = name.strip_prefix("run-") else {
+        let Some((nonce, suffix)) = name.to_str().and_then(nonce_of) else {
             continue;
         };
-        let (dir, lock_path) = match run.strip_suffix(".lock") {
-            Some(nonce) => (work_dir.join(format!("run-{nonce}")), entry.path()),
-            None => (entry.path(), work_dir.join(format!("{name}.lock"))),
+        let dir = work_dir.join(format!("run-{nonce}"));
+        let lock_path = work_dir.join(format!("run-{nonce}.lock"));
+        let lock = match suffix {
+            // A directory is made only once its lock file is in place, and
+            // that file goes only after it: a directory without one is a
+            // dead worker's.
+            "" => match open_lock(&lock_path) {
+                Ok(_) => continue, // judged by its lock file's entry
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(_) => continue,
+            },
+            ".lock" | ".locking" => match open_lock(&entry.path()) {
+                Ok(file) if try_lock(&file) => Some(file),
+                _ => continue,
+            },
+            _ => continue,
         };
-        // A directory is made only once its lock is held, and its lock file
-        // goes only after it: a directory without one is a dead worker's.
-        let lock = match File::open(&lock_path) {
-            Ok(file) if try_lock(&file) => Some(file),
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(_) => continue,
-        };
-        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-            swept.bytes += bytes_under(&dir);
-            std::fs::remove_dir_all(&dir)?;
-            swept.dirs += 1;
+        if let Ok(meta) = std::fs::symlink_metadata(&dir) {
+            if meta.is_dir() && owned_by_us(&meta) {
+                let bytes = bytes_under(&dir, 16);
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {
+                        swept.dirs += 1;
+                        swept.bytes += bytes;
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a stopped worker's scratch")
+                    }
+                }
+            }
         }
         if lock.is_some() {
-            let _ = std::fs::remove_file(&lock_path);
+            let _ = std::fs::remove_file(entry.path());
         }
     }
-    let nonce = format!("{:016x}", rand::random::<u64>());
-    let lock_path = work_dir.join(format!("run-{nonce}.lock"));
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock_path)?;
-    if !try_lock(&lock) {
-        return Err(io::Error::other(format!(
-            "cannot lock {}",
-            lock_path.display()
-        )));
-    }
+    // A sweeper starting at the same instant may take the lock file in the
+    // moment between its creation and its lock: then try another nonce.
+    let mut tries = 0;
+    let (nonce, lock, lock_path) = loop {
+        tries += 1;
+        match take_lock(work_dir) {
+            Ok(taken) => break taken,
+            Err(e) if tries < 5 => tracing::debug!(error = %e, "a scratch lock was taken away; again"),
+            Err(e) => return Err(e),
+        }
+    };
     let path = work_dir.join(format!("run-{nonce}"));
-    // The sandbox user passes through to the scratch directories inside.
-    std::fs::DirBuilder::new().mode(0o711).create(&path)?;
+    std::fs::create_dir(&path)?;
+    // The sandbox user passes through to the scratch directories inside,
+    // whatever the umask.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o711))?;
     Ok((
         OwnDir {
             path,
@@ -131,13 +192,19 @@ mod tests {
         std::fs::write(dead.path.join("output.mp4"), [0u8; 500]).unwrap();
         let dead_path = dead.path.clone();
         drop(dead);
-        // One that died between its lock going and its directory going.
-        std::fs::create_dir(dir.join("run-orphan")).unwrap();
+        // One that died between its lock going and its directory going, one
+        // that died while taking its lock, and another program's entry.
+        std::fs::create_dir(dir.join("run-00000000000000aa")).unwrap();
+        std::fs::write(dir.join("run-00000000000000bb.locking"), b"").unwrap();
+        std::fs::create_dir(dir.join("run-other")).unwrap();
 
         let (me, swept) = claim(&dir).unwrap();
         assert_eq!(swept, Swept { dirs: 2, bytes: 500 });
         assert!(!dead_path.exists());
-        assert!(!dir.join("run-orphan").exists());
+        assert!(!dir.join("run-00000000000000aa").exists());
+        assert!(!dir.join("run-00000000000000bb.locking").exists());
+        assert!(dir.join("run-other").exists(), "another program's entry was removed");
+        std::fs::remove_dir(dir.join("run-other")).unwrap();
         assert!(live.path.join("job-a/source.mp4").exists(), "a live worker's scratch was removed");
         let (live_path, me_path) = (live.path.clone(), me.path.clone());
         live.remove();

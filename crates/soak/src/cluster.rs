@@ -34,6 +34,7 @@ pub struct Cluster {
     pub replicas: Vec<Daemon>,
     pub workers: Vec<Daemon>,
     pub pg_up: bool,
+    shut: bool,
 }
 
 /// A feederd or nommerd process: how to start it, and whether it runs.
@@ -44,6 +45,8 @@ pub struct Daemon {
     log: PathBuf,
     proc: Option<Child>,
     pub stopped: bool,
+    /// Exits nobody asked for, as they were found.
+    pub crashes: Vec<String>,
     /// A feederd's own port (a nommerd has none).
     pub port: Option<u16>,
     /// A nommerd's scratch mount.
@@ -82,8 +85,19 @@ impl Daemon {
         Ok(())
     }
 
+    /// Note an exit nobody asked for; the process then counts as down.
+    pub fn check(&mut self) {
+        let exited = self.proc.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        if let Some(status) = exited {
+            self.crashes.push(format!("{} ({status})", self.name));
+            self.proc = None;
+            self.stopped = false;
+        }
+    }
+
     /// SIGKILL, as a crash or a lost machine.
     pub fn kill(&mut self) {
+        self.check();
         if let Some(mut child) = self.proc.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -107,11 +121,6 @@ impl Daemon {
     pub fn thaw(&mut self) {
         self.signal(libc::SIGCONT);
         self.stopped = false;
-    }
-
-    /// Whether the process exited by itself (it should not).
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.proc.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 }
 
@@ -169,6 +178,7 @@ impl Cluster {
             replicas: Vec::new(),
             workers: Vec::new(),
             pg_up: true,
+            shut: false,
         };
         for (i, port) in ports.into_iter().enumerate() {
             let name = format!("feederd-{i}");
@@ -186,6 +196,7 @@ impl Cluster {
                 log: dir.join(format!("{name}.log")),
                 proc: None,
                 stopped: false,
+                crashes: Vec::new(),
                 port: Some(port),
                 scratch: None,
                 name,
@@ -227,6 +238,7 @@ impl Cluster {
                 log: dir.join(format!("{name}.log")),
                 proc: None,
                 stopped: false,
+                crashes: Vec::new(),
                 port: None,
                 scratch: Some(scratch),
                 name,
@@ -302,6 +314,9 @@ impl Cluster {
         let path = scratch.join("filler");
         let file = std::fs::File::create(&path)?;
         let free = free_bytes(scratch)?;
+        if free == 0 {
+            return Ok(path);
+        }
         // SAFETY: fd is an open file we own; posix_fallocate has no memory preconditions.
         let rc = unsafe {
             libc::posix_fallocate(
@@ -316,6 +331,7 @@ impl Cluster {
 
     /// Everything back up: processes running and thawed, the database up.
     pub fn recover(&mut self) -> anyhow::Result<()> {
+        self.check();
         if !self.pg_up {
             self.start_pg();
         }
@@ -348,18 +364,30 @@ impl Cluster {
             .sum()
     }
 
-    /// Daemons that exited on their own: none should.
+    /// Look for daemons that exited on their own (none should); a fault
+    /// or a recovery then finds them down.
+    pub fn check(&mut self) {
+        for daemon in self.replicas.iter_mut().chain(self.workers.iter_mut()) {
+            daemon.check();
+        }
+    }
+
+    /// Every exit nobody asked for so far.
     pub fn crashed(&mut self) -> Vec<String> {
+        self.check();
         self.replicas
-            .iter_mut()
-            .chain(self.workers.iter_mut())
-            .filter_map(|d| d.exited().map(|status| format!("{} ({status})", d.name)))
+            .iter()
+            .chain(self.workers.iter())
+            .flat_map(|d| d.crashes.iter().cloned())
             .collect()
     }
 
     /// Stop every process and unmount the scratch directories; the logs stay
     /// when `keep_logs`.
     pub fn shut_down(&mut self, keep_logs: bool) {
+        if std::mem::replace(&mut self.shut, true) {
+            return;
+        }
         for daemon in self.replicas.iter_mut().chain(self.workers.iter_mut()) {
             if daemon.stopped {
                 daemon.thaw();
@@ -372,6 +400,17 @@ impl Cluster {
         if !keep_logs {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// A run that ends early (an error, a panic) still stops its processes and
+/// unmounts its scratch; the logs stay.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.shut {
+            eprintln!("soak: stopped early; logs kept in {}", self.dir.display());
+        }
+        self.shut_down(true);
     }
 }
 

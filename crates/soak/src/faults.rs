@@ -44,6 +44,19 @@ impl FaultKind {
         }
     }
 
+    /// How long a fault lasts before it is undone.
+    fn hold_s(self, rng: &mut Rng, scale: f64) -> f64 {
+        match self {
+            FaultKind::WorkerKilled => rng.between(1.0, 3.0),
+            FaultKind::LeaderKilled | FaultKind::FollowerKilled => rng.between(1.0, 4.0),
+            FaultKind::PostgresRestarted => rng.between(1.0, 5.0),
+            FaultKind::ReceiverDown => rng.between(60.0, 300.0) * scale,
+            FaultKind::WorkerFrozen => LEASE_TTL_S as f64 + rng.between(2.0, 6.0),
+            FaultKind::ScratchFull => rng.between(3.0, 10.0),
+            FaultKind::StorageCut => 0.0,
+        }
+    }
+
     /// The mean gap between two faults of this kind, in seconds of a
     /// full-length run. The receiver's outages follow one another instead.
     fn mean_gap_s(self) -> f64 {
@@ -82,15 +95,7 @@ pub fn schedule(rng: &mut Rng, seconds: f64, workers: usize, scale: f64) -> Vec<
             at = rng.between(0.1, 0.3) * seconds;
         }
         while at < seconds {
-            let hold_s = match kind {
-                FaultKind::WorkerKilled => rng.between(1.0, 3.0),
-                FaultKind::LeaderKilled | FaultKind::FollowerKilled => rng.between(1.0, 4.0),
-                FaultKind::PostgresRestarted => rng.between(1.0, 5.0),
-                FaultKind::ReceiverDown => rng.between(60.0, 300.0) * scale,
-                FaultKind::WorkerFrozen => LEASE_TTL_S as f64 + rng.between(2.0, 6.0),
-                FaultKind::ScratchFull => rng.between(3.0, 10.0),
-                FaultKind::StorageCut => 0.0,
-            };
+            let hold_s = kind.hold_s(&mut rng, scale);
             plan.push(Planned {
                 at_s: at,
                 kind,
@@ -101,6 +106,18 @@ pub fn schedule(rng: &mut Rng, seconds: f64, workers: usize, scale: f64) -> Vec<
                 FaultKind::ReceiverDown => hold_s + rng.gap(kind.mean_gap_s() * scale),
                 _ => rng.gap(kind.mean_gap_s()),
             };
+        }
+    }
+    // A short run still sees every kind once.
+    for kind in FaultKind::ALL {
+        if !plan.iter().any(|p| p.kind == kind) {
+            let mut rng = rng.fork();
+            plan.push(Planned {
+                at_s: rng.between(0.1, 0.6) * seconds,
+                kind,
+                target: rng.below(workers),
+                hold_s: kind.hold_s(&mut rng, scale),
+            });
         }
     }
     plan.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
@@ -149,6 +166,7 @@ pub async fn inject(
             .min()
             .expect("end is always there");
         tokio::time::sleep_until(next.into()).await;
+        cluster.check();
         let now = Instant::now();
         if now >= end {
             break;
@@ -286,6 +304,20 @@ mod tests {
         assert!(outages.iter().all(|p| (60.0..300.0).contains(&p.hold_s)));
         for pair in outages.windows(2) {
             assert!(pair[0].at_s + pair[0].hold_s < pair[1].at_s, "outages overlap");
+        }
+    }
+
+    #[test]
+    fn a_short_run_still_plans_every_kind() {
+        for seed in 0..50 {
+            let plan = schedule(&mut Rng::new(seed), 120.0, 4, 0.1);
+            for kind in FaultKind::ALL {
+                assert!(plan.iter().any(|p| p.kind == kind), "seed {seed}: no {kind:?}");
+            }
+            assert!(plan
+                .iter()
+                .filter(|p| p.kind == FaultKind::WorkerFrozen)
+                .all(|p| p.hold_s > LEASE_TTL_S as f64));
         }
     }
 }

@@ -5,7 +5,9 @@
 //! job, event, webhook and output is checked: nothing lost, nothing twice,
 //! nothing out of order, nothing corrupt.
 //!
-//!     scripts/soak.sh [--minutes M] [--seed S]
+//! ```text
+//! scripts/soak.sh [--minutes M] [--seed S]
+//! ```
 //!
 //! RELIABILITY.md has the figures and what each fault does to a job.
 
@@ -67,7 +69,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
     let started = Instant::now();
     let faults_from = started + calm;
     let faults_until = faults_from + Duration::from_secs_f64(fault_s);
-    let calm_from_ms = epoch_ms();
     let load = tokio::spawn(load::run(
         cluster.front.clone(),
         receiver.url(),
@@ -83,23 +84,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
     let injected = faults::inject(&mut cluster, &mut receiver, plan, faults_from, faults_until)
         .await;
     let phases = Phases {
-        calm_from: calm_from_ms,
         faults_from: phases_from_ms,
         faults_until: epoch_ms(),
     };
-    let load = load.await?;
+    // An error returns at once: the cluster stops (and keeps its logs) as
+    // it is dropped.
     let injected = match injected {
         Ok(injected) => injected,
         Err(e) => {
-            cluster.shut_down(true);
+            load.abort();
             return Err(e);
         }
     };
+    let load = load.await?;
     eprintln!("soak: faults over; draining");
 
     // The drain: every job ends and every event is delivered, or time runs out.
     let drain_from = Instant::now();
-    let mut crashed = cluster.crashed();
     loop {
         let jobs = report::unfinished(&cluster.store_url).await;
         let events = report::undelivered(&cluster.store_url).await;
@@ -113,22 +114,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let drained_s = drain_from.elapsed().as_secs_f64();
-    crashed.extend(cluster.crashed());
-    let judged = report::judge(
+    let crashed = cluster.crashed();
+    let mut report = report::judge(
         &cluster.store_url,
         &cluster.s3.root,
         &load,
         &receiver.seen(),
         phases,
     )
-    .await;
-    let mut report = match judged {
-        Ok(report) => report,
-        Err(e) => {
-            cluster.shut_down(true);
-            return Err(e);
-        }
-    };
+    .await?;
     report.seed = settings.seed;
     report.minutes = settings.minutes;
     report.faults = injected;

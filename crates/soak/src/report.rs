@@ -57,7 +57,6 @@ struct EventRow {
 /// When each phase ran, in milliseconds since the epoch.
 #[derive(Debug, Clone, Copy)]
 pub struct Phases {
-    pub calm_from: i64,
     pub faults_from: i64,
     pub faults_until: i64,
 }
@@ -80,6 +79,10 @@ pub struct Report {
     pub lost: Vec<String>,
     pub duplicate: Vec<String>,
     pub out_of_order: Vec<String>,
+    /// Terminal jobs whose last event is not their state.
+    pub state_mismatch: Vec<String>,
+    /// Jobs that did not finish, yet their output is at the destination.
+    pub published_unfinished: Vec<String>,
     pub probed: BTreeMap<JobKind, u64>,
     pub corrupt: Vec<String>,
     pub missing_webhooks: Vec<String>,
@@ -109,6 +112,8 @@ impl Report {
             && self.missing_webhooks.is_empty()
             && self.crashed.is_empty()
             && self.disk_full_errors.is_empty()
+            && self.state_mismatch.is_empty()
+            && self.published_unfinished.is_empty()
     }
 }
 
@@ -229,6 +234,18 @@ pub async fn judge(
             report.duplicate.push(format!("{id}: {terminal} terminal events"));
         }
     }
+    // A terminal job's last event is its state: nothing ended unannounced.
+    for (id, (job, _)) in &jobs {
+        let ended = job.state.parse::<JobState>().is_ok_and(JobState::is_terminal);
+        let last = table.get(id.as_str()).and_then(|list| list.last());
+        if ended && !last.is_some_and(|e| e.state == job.state) {
+            report.state_mismatch.push(format!(
+                "{id}: {}, its last event {}",
+                job.state,
+                last.map_or("none", |e| e.state.as_str())
+            ));
+        }
+    }
 
     // What the receiver saw: distinct events in first-seen order.
     report.webhook_deliveries = seen.len() as u64;
@@ -306,6 +323,11 @@ pub async fn judge(
             continue;
         };
         if job.state != "FINISHED" {
+            if s.dest.exists() {
+                report
+                    .published_unfinished
+                    .push(format!("{} ({}, {})", s.id, s.kind.name(), job.state));
+            }
             continue;
         }
         *report.probed.entry(s.kind).or_default() += 1;
@@ -331,7 +353,8 @@ pub async fn judge(
         }
     }
 
-    // Submit to FINISHED, copy jobs only, by when they were submitted.
+    // Submit to FINISHED, copy jobs only: without faults when it all
+    // happened before they began, during them when submitted while they ran.
     for s in load.submitted.iter().filter(|s| s.kind == JobKind::Copy) {
         let Some((job, _)) = jobs.get(&s.id) else {
             continue;
@@ -343,7 +366,7 @@ pub async fn judge(
             continue;
         };
         let seconds = (done.created_at - job.created_at) as f64 / 1000.0;
-        if job.created_at < phases.faults_from {
+        if done.created_at < phases.faults_from {
             report.copy_latency.0.push(seconds);
         } else if job.created_at < phases.faults_until {
             report.copy_latency.1.push(seconds);
@@ -396,11 +419,21 @@ impl std::fmt::Display for Report {
         zero(&mut out, "lost (not terminal after the drain)", self.lost.len());
         zero(&mut out, "duplicate", self.duplicate.len());
         zero(&mut out, "out of order", self.out_of_order.len());
+        zero(
+            &mut out,
+            "terminal, but not the last event",
+            self.state_mismatch.len(),
+        );
         let _ = writeln!(out, "outputs");
         for (kind, n) in &self.probed {
             row(&mut out, &format!("{} probed", kind.name()), n.to_string());
         }
         zero(&mut out, "corrupt", self.corrupt.len());
+        zero(
+            &mut out,
+            "published by a job that did not finish",
+            self.published_unfinished.len(),
+        );
         let _ = writeln!(out, "webhooks");
         row(&mut out, "events to deliver", self.webhook_events.to_string());
         row(
@@ -449,6 +482,8 @@ impl std::fmt::Display for Report {
             ("lost", &self.lost),
             ("duplicate", &self.duplicate),
             ("out of order", &self.out_of_order),
+            ("state and last event differ", &self.state_mismatch),
+            ("published, not finished", &self.published_unfinished),
             ("corrupt", &self.corrupt),
             ("missing webhooks", &self.missing_webhooks),
             ("crashed", &self.crashed),

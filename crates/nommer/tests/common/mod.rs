@@ -224,6 +224,24 @@ impl Worker {
         self.dir.path().join("work")
     }
 
+    /// The running worker's own scratch, `work_dir/run-NONCE/`: the one
+    /// directory in its work_dir beside its lock.
+    pub fn scratch_dir(&self) -> PathBuf {
+        let runs: Vec<PathBuf> = std::fs::read_dir(self.work_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect();
+        assert_eq!(runs.len(), 1, "one run directory: {runs:?}");
+        let run = &runs[0];
+        let lock = run.with_file_name(format!(
+            "{}.lock",
+            run.file_name().unwrap().to_string_lossy()
+        ));
+        assert!(lock.exists(), "{} has no lock file", run.display());
+        run.clone()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("nommerd.log")).unwrap_or_default()
     }
