@@ -367,10 +367,11 @@ pub struct ReleaseRequest {
     pub task: u32,
     pub token: String,
     pub reason: String,
-    /// Set when the node, not the job, failed (its scratch disk was full):
-    /// the attempt counts, the task is retried after the backoff, and once no
-    /// attempts are left the job ends ERROR with this code. Absent for a
-    /// shutdown's hand-back, which does not count.
+    /// Set when the attempt failed for a reason outside the job (the
+    /// scratch disk filled, a transfer kept failing transiently): the attempt
+    /// counts, the task is retried after the backoff, and once no attempts
+    /// are left the job ends ERROR with this code. Absent for a shutdown's
+    /// hand-back, which does not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
 }

@@ -35,8 +35,9 @@ failure_codes! {
     RuntimeExceeded = ("runtime_exceeded", "The job's work on a worker ran past max_job_runtime, or the job's own max_runtime_s."),
     MemoryExceeded = ("memory_exceeded", "A tool ran out of its address space (max_tool_memory_bytes)."),
     ToolStalled = ("tool_stalled", "ffmpeg reported no progress for max_tool_stall seconds (a filter expression that never ends, say) and was stopped."),
-    StorageFailed = ("storage_failed", "The source could not be read or the destination written."),
+    StorageFailed = ("storage_failed", "The source could not be read or the destination written. A transfer that kept failing transiently (a dropped connection, a 5xx) is retried first, with the attempt counted, like an expired lease."),
     QcFailed = ("qc_failed", "The output did not pass its check: ffprobe could not read it back (an encode ffmpeg reported as done but left truncated), or a chunked job's frame count, duration or streams differ from its plan; nothing was published, and the details say which."),
+    LeaseExpired = ("lease_expired", "The task's lease expired on every one of its max_attempts tries: its workers died, froze or lost touch with feederd."),
     SourceTooLarge = ("source_too_large", "The source is larger than the worker's max_download_bytes (256 GiB by default); nothing past the bound is read."),
 }
 

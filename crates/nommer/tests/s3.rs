@@ -334,13 +334,17 @@ async fn dropped_connections_are_resumed_or_fail_cleanly() {
         &s3.object_path("flaky-out", "resumed.bin")
     ));
 
-    // Every connection cut: the job fails after its retries, and nothing is
-    // left at the destination.
+    // Every connection cut: each attempt gives up after its resumes, the
+    // task is retried as a transient failure, and once its attempts are
+    // spent the job fails, with nothing left at the destination.
     let always = FaultProxy::start(&upstream, 1 << 20, u32::MAX).await;
     let done = copy_through(&always, &bucket, "never.bin").await;
     assert_eq!(done["state"], "ERROR", "{done}");
+    assert_eq!(done["error_code"], "storage_failed", "{done}");
+    assert_eq!(done["attempts"], 3, "{done}");
     let details = done["state_details"].as_str().unwrap();
     assert!(details.contains("gave up after 3 retries"), "{details}");
+    assert!(details.contains("no attempts are left"), "{details}");
     assert!(!s3.object_path("flaky-out", "never.bin").exists());
 }
 

@@ -53,9 +53,10 @@ pub enum End {
     Finished,
     /// ERROR, with the code the job's `error_code` shows.
     Error(&'static str, String),
-    /// The node failed, not the job (its scratch disk filled): retried
-    /// elsewhere, ERROR with this code once no attempts are left.
-    NodeFailed(&'static str, String),
+    /// This attempt failed for a reason outside the job (the scratch disk
+    /// filled, a transfer kept failing): retried after the backoff, ERROR
+    /// with this code once no attempts are left.
+    Retryable(&'static str, String),
     Stopped(Stop),
 }
 
@@ -80,9 +81,10 @@ impl From<StorageError> for End {
             StorageErrorKind::NotFound => nommer_model::ErrorCode::SourceNotFound.as_str(),
             StorageErrorKind::Denied => nommer_model::ErrorCode::UriNotAllowed.as_str(),
             StorageErrorKind::TooLarge => FailureCode::SourceTooLarge.as_str(),
-            StorageErrorKind::Transient | StorageErrorKind::Failed => {
-                FailureCode::StorageFailed.as_str()
+            StorageErrorKind::Transient => {
+                return End::Retryable(FailureCode::StorageFailed.as_str(), e.message)
             }
+            StorageErrorKind::Failed => FailureCode::StorageFailed.as_str(),
         };
         End::Error(code, e.message)
     }
@@ -127,7 +129,7 @@ impl Pipeline {
             End::Error(code, details)
                 if crate::space::ran_out(&self.config.work_dir, &details) =>
             {
-                End::NodeFailed(code, details)
+                End::Retryable(code, format!("the scratch disk filled: {details}"))
             }
             end => end,
         };
@@ -160,10 +162,10 @@ impl Pipeline {
             End::Stopped(Stop::LeaseLost) => {
                 tracing::warn!(job_id = %job_id, task = number, "lease lost: another worker may hold this task now; its result here is discarded");
             }
-            End::NodeFailed(code, details) => {
-                tracing::warn!(job_id = %job_id, task = number, error_code = code, details = %nommer_model::tail_chars(&details, 300), "task cut short by a full scratch disk; handing it back to run elsewhere");
+            End::Retryable(code, details) => {
+                tracing::warn!(job_id = %job_id, task = number, error_code = code, details = %nommer_model::tail_chars(&details, 300), "task failed for a reason outside the job; handing it back to be retried");
                 let reason = format!(
-                    "the scratch disk of node {} filled: {}",
+                    "on node {}, {}",
                     self.config.node_id,
                     nommer_model::tail_chars(&details, 300)
                 );

@@ -5,6 +5,7 @@ use crate::cluster::{Cluster, LEASE_TTL_S};
 use crate::receiver::Receiver;
 use crate::rng::Rng;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -152,6 +153,7 @@ pub async fn inject(
         .timeout(Duration::from_secs(2))
         .build()?;
     let mut injected = Injected::new();
+    let mut timeline = std::fs::File::create(cluster.dir.join("faults.log"))?;
     let mut undo: Vec<(Instant, Undo)> = Vec::new();
     let mut plan = plan.into_iter().peekable();
     let cuts_before = cluster.storage.cuts();
@@ -179,16 +181,20 @@ pub async fn inject(
         }
         while let Some(p) = plan.next_if(|p| start + Duration::from_secs_f64(p.at_s) <= now) {
             let hold = now + Duration::from_secs_f64(p.hold_s);
-            let landed = match land(cluster, receiver, &http, &p).await? {
-                Some(action) => {
-                    undo.push((hold, action));
-                    true
-                }
-                None => p.kind == FaultKind::StorageCut,
+            let Some(action) = land(cluster, receiver, &http, &p).await? else {
+                continue;
             };
-            if landed && p.kind != FaultKind::StorageCut {
-                *injected.entry(p.kind).or_default() += 1;
-            }
+            // The timeline beside the daemons' logs, to read a failed run by.
+            let _ = writeln!(
+                timeline,
+                "{:8.2} s  {:<44} {:?}, undone after {:.1} s",
+                now.duration_since(start).as_secs_f64(),
+                p.kind.describe(),
+                action,
+                p.hold_s
+            );
+            undo.push((hold, action));
+            *injected.entry(p.kind).or_default() += 1;
         }
     }
     cluster.storage.disarm();
@@ -217,6 +223,7 @@ async fn land(
     };
     let both_replicas = |c: &Cluster| c.replicas.iter().all(|r| r.running());
     Ok(match p.kind {
+        // Counted by the proxy as the cuts happen, not as they are armed.
         FaultKind::StorageCut => {
             cluster.storage.arm();
             None

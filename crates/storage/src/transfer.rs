@@ -176,9 +176,10 @@ where
                 tracing::warn!(source = %uri.redacted(), error = %e.message, at_byte = offset, retry = retries, "transfer interrupted; resuming");
                 tokio::time::sleep(wait).await;
             }
+            // Still transient: the worker retries the task later, elsewhere.
             Err(e) if e.kind == StorageErrorKind::Transient => {
                 return Err(StorageError::new(
-                    StorageErrorKind::Failed,
+                    StorageErrorKind::Transient,
                     format!("{} (gave up after {retries} retries)", e.message),
                 ));
             }

@@ -992,6 +992,7 @@ async fn expiry_requeues_then_fails(store: &dyn Store) {
     }
     let failed = store.get_job(&job.id).await.unwrap().unwrap();
     assert_eq!(failed.state, JobState::Error);
+    assert_eq!(failed.error_code.as_deref(), Some("lease_expired"));
     assert!(failed
         .state_details
         .unwrap()

@@ -537,6 +537,8 @@ impl SqlStore {
                 Lease::End
             },
             run_after: Some(run_after),
+            error_code: (to == JobState::Error)
+                .then_some(nommer_model::FailureCode::LeaseExpired.as_str()),
             ..Transition::to(to, Some(&details))
         };
         let changed = self
