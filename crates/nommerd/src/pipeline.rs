@@ -126,9 +126,7 @@ impl Pipeline {
         };
         // Judged before the scratch goes: a disk this task filled is still full.
         let end = match end {
-            End::Error(code, details)
-                if crate::space::ran_out(&self.config.work_dir, &details) =>
-            {
+            End::Error(code, details) if crate::space::ran_out(&self.config.work_dir, &details) => {
                 End::Retryable(code, format!("the scratch disk filled: {details}"))
             }
             end => end,

@@ -82,7 +82,10 @@ fn take_lock(work_dir: &Path) -> io::Result<(String, File, PathBuf)> {
         .create_new(true)
         .open(&locking)?;
     if !try_lock(&lock) {
-        return Err(io::Error::other(format!("cannot lock {}", locking.display())));
+        return Err(io::Error::other(format!(
+            "cannot lock {}",
+            locking.display()
+        )));
     }
     let lock_path = work_dir.join(format!("run-{nonce}.lock"));
     std::fs::rename(&locking, &lock_path)?;
@@ -140,7 +143,9 @@ pub fn claim(work_dir: &Path) -> io::Result<(OwnDir, Swept)> {
         tries += 1;
         match take_lock(work_dir) {
             Ok(taken) => break taken,
-            Err(e) if tries < 5 => tracing::debug!(error = %e, "a scratch lock was taken away; again"),
+            Err(e) if tries < 5 => {
+                tracing::debug!(error = %e, "a scratch lock was taken away; again")
+            }
             Err(e) => return Err(e),
         }
     };
@@ -199,13 +204,25 @@ mod tests {
         std::fs::create_dir(dir.join("run-other")).unwrap();
 
         let (me, swept) = claim(&dir).unwrap();
-        assert_eq!(swept, Swept { dirs: 2, bytes: 500 });
+        assert_eq!(
+            swept,
+            Swept {
+                dirs: 2,
+                bytes: 500
+            }
+        );
         assert!(!dead_path.exists());
         assert!(!dir.join("run-00000000000000aa").exists());
         assert!(!dir.join("run-00000000000000bb.locking").exists());
-        assert!(dir.join("run-other").exists(), "another program's entry was removed");
+        assert!(
+            dir.join("run-other").exists(),
+            "another program's entry was removed"
+        );
         std::fs::remove_dir(dir.join("run-other")).unwrap();
-        assert!(live.path.join("job-a/source.mp4").exists(), "a live worker's scratch was removed");
+        assert!(
+            live.path.join("job-a/source.mp4").exists(),
+            "a live worker's scratch was removed"
+        );
         let (live_path, me_path) = (live.path.clone(), me.path.clone());
         live.remove();
         me.remove();

@@ -107,7 +107,11 @@ pub async fn run_in(
         )
     })?;
     if swept.dirs > 0 {
-        tracing::info!(dirs = swept.dirs, bytes = swept.bytes, "removed the scratch that stopped workers left behind");
+        tracing::info!(
+            dirs = swept.dirs,
+            bytes = swept.bytes,
+            "removed the scratch that stopped workers left behind"
+        );
     }
     config.work_dir = own_dir.path.clone();
     let config = Arc::new(config);
@@ -179,8 +183,14 @@ pub async fn run_in(
         if full != disk_full {
             disk_full = full;
             match full {
-                true => tracing::warn!(free_bytes = space, min_free_scratch_bytes = config.min_free_scratch_bytes, "scratch disk nearly full; leasing nothing until space is back"),
-                false => tracing::info!(free_bytes = space, "scratch disk has space again; leasing"),
+                true => tracing::warn!(
+                    free_bytes = space,
+                    min_free_scratch_bytes = config.min_free_scratch_bytes,
+                    "scratch disk nearly full; leasing nothing until space is back"
+                ),
+                false => {
+                    tracing::info!(free_bytes = space, "scratch disk has space again; leasing")
+                }
             }
         }
         if full {

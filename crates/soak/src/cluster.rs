@@ -360,7 +360,7 @@ impl Cluster {
             .iter()
             .filter_map(|w| w.scratch.as_ref())
             .filter_map(|s| statvfs(s).ok())
-            .map(|s| (s.f_blocks - s.f_bfree) as u64 * s.f_frsize as u64)
+            .map(|s| (s.f_blocks - s.f_bfree) * s.f_frsize)
             .sum()
     }
 
@@ -428,5 +428,5 @@ fn statvfs(path: &Path) -> anyhow::Result<libc::statvfs> {
 
 fn free_bytes(path: &Path) -> anyhow::Result<u64> {
     let stat = statvfs(path)?;
-    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+    Ok(stat.f_bavail * stat.f_frsize)
 }

@@ -158,9 +158,7 @@ pub async fn inject(
     let mut plan = plan.into_iter().peekable();
     let cuts_before = cluster.storage.cuts();
     loop {
-        let next_fault = plan
-            .peek()
-            .map(|p| start + Duration::from_secs_f64(p.at_s));
+        let next_fault = plan.peek().map(|p| start + Duration::from_secs_f64(p.at_s));
         let next_undo = undo.iter().map(|(at, _)| *at).min();
         let next = [next_fault, next_undo, Some(end)]
             .into_iter()
@@ -298,8 +296,13 @@ mod tests {
         assert!(plan.len() >= 1000, "{} faults planned", plan.len());
         let again = schedule(&mut Rng::new(16), 1200.0, 4, 1.0);
         assert_eq!(
-            plan.iter().map(|p| (p.at_s, p.kind, p.target)).collect::<Vec<_>>(),
-            again.iter().map(|p| (p.at_s, p.kind, p.target)).collect::<Vec<_>>()
+            plan.iter()
+                .map(|p| (p.at_s, p.kind, p.target))
+                .collect::<Vec<_>>(),
+            again
+                .iter()
+                .map(|p| (p.at_s, p.kind, p.target))
+                .collect::<Vec<_>>()
         );
         for kind in FaultKind::ALL {
             assert!(plan.iter().any(|p| p.kind == kind), "no {kind:?} planned");
@@ -310,7 +313,10 @@ mod tests {
             .collect();
         assert!(outages.iter().all(|p| (60.0..300.0).contains(&p.hold_s)));
         for pair in outages.windows(2) {
-            assert!(pair[0].at_s + pair[0].hold_s < pair[1].at_s, "outages overlap");
+            assert!(
+                pair[0].at_s + pair[0].hold_s < pair[1].at_s,
+                "outages overlap"
+            );
         }
     }
 
@@ -319,7 +325,10 @@ mod tests {
         for seed in 0..50 {
             let plan = schedule(&mut Rng::new(seed), 120.0, 4, 0.1);
             for kind in FaultKind::ALL {
-                assert!(plan.iter().any(|p| p.kind == kind), "seed {seed}: no {kind:?}");
+                assert!(
+                    plan.iter().any(|p| p.kind == kind),
+                    "seed {seed}: no {kind:?}"
+                );
             }
             assert!(plan
                 .iter()

@@ -70,19 +70,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
     let faults_from = started + calm;
     let faults_until = faults_from + Duration::from_secs_f64(fault_s);
     let load = tokio::spawn(load::run(
-        cluster.front.clone(),
-        receiver.url(),
-        cluster.store_url.clone(),
-        cluster.s3.root.clone(),
+        load::Plan {
+            front: cluster.front.clone(),
+            notify_url: receiver.url(),
+            store_url: cluster.store_url.clone(),
+            s3_root: cluster.s3.root.clone(),
+            every: Duration::from_millis(500),
+            backlog: 24,
+            end: faults_until,
+        },
         rng.fork(),
-        Duration::from_millis(500),
-        24,
-        faults_until,
     ));
     tokio::time::sleep_until(faults_from.into()).await;
     let phases_from_ms = epoch_ms();
-    let injected = faults::inject(&mut cluster, &mut receiver, plan, faults_from, faults_until)
-        .await;
+    let injected =
+        faults::inject(&mut cluster, &mut receiver, plan, faults_from, faults_until).await;
     let phases = Phases {
         faults_from: phases_from_ms,
         faults_until: epoch_ms(),

@@ -80,7 +80,11 @@ pub fn make_sources(s3_root: &Path) -> anyhow::Result<()> {
 fn body(kind: JobKind, n: u64, notify_url: &str) -> Value {
     let source = format!("s3://{BUCKET_IN}/{}", kind.source());
     let dest = format!("s3://{BUCKET_OUT}/{}", dest_key(kind, n));
-    let video = json!([["c:v", "libx264"], ["preset", "ultrafast"], ["threads", "1"]]);
+    let video = json!([
+        ["c:v", "libx264"],
+        ["preset", "ultrafast"],
+        ["threads", "1"]
+    ]);
     let with = |extra: Value| {
         let mut all = video.as_array().unwrap().clone();
         all.extend(extra.as_array().unwrap().iter().cloned());
@@ -134,18 +138,31 @@ pub struct Load {
     pub refused: BTreeMap<String, u64>,
 }
 
+/// Where and how fast to submit.
+pub struct Plan {
+    /// The balancer's URL.
+    pub front: String,
+    pub notify_url: String,
+    pub store_url: String,
+    pub s3_root: PathBuf,
+    pub every: Duration,
+    /// Most jobs unfinished before a turn is skipped.
+    pub backlog: i64,
+    pub end: Instant,
+}
+
 /// Submit one job every `every` until `end`, skipping a turn while more than
-/// `backlog` of ours are unfinished (by the store's count, when it answers).
-pub async fn run(
-    front: String,
-    notify_url: String,
-    store_url: String,
-    s3_root: PathBuf,
-    mut rng: Rng,
-    every: Duration,
-    backlog: i64,
-    end: Instant,
-) -> Load {
+/// `backlog` are unfinished (by the store's count, when it answers).
+pub async fn run(plan: Plan, mut rng: Rng) -> Load {
+    let Plan {
+        front,
+        notify_url,
+        store_url,
+        s3_root,
+        every,
+        backlog,
+        end,
+    } = plan;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

@@ -167,22 +167,21 @@ pub async fn judge(
         let details: Option<String> = row.try_get("state_details")?;
         jobs.insert(row.try_get::<String, _>("id")?, (job, details));
     }
-    let events: Vec<EventRow> = sqlx::query(
-        "SELECT seq, job_id, state, created_at, delivery FROM job_events ORDER BY seq",
-    )
-    .fetch_all(&mut conn)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(EventRow {
-            seq: row.try_get("seq")?,
-            job_id: row.try_get("job_id")?,
-            state: row.try_get("state")?,
-            created_at: row.try_get("created_at")?,
-            delivery: row.try_get("delivery")?,
-        })
-    })
-    .collect::<Result<_, sqlx::Error>>()?;
+    let events: Vec<EventRow> =
+        sqlx::query("SELECT seq, job_id, state, created_at, delivery FROM job_events ORDER BY seq")
+            .fetch_all(&mut conn)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(EventRow {
+                    seq: row.try_get("seq")?,
+                    job_id: row.try_get("job_id")?,
+                    state: row.try_get("state")?,
+                    created_at: row.try_get("created_at")?,
+                    delivery: row.try_get("delivery")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
 
     let mut report = Report {
         refused: load.refused.clone(),
@@ -211,7 +210,12 @@ pub async fn judge(
                 if report.error_samples.len() < 12 {
                     report.error_samples.push(format!(
                         "{id} {code}: {}",
-                        details.as_deref().unwrap_or("").chars().take(300).collect::<String>()
+                        details
+                            .as_deref()
+                            .unwrap_or("")
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
                     ));
                 }
             }
@@ -231,14 +235,20 @@ pub async fn judge(
             .filter(|e| e.state.parse::<JobState>().is_ok_and(JobState::is_terminal))
             .count();
         if terminal > 1 {
-            report.duplicate.push(format!("{id}: {terminal} terminal events"));
+            report
+                .duplicate
+                .push(format!("{id}: {terminal} terminal events"));
         }
     }
     // A terminal job's last event is its state: nothing ended unannounced.
     for (id, (job, _)) in &jobs {
-        let ended = job.state.parse::<JobState>().is_ok_and(JobState::is_terminal);
+        let ended = job
+            .state
+            .parse::<JobState>()
+            .is_ok_and(JobState::is_terminal);
         let last = table.get(id.as_str()).and_then(|list| list.last());
-        if ended && !last.is_some_and(|e| e.state == job.state) {
+        let announced = matches!(last, Some(e) if e.state == job.state);
+        if ended && !announced {
             report.state_mismatch.push(format!(
                 "{id}: {}, its last event {}",
                 job.state,
@@ -319,21 +329,28 @@ pub async fn judge(
     }
     for s in &load.submitted {
         let Some((job, _)) = jobs.get(&s.id) else {
-            report.lost.push(format!("{} (accepted, not in the store)", s.id));
+            report
+                .lost
+                .push(format!("{} (accepted, not in the store)", s.id));
             continue;
         };
         if job.state != "FINISHED" {
             if s.dest.exists() {
-                report
-                    .published_unfinished
-                    .push(format!("{} ({}, {})", s.id, s.kind.name(), job.state));
+                report.published_unfinished.push(format!(
+                    "{} ({}, {})",
+                    s.id,
+                    s.kind.name(),
+                    job.state
+                ));
             }
             continue;
         }
         *report.probed.entry(s.kind).or_default() += 1;
         let verdict = match s.kind {
             JobKind::Copy => {
-                let source = s3_root.join(crate::cluster::BUCKET_IN).join(s.kind.source());
+                let source = s3_root
+                    .join(crate::cluster::BUCKET_IN)
+                    .join(s.kind.source());
                 match (std::fs::read(&source), std::fs::read(&s.dest)) {
                     (Ok(a), Ok(b)) if a == b => Ok(()),
                     (_, Ok(b)) => Err(format!("{} bytes differ from the source", b.len())),
@@ -342,7 +359,10 @@ pub async fn judge(
             }
             _ => match frames(&s.dest) {
                 Ok(n) if n == source_frames[&s.kind] => Ok(()),
-                Ok(n) => Err(format!("{n} frames, the source has {}", source_frames[&s.kind])),
+                Ok(n) => Err(format!(
+                    "{n} frames, the source has {}",
+                    source_frames[&s.kind]
+                )),
                 Err(e) => Err(e),
             },
         };
@@ -416,7 +436,11 @@ impl std::fmt::Display for Report {
             "errored because a scratch disk filled",
             self.disk_full_errors.len(),
         );
-        zero(&mut out, "lost (not terminal after the drain)", self.lost.len());
+        zero(
+            &mut out,
+            "lost (not terminal after the drain)",
+            self.lost.len(),
+        );
         zero(&mut out, "duplicate", self.duplicate.len());
         zero(&mut out, "out of order", self.out_of_order.len());
         zero(
@@ -435,7 +459,11 @@ impl std::fmt::Display for Report {
             self.published_unfinished.len(),
         );
         let _ = writeln!(out, "webhooks");
-        row(&mut out, "events to deliver", self.webhook_events.to_string());
+        row(
+            &mut out,
+            "events to deliver",
+            self.webhook_events.to_string(),
+        );
         row(
             &mut out,
             "deliveries received (retries included)",
@@ -446,22 +474,28 @@ impl std::fmt::Display for Report {
             "given up (webhook_retry_period over)",
             self.failed_webhooks.to_string(),
         );
-        zero(&mut out, "missing at the receiver", self.missing_webhooks.len());
+        zero(
+            &mut out,
+            "missing at the receiver",
+            self.missing_webhooks.len(),
+        );
         let _ = writeln!(out, "faults injected");
         for kind in FaultKind::ALL {
             let n = self.faults.get(&kind).copied().unwrap_or(0);
             row(&mut out, kind.describe(), n.to_string());
         }
         row(&mut out, "total", self.faults_total().to_string());
-        zero(&mut out, "daemons that exited by themselves", self.crashed.len());
+        zero(
+            &mut out,
+            "daemons that exited by themselves",
+            self.crashed.len(),
+        );
         let _ = writeln!(out, "copy jobs, submit to FINISHED");
         for (name, values) in [
             ("without faults", &self.copy_latency.0),
             ("during faults", &self.copy_latency.1),
         ] {
-            let shown = |p| {
-                percentile(values, p).map_or("-".to_string(), |v| format!("{v:.2} s"))
-            };
+            let shown = |p| percentile(values, p).map_or("-".to_string(), |v| format!("{v:.2} s"));
             row(
                 &mut out,
                 &format!("{name}: p50 / p99 (n = {})", values.len()),

@@ -203,7 +203,10 @@ mod tests {
                 .arg(dir.path())
                 .status()
                 .unwrap();
-            assert!(status.success(), "cannot mount a tmpfs: the tests run as root");
+            assert!(
+                status.success(),
+                "cannot mount a tmpfs: the tests run as root"
+            );
             SmallDisk(dir)
         }
     }
@@ -223,6 +226,10 @@ mod tests {
         // tokio takes the whole chunk and writes it in the background.
         sink.write(Bytes::from(vec![7u8; 256 << 10])).await.unwrap();
         let e = sink.finish_file().await.unwrap_err();
-        assert!(e.message.contains("No space left on device"), "{}", e.message);
+        assert!(
+            e.message.contains("No space left on device"),
+            "{}",
+            e.message
+        );
     }
 }

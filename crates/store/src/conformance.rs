@@ -318,7 +318,14 @@ async fn a_canceled_task_handed_back_ends_canceled(store: &dyn Store) {
     let flagged = store.cancel(&job.id, T0 + 1).await.unwrap();
     assert_eq!(flagged.state, JobState::Downloading);
     let back = store
-        .release(&job.id, 0, &lease.token, "worker shutting down", None, T0 + 2)
+        .release(
+            &job.id,
+            0,
+            &lease.token,
+            "worker shutting down",
+            None,
+            T0 + 2,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1212,7 +1219,14 @@ async fn release_does_not_count(store: &dyn Store) {
     let job = store.insert_job(&new_job(T0, true)).await.unwrap();
     let lease = store.claim(&node("n1"), 1, T0).await.unwrap().remove(0);
     let back = store
-        .release(&job.id, 0, &lease.token, "worker shutting down", None, T0 + 1)
+        .release(
+            &job.id,
+            0,
+            &lease.token,
+            "worker shutting down",
+            None,
+            T0 + 1,
+        )
         .await
         .unwrap();
     assert_eq!(back.state, JobState::Pending);
@@ -1233,7 +1247,14 @@ async fn a_node_failure_counts_and_waits_the_backoff(store: &dyn Store) {
     for attempt in 1..=3 {
         let lease = store.claim(&node("n1"), 1, now).await.unwrap().remove(0);
         let back = store
-            .release(&job.id, 0, &lease.token, "the scratch disk filled", Some("storage_failed"), now + 1)
+            .release(
+                &job.id,
+                0,
+                &lease.token,
+                "the scratch disk filled",
+                Some("storage_failed"),
+                now + 1,
+            )
             .await
             .unwrap();
         let stored = store.get_job(&job.id).await.unwrap().unwrap();
@@ -1241,7 +1262,11 @@ async fn a_node_failure_counts_and_waits_the_backoff(store: &dyn Store) {
         if attempt < 3 {
             assert_eq!(back.state, JobState::Pending);
             assert!(
-                store.claim(&node("n2"), 1, now + 2).await.unwrap().is_empty(),
+                store
+                    .claim(&node("n2"), 1, now + 2)
+                    .await
+                    .unwrap()
+                    .is_empty(),
                 "a node failure waits the backoff"
             );
             assert!(stored.state_details.unwrap().contains("retrying in"));
@@ -1249,7 +1274,10 @@ async fn a_node_failure_counts_and_waits_the_backoff(store: &dyn Store) {
         } else {
             assert_eq!(back.state, JobState::Error);
             assert_eq!(stored.error_code.as_deref(), Some("storage_failed"));
-            assert!(stored.state_details.unwrap().contains("no attempts are left"));
+            assert!(stored
+                .state_details
+                .unwrap()
+                .contains("no attempts are left"));
         }
     }
 }

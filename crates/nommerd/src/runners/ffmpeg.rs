@@ -199,12 +199,9 @@ impl FfmpegRun<'_> {
     /// leaves an MP4 without its `moov`): what it wrote must read back, with
     /// a stream, before anything uploads it.
     async fn read_back(&self) -> Result<(), NomError> {
-        let probed = nommer_media::probe::probe(
-            self.ffprobe,
-            self.output,
-            Some(self.confinement.clone()),
-        )
-        .await;
+        let probed =
+            nommer_media::probe::probe(self.ffprobe, self.output, Some(self.confinement.clone()))
+                .await;
         let why = match probed {
             Ok(probe) if !probe.streams.is_empty() => return Ok(()),
             Ok(_) => "it has no streams".to_string(),
