@@ -72,8 +72,8 @@ pub struct Report {
     pub finished: u64,
     pub errored: BTreeMap<String, u64>,
     pub error_samples: Vec<String>,
-    /// Jobs that ended ERROR because a scratch disk filled: the node's
-    /// fault, which is retried elsewhere, never the job's.
+    /// Jobs that ended ERROR because a scratch disk filled while they had
+    /// attempts left: the node's fault is retried elsewhere, never the job's.
     pub disk_full_errors: Vec<String>,
     pub canceled: u64,
     pub lost: Vec<String>,
@@ -203,7 +203,11 @@ pub async fn judge(
             Some(JobState::Error) | Some(JobState::Abandoned) => {
                 let code = job.error_code.clone().unwrap_or_else(|| job.state.clone());
                 let text = details.as_deref().unwrap_or("");
-                if text.contains("No space left on device") || text.contains("scratch disk") {
+                // A full disk may be the last of a task's attempts (each of
+                // which some fault ended); it must never be the only reason.
+                let disk =
+                    text.contains("No space left on device") || text.contains("scratch disk");
+                if disk && !text.contains("no attempts are left") {
                     report.disk_full_errors.push(format!("{id} {code}"));
                 }
                 *report.errored.entry(code.clone()).or_default() += 1;
@@ -433,7 +437,7 @@ impl std::fmt::Display for Report {
         row(&mut out, "canceled", self.canceled.to_string());
         zero(
             &mut out,
-            "errored because a scratch disk filled",
+            "errored by a full scratch disk, attempts left",
             self.disk_full_errors.len(),
         );
         zero(
