@@ -5,6 +5,7 @@ use crate::faults::{FaultKind, Injected};
 use crate::load::{JobKind, Load};
 use crate::receiver::Delivery;
 use nommer_model::JobState;
+use nommer_testkit::media::decoded_frames;
 use sqlx::{Connection, PgConnection, Row};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
@@ -124,25 +125,6 @@ fn percentile(values: &[f64], p: f64) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(|a, b| a.total_cmp(b));
     Some(sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
-}
-
-/// The source's frames, decoded; what every encode of it must have.
-pub fn frames(path: &Path) -> Result<u64, String> {
-    let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .map_err(|e| format!("ffprobe: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || !stderr.trim().is_empty() {
-        return Err(format!("ffprobe: {}", stderr.trim()));
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_end_matches(',')
-        .parse()
-        .map_err(|_| "ffprobe counted no frames".to_string())
 }
 
 /// Read everything back and judge it.
@@ -329,7 +311,7 @@ pub async fn judge(
     let mut source_frames = HashMap::new();
     for kind in JobKind::ALL {
         let path = s3_root.join(crate::cluster::BUCKET_IN).join(kind.source());
-        source_frames.insert(kind, frames(&path).map_err(anyhow::Error::msg)?);
+        source_frames.insert(kind, decoded_frames(&path).map_err(anyhow::Error::msg)?);
     }
     for s in &load.submitted {
         let Some((job, _)) = jobs.get(&s.id) else {
@@ -361,7 +343,7 @@ pub async fn judge(
                     (_, Err(e)) => Err(format!("no output: {e}")),
                 }
             }
-            _ => match frames(&s.dest) {
+            _ => match decoded_frames(&s.dest) {
                 Ok(n) if n == source_frames[&s.kind] => Ok(()),
                 Ok(n) => Err(format!(
                     "{n} frames, the source has {}",

@@ -89,3 +89,23 @@ pub fn video_bytes(path: &Path) -> u64 {
         .filter_map(|s| s.parse::<u64>().ok())
         .sum()
 }
+
+/// The first video stream's frames, every one decoded: an output that plays
+/// to the end, or the reason it does not (any error ffprobe prints fails it).
+pub fn decoded_frames(path: &Path) -> Result<u64, String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("ffprobe: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !stderr.trim().is_empty() {
+        return Err(format!("ffprobe: {}", stderr.trim()));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .map_err(|_| "ffprobe counted no frames".to_string())
+}
