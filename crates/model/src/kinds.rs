@@ -110,6 +110,70 @@ named!(
     }
 );
 
+named!(
+    /// What one of a job's outputs makes (`outputs[].kind`).
+    OutputKind {
+        /// One media file, from the job's own passes.
+        File = "file",
+        /// An adaptive ladder: renditions with aligned keyframes, HLS and/or
+        /// DASH manifests, in a destination prefix.
+        Abr = "abr",
+        /// Still images at given times, or every so many seconds.
+        Thumbnail = "thumbnail",
+        /// Tile sheets of small frames and the WebVTT track that maps them.
+        Sprite = "sprite",
+    }
+);
+
+named!(
+    /// A manifest an `abr` output writes.
+    Manifest {
+        /// `master.m3u8` and one media playlist per rendition.
+        Hls = "hls",
+        /// `manifest.mpd`.
+        Dash = "dash",
+    }
+);
+
+named!(
+    /// The container of an `abr` output's segments.
+    SegmentType {
+        /// Fragmented MP4: one set serves HLS and DASH.
+        Fmp4 = "fmp4",
+        /// MPEG-TS, for HLS alone.
+        Ts = "ts",
+    }
+);
+
+named!(
+    /// How much of an output its quality check decodes.
+    QcLevel {
+        /// Headers, streams and duration, and a decode of the start and end.
+        Sampled = "sampled",
+        /// Every frame.
+        Full = "full",
+    }
+);
+
+named!(
+    /// A comparison of an output with its source, reported by the quality check.
+    QcMetric {
+        Psnr = "psnr",
+        Ssim = "ssim",
+        /// Only where the worker's FFmpeg has libvmaf; the report says when not.
+        Vmaf = "vmaf",
+    }
+);
+
+named!(
+    /// The image format of thumbnails and sprite sheets.
+    ImageFormat {
+        Jpg = "jpg",
+        Png = "png",
+        Webp = "webp",
+    }
+);
+
 /// What a task waits for before it may be claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waits {

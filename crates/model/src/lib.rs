@@ -10,6 +10,8 @@ pub mod kinds;
 pub mod netpolicy;
 pub mod nommers;
 pub mod options;
+pub mod outputs;
+pub mod presets;
 pub mod state;
 pub mod submit;
 pub mod tasks;

@@ -18,7 +18,19 @@ pub const MAX_RUNTIME_S: u64 = 7 * 24 * 3600;
 #[derive(Debug, Clone)]
 pub struct Submission {
     pub source: MediaUri,
+    /// The job's one destination; with `outputs`, the first output's (a
+    /// prefix's probe name for the kinds that write many files).
     pub dest: MediaUri,
+    /// Every place the job writes, to check at submit: `dest`, or each output's.
+    pub writes: Vec<MediaUri>,
+    /// `dest_path` as stored (credentials kept) and as shown (redacted):
+    /// a prefix for a job whose outputs name relative paths.
+    pub dest_uri: String,
+    pub dest_path: String,
+    /// The job's outputs, when it gave `outputs` (or named a preset of them).
+    pub outputs: Vec<crate::outputs::Output>,
+    /// The preset the job was expanded from.
+    pub preset: Option<String>,
     pub notify_url: Option<url::Url>,
     pub nommer: &'static dyn Nommer,
     pub passes: Vec<Pass>,
@@ -105,44 +117,143 @@ pub fn parse_payload(
     payload: &Map<String, Value>,
     allow: &Allowlist,
 ) -> Result<Submission, CodedError> {
-    seed_required_keys(payload)?;
-    let Some(Value::Object(job_options)) = payload.get("job_options") else {
-        unreachable!("checked by seed_required_keys");
-    };
+    parse_expanded(payload, allow, None)
+}
 
-    let nommer = match job_options.get("nommer") {
-        Some(Value::String(name)) => nommers::find(name).ok_or_else(|| {
-            err(
-                ErrorCode::UnknownNommer,
-                format!(
-                    "Unknown nommer \"{name}\"; known: {} (also {})",
-                    nommers::names().join(", "),
-                    nommers::SEED_FFMPEG_NOMMER
-                ),
-            )
-        })?,
-        _ => {
+/// [`parse_payload`] of a body a preset was expanded into (`presets::expand`).
+pub fn parse_expanded(
+    payload: &Map<String, Value>,
+    allow: &Allowlist,
+    preset: Option<&str>,
+) -> Result<Submission, CodedError> {
+    let mut submission = match payload.contains_key("outputs") {
+        true => parse_outputs_job(payload, allow)?,
+        false => parse_plain(payload, allow)?,
+    };
+    if let (Some(name), Value::Object(job_options)) = (preset, &mut submission.job_options) {
+        job_options.insert("preset".into(), Value::String(name.to_string()));
+        submission.preset = Some(name.to_string());
+    }
+    Ok(submission)
+}
+
+/// The fields every job may give beside its destinations and options.
+struct Common {
+    notify_url: Option<url::Url>,
+    max_attempts: Option<u32>,
+    max_runtime_s: Option<u64>,
+}
+
+/// A job with `outputs`: one decode of the source, many results. A chunked
+/// one has one file output, and runs as a plain chunked job.
+fn parse_outputs_job(
+    payload: &Map<String, Value>,
+    allow: &Allowlist,
+) -> Result<Submission, CodedError> {
+    if !truthy(payload.get("source_path")) {
+        return Err(err(
+            ErrorCode::MissingField,
+            "Missing/invalid required key+val: ['source_path']",
+        ));
+    }
+    if payload.contains_key("job_options") {
+        return Err(err(
+            ErrorCode::InvalidField,
+            "give outputs or job_options, not both: each file output carries its own options",
+        ));
+    }
+    let source = uri_field(payload, "source_path")?;
+    let prefix = match payload.get("dest_path") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(prefix)) if prefix.ends_with('/') => {
+            MediaUri::parse(&format!("{prefix}probe")).map_err(|mut e| {
+                e.message = format!("dest_path: {}", e.message);
+                e
+            })?;
+            Some(prefix.as_str())
+        }
+        Some(_) => {
             return Err(err(
-                ErrorCode::UnknownNommer,
-                "job_options.nommer must be a nommer name",
+                ErrorCode::InvalidField,
+                "with outputs, dest_path is left out or is a prefix ending in / that outputs' relative paths are written under",
             ))
         }
     };
-
-    // The seed accepted options given as a JSON-encoded string.
-    let raw_options = match job_options.get("options") {
-        Some(Value::String(text)) => serde_json::from_str::<Value>(text).map_err(|e| {
-            err(
-                ErrorCode::InvalidJobOptions,
-                format!("job_options.options is a string but not JSON: {e}"),
+    let outputs = crate::outputs::parse_outputs(&payload["outputs"], prefix, allow)?;
+    if payload.get("chunked").is_some_and(|c| !c.is_null()) {
+        let [only] = outputs.as_slice() else {
+            return Err(err(
+                ErrorCode::ChunkingNotSupported,
+                "a chunked job has one file output (chunking ladders, thumbnails and sprites is not supported)",
+            ));
+        };
+        let crate::outputs::Body::File { passes } = &only.body else {
+            return Err(err(
+                ErrorCode::ChunkingNotSupported,
+                "a chunked job has one file output (chunking ladders, thumbnails and sprites is not supported)",
+            ));
+        };
+        let mut plain = payload.clone();
+        plain.remove("outputs");
+        plain.insert(
+            "dest_path".into(),
+            Value::String(only.resolve(prefix.unwrap_or_default())),
+        );
+        plain.insert(
+            "job_options".into(),
+            serde_json::json!({"nommer": "ffmpeg", "options": options::passes_to_json(passes)}),
+        );
+        return parse_plain(&plain, allow);
+    }
+    let common = common_fields(payload)?;
+    let writes = outputs
+        .iter()
+        .map(|output| {
+            let uri = output.resolve(prefix.unwrap_or_default());
+            let probe = match output.is_directory() {
+                true => format!("{uri}probe"),
+                false => uri,
+            };
+            MediaUri::parse(&probe)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (dest_uri, dest_path) = match prefix {
+        Some(prefix) => {
+            let shown = MediaUri::parse(&format!("{prefix}probe"))?.redacted();
+            (
+                prefix.to_string(),
+                shown.strip_suffix("probe").unwrap_or(&shown).to_string(),
             )
-        })?,
-        Some(other) => other.clone(),
-        None => Value::Null,
+        }
+        None => {
+            let first = outputs[0].resolve("");
+            (first.clone(), first)
+        }
     };
+    let mut job_options = Map::new();
+    job_options.insert("nommer".into(), Value::String("ffmpeg".into()));
+    job_options.insert("outputs".into(), crate::outputs::outputs_to_json(&outputs));
+    Ok(Submission {
+        source,
+        dest: writes[0].clone(),
+        writes,
+        dest_uri,
+        dest_path,
+        outputs,
+        preset: None,
+        notify_url: common.notify_url,
+        nommer: nommers::find("ffmpeg").expect("the ffmpeg nommer"),
+        passes: Vec::new(),
+        tasks: vec![TaskPlan::of(crate::kinds::TaskKind::Ffmpeg)],
+        job_options: Value::Object(job_options),
+        warnings: Vec::new(),
+        max_attempts: common.max_attempts,
+        max_runtime_s: common.max_runtime_s,
+        chunked: None,
+    })
+}
 
-    let source = uri_field(payload, "source_path")?;
-    let dest = uri_field(payload, "dest_path")?;
+fn common_fields(payload: &Map<String, Value>) -> Result<Common, CodedError> {
     let notify_url = match payload.get("notify_url") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
@@ -192,6 +303,57 @@ pub fn parse_payload(
             ))
         }
     };
+    Ok(Common {
+        notify_url,
+        max_attempts,
+        max_runtime_s,
+    })
+}
+
+fn parse_plain(payload: &Map<String, Value>, allow: &Allowlist) -> Result<Submission, CodedError> {
+    seed_required_keys(payload)?;
+    let Some(Value::Object(job_options)) = payload.get("job_options") else {
+        unreachable!("checked by seed_required_keys");
+    };
+
+    let nommer = match job_options.get("nommer") {
+        Some(Value::String(name)) => nommers::find(name).ok_or_else(|| {
+            err(
+                ErrorCode::UnknownNommer,
+                format!(
+                    "Unknown nommer \"{name}\"; known: {} (also {})",
+                    nommers::names().join(", "),
+                    nommers::SEED_FFMPEG_NOMMER
+                ),
+            )
+        })?,
+        _ => {
+            return Err(err(
+                ErrorCode::UnknownNommer,
+                "job_options.nommer must be a nommer name",
+            ))
+        }
+    };
+
+    // The seed accepted options given as a JSON-encoded string.
+    let raw_options = match job_options.get("options") {
+        Some(Value::String(text)) => serde_json::from_str::<Value>(text).map_err(|e| {
+            err(
+                ErrorCode::InvalidJobOptions,
+                format!("job_options.options is a string but not JSON: {e}"),
+            )
+        })?,
+        Some(other) => other.clone(),
+        None => Value::Null,
+    };
+
+    let source = uri_field(payload, "source_path")?;
+    let dest = uri_field(payload, "dest_path")?;
+    let Common {
+        notify_url,
+        max_attempts,
+        max_runtime_s,
+    } = common_fields(payload)?;
 
     let chunked = crate::chunked::ChunkRequest::parse(payload.get("chunked"))?;
 
@@ -213,7 +375,12 @@ pub fn parse_payload(
     normalized.insert("options".into(), options::passes_to_json(&passes));
     Ok(Submission {
         source,
+        writes: vec![dest.clone()],
+        dest_uri: dest.expose().to_string(),
+        dest_path: dest.redacted(),
         dest,
+        outputs: Vec::new(),
+        preset: None,
         notify_url,
         nommer,
         passes,
