@@ -3,6 +3,8 @@
 
 pub mod argv;
 pub mod frames;
+pub mod manifests;
+pub mod outputs;
 pub mod probe;
 pub mod process;
 pub mod progress;
