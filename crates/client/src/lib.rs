@@ -193,6 +193,12 @@ impl Client {
             .await
     }
 
+    /// Every preset, as `GET /v1/presets` answers (`{"presets": [...]}`).
+    pub async fn presets(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::GET, "/v1/presets", None::<&()>, Self::SHORT)
+            .await
+    }
+
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.call(Method::GET, "/healthz", None::<&()>, Self::SHORT)
             .await

@@ -14,6 +14,8 @@ pub struct FeederdConfig {
     /// Where chunked jobs keep their intermediates; None: beside each
     /// job's destination (`nommer_model::chunked::work_prefix`).
     pub intermediate_store: Option<String>,
+    /// Presets from config (`[presets.NAME]`), each checked and canonical.
+    pub presets: Vec<serde_json::Value>,
     /// The option allowlist, with the operator's additions.
     pub allowlist: std::sync::Arc<nommer_model::options::Allowlist>,
     /// Object storage settings, for submit-time checks of s3/gs/az sources.
@@ -59,6 +61,7 @@ impl Default for FeederdConfig {
             webhook_secret: None,
             file_roots: FileRoots::Any,
             intermediate_store: None,
+            presets: Vec::new(),
             allowlist: std::sync::Arc::new(nommer_model::options::Allowlist::builtin().clone()),
             objects: Default::default(),
             net_policy: NetPolicy::default(),

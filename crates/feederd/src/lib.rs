@@ -9,6 +9,7 @@ pub mod error;
 pub mod metrics;
 pub mod notifier;
 pub mod openapi;
+pub mod presets;
 pub mod reaper;
 pub mod routes;
 pub mod serve;

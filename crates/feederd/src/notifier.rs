@@ -14,7 +14,7 @@
 use crate::AppState;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use nommer_model::now_ms;
+use nommer_model::{now_ms, JobState};
 use nommer_store::{AttemptRecord, DeliveryOutcome, EventRecord};
 use sha2::Sha256;
 use std::collections::{HashMap, HashSet};
@@ -27,13 +27,30 @@ const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
 
 pub const USER_AGENT: &str = "media-nommer feederd";
 
-/// The seed's form body.
-pub fn form_body(event: &EventRecord) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("unique_id", &event.job_id)
+/// The seed's form body; a job that ended adds `outputs`, what each of its
+/// outputs made (JSON, as `GET /v1/jobs/{id}` shows it).
+pub fn form_body(event: &EventRecord, outputs: Option<&str>) -> String {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("unique_id", &event.job_id)
         .append_pair("job_state", event.state.as_str())
-        .append_pair("job_state_details", event.details.as_deref().unwrap_or(""))
-        .finish()
+        .append_pair("job_state_details", event.details.as_deref().unwrap_or(""));
+    if let Some(outputs) = outputs {
+        form.append_pair("outputs", outputs);
+    }
+    form.finish()
+}
+
+/// What the ended job's task reported of its outputs, if it did.
+async fn reported_outputs(state: &AppState, event: &EventRecord) -> Option<String> {
+    if !matches!(event.state, JobState::Finished | JobState::Error) {
+        return None;
+    }
+    let tasks = state.store.job_tasks(&event.job_id).await.ok()?;
+    tasks
+        .iter()
+        .filter(|t| t.state == event.state)
+        .filter_map(|t| t.result.as_ref()?.get("outputs").map(|o| o.to_string()))
+        .next_back()
 }
 
 /// The key of a Standard Webhooks secret: base64 after `whsec_`, else the raw bytes.
@@ -74,7 +91,8 @@ async fn deliver(state: AppState, client: reqwest::Client, event: EventRecord) {
     let Some(url) = event.notify_url.clone() else {
         return;
     };
-    let body = form_body(&event);
+    let outputs = reported_outputs(&state, &event).await;
+    let body = form_body(&event, outputs.as_deref());
     let webhook_id = event.webhook_id();
     let timestamp = now_ms() / 1000;
     let mut request = client
@@ -323,7 +341,7 @@ mod tests {
             attempts: 0,
         };
         assert_eq!(
-            form_body(&event),
+            form_body(&event, None),
             "unique_id=abc&job_state=ENCODING&job_state_details="
         );
     }

@@ -78,9 +78,13 @@ async fn check_source_exists(state: &AppState, uri: &MediaUri) -> Result<(), Cod
 }
 
 pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, CodedError> {
-    let submission = submit::parse_body(body, &state.config.allowlist)?;
+    let payload = submit::decode(body)?;
+    let (payload, preset) = crate::presets::expand(state, payload).await?;
+    let submission = submit::parse_expanded(&payload, &state.config.allowlist, preset.as_deref())?;
     check_location(state, "source_path", &submission.source)?;
-    check_location(state, "dest_path", &submission.dest)?;
+    for dest in &submission.writes {
+        check_location(state, "dest_path", dest)?;
+    }
     if submission.chunked.is_some() {
         let store = state.config.intermediate_store.as_deref();
         nommer_model::chunked::work_prefix(&submission.dest, store, "check")?;
@@ -133,9 +137,9 @@ pub async fn accept(
     let job = NewJob {
         id,
         source_uri: submission.source.expose().to_string(),
-        dest_uri: submission.dest.expose().to_string(),
+        dest_uri: submission.dest_uri.clone(),
         source_path: submission.source.redacted(),
-        dest_path: submission.dest.redacted(),
+        dest_path: submission.dest_path.clone(),
         notify_url: submission.notify_url.as_ref().map(|u| u.to_string()),
         submitted_by: caller.name.clone(),
         nommer: submission.nommer.name().to_string(),

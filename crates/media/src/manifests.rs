@@ -27,6 +27,14 @@ pub fn hls_references(text: &str) -> Vec<String> {
     names
 }
 
+/// A media playlist's length: the sum of its `EXTINF` durations.
+pub fn hls_duration(text: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("#EXTINF:"))
+        .filter_map(|rest| rest.split(',').next()?.trim().parse::<f64>().ok())
+        .sum()
+}
+
 fn quoted_attribute(tag: &str, key: &str) -> Option<String> {
     let start = tag.find(&format!("{key}=\""))? + key.len() + 2;
     let end = tag[start..].find('"')? + start;
@@ -34,11 +42,13 @@ fn quoted_attribute(tag: &str, key: &str) -> Option<String> {
 }
 
 /// One DASH representation's files.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Representation {
     pub id: String,
     pub init: Option<String>,
     pub segments: Vec<String>,
+    /// The timeline's length in seconds.
+    pub duration: f64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -46,6 +56,7 @@ struct Template {
     init: Option<String>,
     media: Option<String>,
     start_number: u64,
+    timescale: u64,
     /// `(t, d, r)` of each `S`, as written.
     timeline: Vec<(Option<u64>, u64, i64)>,
 }
@@ -85,6 +96,10 @@ pub fn dash_references(text: &str) -> Result<Vec<Representation>, String> {
                         media: attribute(&element, "media"),
                         start_number: attribute(&element, "startNumber")
                             .and_then(|n| n.parse().ok())
+                            .unwrap_or(1),
+                        timescale: attribute(&element, "timescale")
+                            .and_then(|n| n.parse().ok())
+                            .filter(|n| *n > 0)
                             .unwrap_or(1),
                         timeline: Vec::new(),
                     };
@@ -127,6 +142,7 @@ fn expand(id: &str, template: &Template) -> Result<Representation, String> {
     let mut segments = Vec::new();
     let mut number = template.start_number;
     let mut time = 0u64;
+    let mut ticks = 0u64;
     for &(t, d, r) in &template.timeline {
         if let Some(t) = t {
             time = t;
@@ -135,6 +151,7 @@ fn expand(id: &str, template: &Template) -> Result<Representation, String> {
             segments.push(fill(media, id, number, time)?);
             number += 1;
             time += d;
+            ticks += d;
         }
     }
     Ok(Representation {
@@ -145,6 +162,7 @@ fn expand(id: &str, template: &Template) -> Result<Representation, String> {
             .map(|init| fill(init, id, number, 0))
             .transpose()?,
         segments,
+        duration: ticks as f64 / template.timescale.max(1) as f64,
     })
 }
 
@@ -198,6 +216,7 @@ mod tests {
             hls_references(media),
             ["init_0.mp4", "seg_720p_00000.m4s", "seg_720p_00001.m4s"]
         );
+        assert!((hls_duration(media) - 3.0).abs() < 1e-9);
     }
 
     #[test]
@@ -221,6 +240,7 @@ mod tests {
             ]
         );
         assert_eq!(reps[1].segments, ["t10.m4s", "t15.m4s"]);
+        assert!((reps[0].duration - 7.0).abs() < 1e-9);
         assert!(dash_references("<MPD><Period><AdaptationSet><Representation id=\"0\"></Representation></AdaptationSet></Period></MPD>").is_err());
     }
 }

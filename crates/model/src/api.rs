@@ -83,6 +83,15 @@ pub struct Job {
     pub job_options: Value,
     /// The node holding the job's lease, while one does.
     pub node_id: Option<String>,
+    /// What the job writes, each with its state and, once its task has
+    /// reported, what it made: the URIs written, bytes, duration and the
+    /// quality check's report. A job without `outputs` has one file output.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub outputs: Vec<Value>,
+    /// The preset the job was expanded from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }

@@ -80,6 +80,11 @@ pub struct Output {
     pub target: Target,
     pub qc: Qc,
     pub body: Body,
+    /// Test builds only: the worker breaks this output after ffmpeg wrote
+    /// it (`truncate`, `streams`, `segment`), so tests see the quality gate
+    /// catch each fault.
+    #[cfg(feature = "test-nommers")]
+    pub test_break: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +185,10 @@ impl Output {
         }
         if let Some(min) = self.qc.min_psnr {
             object.insert("qc_min_psnr".into(), json!(min));
+        }
+        #[cfg(feature = "test-nommers")]
+        if let Some(how) = &self.test_break {
+            object.insert("test_break".into(), json!(how));
         }
         match &self.body {
             Body::File { passes } => {
@@ -452,6 +461,10 @@ fn parse_output(
         prefix,
     )?;
     let qc = parse_qc(&label, &mut rest)?;
+    #[cfg(feature = "test-nommers")]
+    let test_break = rest
+        .remove("test_break")
+        .and_then(|v| v.as_str().map(str::to_string));
     let body = match kind {
         OutputKind::File => {
             let raw: RawFile = body_of(&label, rest)?;
@@ -469,7 +482,13 @@ fn parse_output(
     if !qc.metrics.is_empty() && !matches!(kind, OutputKind::File | OutputKind::Abr) {
         return Err(invalid(&label, "qc_metrics apply to file and abr outputs"));
     }
-    Ok(Output { target, qc, body })
+    Ok(Output {
+        target,
+        qc,
+        body,
+        #[cfg(feature = "test-nommers")]
+        test_break,
+    })
 }
 
 fn parse_target(

@@ -92,6 +92,11 @@ pub fn seed_required_keys(payload: &Map<String, Value>) -> Result<(), CodedError
 
 /// Decode a raw request body (whatever its Content-Type) and validate it.
 pub fn parse_body(body: &[u8], allow: &Allowlist) -> Result<Submission, CodedError> {
+    parse_payload(&decode(body)?, allow)
+}
+
+/// A raw request body (whatever its Content-Type) as a JSON object.
+pub fn decode(body: &[u8]) -> Result<Map<String, Value>, CodedError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(err(
             ErrorCode::EmptyBody,
@@ -110,7 +115,7 @@ pub fn parse_body(body: &[u8], allow: &Allowlist) -> Result<Submission, CodedErr
             "The request body must be a JSON object",
         ));
     };
-    parse_payload(&payload, allow)
+    Ok(payload)
 }
 
 pub fn parse_payload(

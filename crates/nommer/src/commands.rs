@@ -73,11 +73,90 @@ pub async fn status(settings: &Settings, id: &str, json: bool) -> anyhow::Result
     if let Some(node) = &job.node_id {
         println!("node:        {node}");
     }
+    if let Some(preset) = &job.preset {
+        println!("preset:      {preset}");
+    }
+    for (index, output) in job.outputs.iter().enumerate() {
+        print_output(index, output);
+    }
     for warning in &job.warnings {
         println!("warning:     {warning}");
     }
     println!("created:     {}", job.created_at);
     println!("updated:     {}", job.updated_at);
+    Ok(0)
+}
+
+/// One output of a job: where, how it went, what it made, its check.
+fn print_output(index: usize, output: &serde_json::Value) {
+    let text = |key: &str| output[key].as_str().unwrap_or("-").to_string();
+    println!(
+        "output {index}:    {} {} {}",
+        text("kind"),
+        text("state"),
+        text("dest_path")
+    );
+    let mut made = Vec::new();
+    if let Some(files) = output["file_count"].as_u64() {
+        made.push(format!("{files} file(s)"));
+    }
+    if let Some(bytes) = output["bytes"].as_u64() {
+        made.push(format!("{bytes} bytes"));
+    }
+    if let Some(duration) = output["duration_s"].as_f64() {
+        made.push(format!("{duration:.3} s"));
+    }
+    if let Some(renditions) = output["renditions"].as_array() {
+        let names: Vec<&str> = renditions.iter().filter_map(|r| r.as_str()).collect();
+        made.push(format!("renditions {}", names.join(", ")));
+    }
+    if !made.is_empty() {
+        println!("             {}", made.join(", "));
+    }
+    let qc = &output["qc"];
+    if qc.is_object() {
+        let verdict = match qc["passed"].as_bool() {
+            Some(true) => "passed".to_string(),
+            _ => format!("FAILED: {}", qc["failure"].as_str().unwrap_or("")),
+        };
+        println!(
+            "  qc:        {verdict} ({})",
+            qc["level"].as_str().unwrap_or("")
+        );
+        if let Some(metrics) = qc["metrics"].as_object() {
+            let shown: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("  metrics:   {}", shown.join(", "));
+        }
+    }
+}
+
+pub async fn presets(settings: &Settings) -> anyhow::Result<u8> {
+    let answer = client(settings).presets().await?;
+    println!(
+        "{:<24}  {:<8}  {:<8}  DESCRIPTION",
+        "NAME", "ORIGIN", "KIND"
+    );
+    for preset in answer["presets"].as_array().into_iter().flatten() {
+        let kind = match preset.get("outputs") {
+            Some(outputs) => {
+                let kinds: Vec<&str> = outputs
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| o["kind"].as_str())
+                    .collect();
+                kinds.join("+")
+            }
+            None => "file".into(),
+        };
+        println!(
+            "{:<24}  {:<8}  {:<8}  {}",
+            preset["name"].as_str().unwrap_or(""),
+            preset["origin"].as_str().unwrap_or(""),
+            kind,
+            preset["description"].as_str().unwrap_or("")
+        );
+    }
     Ok(0)
 }
 

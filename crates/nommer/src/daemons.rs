@@ -49,8 +49,22 @@ pub fn feederd_config(s: &Settings, loopback: bool) -> anyhow::Result<FeederdCon
         nommer_model::chunked::check_intermediate_store(store)
             .map_err(|e| anyhow::anyhow!("intermediate_store: {e}"))?;
     }
+    let allowlist = s.allowlist()?;
+    let mut presets = Vec::new();
+    for (name, body) in &s.presets {
+        if nommer_model::presets::builtin()
+            .iter()
+            .any(|p| p["name"] == name.as_str())
+        {
+            anyhow::bail!("presets.{name}: a built-in preset has that name");
+        }
+        let checked = nommer_model::presets::check(name, body, &allowlist)
+            .map_err(|e| anyhow::anyhow!("presets.{name}: {}", e.message))?;
+        presets.push(checked);
+    }
     Ok(FeederdConfig {
         intermediate_store: s.intermediate_store.clone(),
+        presets,
         tokens: Arc::new(TokenSet::new(s.tokens()?)),
         webhook_secret: s.webhook_secret.clone(),
         file_roots: file_roots(s, loopback),
@@ -65,7 +79,7 @@ pub fn feederd_config(s: &Settings, loopback: bool) -> anyhow::Result<FeederdCon
         prune_jobs_interval: Duration::from_secs(s.feederd_prune_jobs_interval.max(1)),
         webhook_timeout: Duration::from_secs(s.webhook_timeout),
         webhook_retry_period: Duration::from_secs(s.webhook_retry_period),
-        allowlist: s.allowlist()?,
+        allowlist,
         webhook_connect_timeout: Duration::from_secs(s.webhook_connect_timeout.max(1)),
         webhook_concurrency: s.webhook_concurrency.max(1),
         webhook_per_host: s.webhook_per_host.max(1),
@@ -96,6 +110,7 @@ pub fn nommerd_config(s: &Settings, feederd_url: &str) -> anyhow::Result<Nommerd
     config.net_policy = net_policy(s, true);
     config.max_download_bytes = s.max_download_bytes;
     config.min_free_scratch_bytes = s.min_free_scratch_bytes;
+    config.upload_files_concurrency = s.upload_files_concurrency.clamp(1, 64);
     config.objects = s.objects();
     config.fleet = s.fleet;
     config.ec2 = s.ec2.clone();

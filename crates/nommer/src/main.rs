@@ -81,6 +81,8 @@ enum Command {
     Cancel { id: String },
     /// List the worker nodes feederd knows.
     Nodes,
+    /// List the presets a job may name.
+    Presets,
     /// Run one job with no daemon: a temporary store and an in-process worker.
     Run { job: PathBuf },
     /// Encode a generated test clip end to end with the seed's two-pass example.
@@ -180,6 +182,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Cancel { id } => commands::cancel(&settings, &id).await,
             Command::Nodes => commands::nodes(&settings).await,
+            Command::Presets => commands::presets(&settings).await,
             Command::Run { job } => commands::run(settings, &job).await,
             Command::Demo => commands::demo(settings).await,
             Command::Config => {

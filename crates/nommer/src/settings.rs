@@ -126,6 +126,8 @@ pub struct Settings {
     /// Where chunked jobs keep their intermediates (a file, s3, gs or az
     /// prefix every worker reaches); unset: beside each job's destination.
     pub intermediate_store: Option<String>,
+    /// Presets of the operator's own (`[presets.NAME]`), in the API's shape.
+    pub presets: std::collections::BTreeMap<String, serde_json::Value>,
     pub allow_link_local_addresses: bool,
     /// Refuse private and loopback addresses in http(s) sources and
     /// notify_urls. Default: true when feederd listens beyond loopback.
@@ -217,6 +219,8 @@ pub struct Settings {
     pub max_download_bytes: u64,
     /// A worker leases nothing while its scratch file system has less free.
     pub min_free_scratch_bytes: u64,
+    /// How many files of one output a worker uploads at once.
+    pub upload_files_concurrency: usize,
     /// Seconds ffmpeg may report no progress before it is stopped.
     pub max_tool_stall: u64,
     /// Address space a tool may map (RLIMIT_AS).
@@ -254,6 +258,7 @@ impl Default for Settings {
             secrets_key: None,
             file_roots: Vec::new(),
             intermediate_store: None,
+            presets: Default::default(),
             allow_link_local_addresses: false,
             forbid_private_addresses: None,
             max_body_bytes: 1024 * 1024,
@@ -300,6 +305,7 @@ impl Default for Settings {
             max_job_runtime: 24 * 3600,
             max_download_bytes: 256 << 30,
             min_free_scratch_bytes: 256 << 20,
+            upload_files_concurrency: 8,
             max_tool_stall: 600,
             max_tool_memory_bytes: 16 << 30,
             max_tool_threads: 512,

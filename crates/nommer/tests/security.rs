@@ -47,6 +47,8 @@ async fn call(
 ) -> (u16, Value) {
     let mut request = match method {
         "GET" => http.get(url),
+        "PUT" => http.put(url),
+        "DELETE" => http.delete(url),
         _ => http.post(url),
     };
     if let Some(token) = token {
@@ -109,7 +111,7 @@ async fn every_route_answers_each_token_as_its_security_says() {
     let by_role = [("submit", APP), ("read", DASH), ("admin", OPS)];
     let mut walked = BTreeMap::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in ["get", "post"] {
+        for method in ["get", "post", "put", "delete"] {
             let Some(operation) = item.get(method) else {
                 continue;
             };
@@ -118,10 +120,12 @@ async fn every_route_answers_each_token_as_its_security_says() {
                 format!(
                     "{}{}",
                     feederd.url,
-                    path.replace("{id}", &id).replace("{token}", token)
+                    path.replace("{id}", &id)
+                        .replace("{token}", token)
+                        .replace("{name}", "walked")
                 )
             };
-            let body = (method == "POST").then(|| json!({}));
+            let body = matches!(method.as_str(), "POST" | "PUT").then(|| json!({}));
             let answer = |token: Option<&'static str>, in_path: Option<&'static str>| {
                 let url = url(in_path.unwrap_or("no-such-token"));
                 let (http, method, body) = (http.clone(), method.clone(), body.clone());
@@ -195,6 +199,8 @@ async fn every_route_answers_each_token_as_its_security_says() {
         "POST /v1/workers/lease",
         "GET /v1/nodes",
         "GET /metrics",
+        "PUT /v1/presets/{name}",
+        "DELETE /v1/presets/{name}",
     ] {
         assert!(walked.contains_key(route), "{route} not walked: {walked:?}");
     }

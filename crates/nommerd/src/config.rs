@@ -52,6 +52,8 @@ pub struct NommerdConfig {
     pub max_download_bytes: u64,
     /// The worker leases nothing while its scratch file system has less free.
     pub min_free_scratch_bytes: u64,
+    /// How many files of a job's outputs are uploaded at once.
+    pub upload_files_concurrency: usize,
 }
 
 impl NommerdConfig {
@@ -82,6 +84,7 @@ impl NommerdConfig {
             max_tool_stall: Duration::from_secs(600),
             max_download_bytes: 256 << 30,
             min_free_scratch_bytes: 256 << 20,
+            upload_files_concurrency: 8,
         }
     }
 }

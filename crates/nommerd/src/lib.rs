@@ -7,6 +7,8 @@ mod ec2;
 mod heartbeat;
 mod inputs;
 mod pipeline;
+mod publish;
+mod qc;
 mod reporter;
 mod runners;
 mod space;

@@ -57,6 +57,9 @@ pub enum End {
     /// filled, a transfer kept failing): retried after the backoff, ERROR
     /// with this code once no attempts are left.
     Retryable(&'static str, String),
+    /// ERROR, with what the task made for the job to show (each output's
+    /// state and quality report).
+    ErrorWith(&'static str, String, serde_json::Value),
     Stopped(Stop),
 }
 
@@ -146,6 +149,19 @@ impl Pipeline {
                     .report_coded(task, JobState::Error, Some(details), Vec::new(), Some(code))
                     .await;
             }
+            End::ErrorWith(code, details, result) => {
+                tracing::warn!(job_id = %job_id, task = number, error_code = code, details = %nommer_model::tail_chars(&details, 300), "task failed");
+                let _ = self
+                    .send(
+                        task,
+                        JobState::Error,
+                        Some(details),
+                        Vec::new(),
+                        Some(code),
+                        (Some(result), Vec::new()),
+                    )
+                    .await;
+            }
             End::Stopped(Stop::Canceled) => {
                 tracing::info!(job_id = %job_id, task = number, "task canceled");
                 let _ = self
@@ -197,19 +213,30 @@ impl Pipeline {
             Ok(uri) => uri,
             Err(e) => return End::Error(e.code.as_str(), e.message),
         };
-        let dest_uri = match &grant.spec.dest_suffix {
-            Some(suffix) => format!("{}{suffix}", grant.dest_uri),
-            None => grant.dest_uri.clone(),
+        // The same check feederd ran at submit, before anything runs here: a
+        // task that fails it ends in ERROR with the check's code.
+        let outputs = match self.check_outputs(grant) {
+            Ok(outputs) => outputs,
+            Err(e) => return End::Error(e.code.as_str(), e.message),
+        };
+        let dest_uri = match (&grant.spec.dest_suffix, outputs.first()) {
+            (_, Some(first)) => match first.is_directory() {
+                true => format!("{}probe", first.resolve(&grant.dest_uri)),
+                false => first.resolve(&grant.dest_uri),
+            },
+            (Some(suffix), None) => format!("{}{suffix}", grant.dest_uri),
+            (None, None) => grant.dest_uri.clone(),
         };
         let dest = match MediaUri::parse(&dest_uri) {
             Ok(uri) => uri,
             Err(e) => return End::Error(e.code.as_str(), e.message),
         };
-        // The same check feederd ran at submit, before anything runs here: a
-        // task that fails it ends in ERROR with the check's code.
-        let passes = match self.check_options(grant, &dest) {
-            Ok(passes) => passes,
-            Err(e) => return End::Error(e.code.as_str(), e.message),
+        let passes = match outputs.is_empty() {
+            true => match self.check_options(grant, &dest) {
+                Ok(passes) => passes,
+                Err(e) => return End::Error(e.code.as_str(), e.message),
+            },
+            false => Vec::new(),
         };
         #[cfg(feature = "test-nommers")]
         if let Some(message) = &grant.spec.test_panic {
@@ -235,6 +262,7 @@ impl Pipeline {
             source: &source,
             dest: &dest,
             passes: &passes,
+            outputs: &outputs,
             scratch,
         };
         runner.run(run).await
@@ -378,6 +406,19 @@ impl Pipeline {
         self.commit_with(task, staged, result).await
     }
 
+    /// A job's `outputs` through the same check as at submit (none for a
+    /// job without them).
+    fn check_outputs(
+        &self,
+        grant: &LeaseGrant,
+    ) -> Result<Vec<nommer_model::outputs::Output>, nommer_model::CodedError> {
+        let Some(outputs) = grant.job_options.get("outputs") else {
+            return Ok(Vec::new());
+        };
+        let prefix = Some(grant.dest_uri.as_str()).filter(|d| d.ends_with('/'));
+        nommer_model::outputs::parse_outputs(outputs, prefix, &self.config.allowlist)
+    }
+
     /// The job's passes through its nommer's check.
     fn check_options(
         &self,
@@ -493,6 +534,11 @@ impl Pipeline {
         })
     }
 
+    /// Confirm the lease before making anything visible (fencing).
+    pub async fn confirm(&self, job: &Arc<RunningTask>) -> Result<(), End> {
+        self.confirm_lease(job).await
+    }
+
     async fn confirm_lease(&self, job: &Arc<RunningTask>) -> Result<(), End> {
         // Every accepted report renews the lease: one sent moments ago (the
         // UPLOADING report before a streamed copy's commit) is confirmation enough.
@@ -552,7 +598,7 @@ impl Pipeline {
         .await
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         job: &Arc<RunningTask>,
         state: JobState,

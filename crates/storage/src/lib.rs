@@ -282,6 +282,35 @@ impl Storage {
         }
     }
 
+    /// Remove one file or object this worker wrote (a published output
+    /// rolled back); one that is not there is no error.
+    pub async fn delete(&self, uri: &MediaUri) -> Result<(), StorageError> {
+        if let Some(anchor) = self.file_anchor(uri)? {
+            let dir = match beneath::open_dir(&anchor.parent()) {
+                Ok(dir) => dir,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => {
+                    return Err(StorageError::new(
+                        StorageErrorKind::Failed,
+                        format!("removing {}: {e}", anchor.path.display()),
+                    ))
+                }
+            };
+            let name = anchor
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            beneath::remove_in(&dir, &name);
+            return Ok(());
+        }
+        match uri.location() {
+            Location::Object { .. } => self.object.delete(uri).await,
+            _ => Err(unsupported(uri)),
+        }
+    }
+
     /// Whether the source exists, for the object stores (None: cannot tell).
     pub async fn object_exists(&self, uri: &MediaUri) -> Result<Option<bool>, StorageError> {
         if !matches!(uri.location(), Location::Object { .. }) {

@@ -98,7 +98,35 @@ cases!(
     a_plan_adds_tasks_and_waiting_ones_run_in_turn,
     a_canceled_chunked_job_still_cleans_up,
     a_cancel_while_planning_cancels_what_the_plan_adds,
+    presets_are_written_read_and_deleted,
 );
+
+async fn presets_are_written_read_and_deleted(store: &dyn Store) {
+    let body = serde_json::json!({"name": "mine", "description": "", "outputs": []});
+    assert!(store.get_preset("mine").await.unwrap().is_none());
+    assert!(store.put_preset("mine", &body, T0).await.unwrap(), "new");
+    let changed = serde_json::json!({"name": "mine", "description": "changed", "outputs": []});
+    assert!(
+        !store.put_preset("mine", &changed, T0 + 1).await.unwrap(),
+        "replaced"
+    );
+    assert_eq!(
+        store.get_preset("mine").await.unwrap(),
+        Some(changed.clone())
+    );
+    store.put_preset("another", &body, T0 + 2).await.unwrap();
+    let names: Vec<_> = store
+        .list_presets()
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(store.delete_preset("mine").await.unwrap());
+    assert!(!store.delete_preset("mine").await.unwrap());
+    assert_eq!(store.list_presets().await.unwrap().len(), 1);
+}
 
 async fn a_cancel_while_planning_cancels_what_the_plan_adds(store: &dyn Store) {
     use JobState::*;

@@ -215,6 +215,15 @@ pub trait Store: Send + Sync + 'static {
         -> StoreResult<Vec<(EventRecord, Vec<AttemptRecord>)>>;
 
     async fn list_nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+
+    /// Write a preset (checked, canonical); whether it is new.
+    async fn put_preset(&self, name: &str, body: &serde_json::Value, now: i64)
+        -> StoreResult<bool>;
+    async fn get_preset(&self, name: &str) -> StoreResult<Option<serde_json::Value>>;
+    /// Every stored preset, by name.
+    async fn list_presets(&self) -> StoreResult<Vec<serde_json::Value>>;
+    /// Whether there was one to delete.
+    async fn delete_preset(&self, name: &str) -> StoreResult<bool>;
     /// Nodes whose heartbeats stopped become `lost`.
     async fn mark_lost_nodes(&self, now: i64, silent_for_ms: i64) -> StoreResult<Vec<String>>;
 

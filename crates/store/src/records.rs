@@ -56,6 +56,44 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// The job's outputs as the API shows them before its task reports
+    /// what they made: each with the job's state.
+    pub fn outputs_view(&self) -> Vec<serde_json::Value> {
+        let state = self.state.as_str().to_ascii_lowercase();
+        let Some(outputs) = self.job_options["outputs"].as_array() else {
+            return vec![
+                serde_json::json!({"kind": "file", "dest_path": self.dest_path, "state": state}),
+            ];
+        };
+        outputs
+            .iter()
+            .map(|output| {
+                let dest = match (&output["dest_path"], &output["path"]) {
+                    (serde_json::Value::String(uri), _) => uri.clone(),
+                    (_, serde_json::Value::String(path)) => format!("{}{path}", self.dest_path),
+                    _ => String::new(),
+                };
+                serde_json::json!({"kind": output["kind"], "dest_path": dest, "state": state})
+            })
+            .collect()
+    }
+
+    /// [`to_api`](Self::to_api), with what its tasks reported of each output.
+    pub fn to_api_with(&self, tasks: &[TaskRecord]) -> api::Job {
+        let mut job = self.to_api();
+        let reported = tasks
+            .iter()
+            .filter(|t| t.state.is_terminal())
+            .filter_map(|t| t.result.as_ref()?.get("outputs")?.as_array().cloned())
+            .next_back();
+        if let Some(outputs) = reported {
+            if outputs.len() == job.outputs.len() {
+                job.outputs = outputs;
+            }
+        }
+        job
+    }
+
     pub fn to_api(&self) -> api::Job {
         api::Job {
             id: self.id.clone(),
@@ -73,6 +111,8 @@ impl JobRecord {
             submitted_by: self.submitted_by.clone(),
             job_options: self.job_options.clone(),
             node_id: self.node_id.clone(),
+            outputs: self.outputs_view(),
+            preset: self.job_options["preset"].as_str().map(str::to_string),
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
         }

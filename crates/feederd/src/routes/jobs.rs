@@ -29,6 +29,16 @@ async fn visible_job(
     }
 }
 
+/// The job as the API shows it, with what its tasks reported of each
+/// output once it has ended.
+async fn shown(state: &AppState, job: &nommer_store::JobRecord) -> ApiResult<Job> {
+    if !job.state.is_terminal() {
+        return Ok(job.to_api());
+    }
+    let tasks = state.store.job_tasks(&job.id).await?;
+    Ok(job.to_api_with(&tasks))
+}
+
 fn job_id(id: &str) -> ApiResult<&str> {
     if JobId::looks_valid(id) {
         return Ok(id);
@@ -108,14 +118,14 @@ pub async fn get_job(
         let job = visible_job(&state, &caller, id).await?;
         let now = tokio::time::Instant::now();
         if seen != Some(job.state) || now >= deadline {
-            return Ok(Json(job.to_api()));
+            return Ok(Json(shown(&state, &job).await?));
         }
         // Another replica's change raises no signal here: look again soon.
         let nap = (deadline - now).min(Duration::from_millis(250));
         tokio::select! {
             _ = changed => {}
             _ = tokio::time::sleep(nap) => {}
-            _ = state.stopping() => return Ok(Json(job.to_api())),
+            _ = state.stopping() => return Ok(Json(shown(&state, &job).await?)),
         }
     }
 }

@@ -7,6 +7,7 @@ mod health;
 mod jobs;
 mod legacy;
 mod nodes;
+mod presets;
 mod workers;
 
 use crate::auth::{Access, Guard, Shape};
@@ -14,7 +15,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::MatchedPath;
 use axum::http::{Method, Request};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 use nommer_model::ErrorCode;
 use tower_http::trace::TraceLayer;
@@ -27,6 +28,9 @@ pub use jobs::{
 };
 pub use legacy::{__path_legacy_submit, __path_legacy_submit_with_path_token, legacy_failure};
 pub use nodes::__path_list_nodes;
+pub use presets::{
+    __path_delete_preset, __path_get_preset, __path_list_presets, __path_put_preset,
+};
 pub use workers::{
     __path_heartbeat, __path_lease, __path_release, __path_report_state, __path_report_states,
 };
@@ -151,6 +155,30 @@ fn routes(state: Option<&AppState>) -> Routes {
             "/v1/jobs/{id}/tasks",
             ReadJobs,
             get(jobs::job_tasks),
+        )
+        .add(
+            Method::GET,
+            "/v1/presets",
+            ReadJobs,
+            get(presets::list_presets),
+        )
+        .add(
+            Method::GET,
+            "/v1/presets/{name}",
+            ReadJobs,
+            get(presets::get_preset),
+        )
+        .add(
+            Method::PUT,
+            "/v1/presets/{name}",
+            Admin,
+            put(presets::put_preset),
+        )
+        .add(
+            Method::DELETE,
+            "/v1/presets/{name}",
+            Admin,
+            delete(presets::delete_preset),
         )
         .add(Method::GET, "/v1/nodes", ReadFleet, get(nodes::list_nodes))
         .add(

@@ -22,6 +22,9 @@ impl Runner for Ffmpeg {
     }
 
     async fn run(&self, mut run: TaskRun<'_>) -> End {
+        if !run.outputs.is_empty() {
+            return super::outputs::run(run).await;
+        }
         let inferred = match run.passes.iter().all(|pass| pass.output_format().is_some()) {
             true => None,
             false => match nommer_model::submit::inferred_format(run.dest) {
@@ -80,7 +83,62 @@ impl Runner for Ffmpeg {
         if let Err(e) = nommer_media::sandbox::plain_output(&output) {
             return End::failed(FailureCode::ToolFailed, e.to_string());
         }
-        pipeline.upload(&run, &output).await
+        // The job's one file output, through the same gate as any other.
+        let output_spec = nommer_model::outputs::Output {
+            target: nommer_model::outputs::Target::Uri(run.dest.expose().to_string()),
+            qc: Default::default(),
+            body: nommer_model::outputs::Body::File {
+                passes: run.passes.to_vec(),
+            },
+            #[cfg(feature = "test-nommers")]
+            test_break: None,
+        };
+        let source_probe =
+            nommer_media::probe::probe(&pipeline.config.ffprobe, &input, Some(confinement.clone()))
+                .await
+                .ok();
+        let source = super::outputs::source_info(source_probe.as_ref());
+        let gate = crate::qc::Gate {
+            ffmpeg: &pipeline.config.ffmpeg,
+            ffprobe: &pipeline.config.ffprobe,
+            confinement: &confinement,
+            source: &source,
+            source_probe: source_probe.as_ref(),
+            source_path: &input,
+            scratch: &scratch,
+        };
+        let layout = nommer_media::outputs::Layout {
+            dir: scratch.clone(),
+            file: Some(output.clone()),
+            renditions: Vec::new(),
+            skipped: Vec::new(),
+            audio: false,
+            times: Vec::new(),
+        };
+        let report = gate.check(&output_spec, &layout).await;
+        let shown = run.dest.redacted();
+        if let Some(why) = &report.failure {
+            return End::ErrorWith(
+                FailureCode::QcFailed.as_str(),
+                format!("the output did not pass its check: {why}; nothing was published"),
+                serde_json::json!({"outputs": [{"kind": "file", "dest_path": shown, "state": "error", "qc": report.to_json()}]}),
+            );
+        }
+        let bytes = std::fs::metadata(&output).map_or(0, |m| m.len());
+        let mut entry = serde_json::json!({"kind": "file", "dest_path": shown, "state": "finished",
+            "qc": report.to_json(), "bytes": bytes, "file_count": 1, "uris": [shown]});
+        if let Some(duration) = report.json.get("duration_s") {
+            entry["duration_s"] = duration.clone();
+        }
+        let dest = run.dest;
+        pipeline
+            .upload_to(
+                &run,
+                &output,
+                dest,
+                Some(serde_json::json!({"outputs": [entry]})),
+            )
+            .await
     }
 }
 
@@ -100,6 +158,83 @@ pub struct FfmpegRun<'a> {
     pub max_stall: std::time::Duration,
     /// The sandbox and jail every pass runs in.
     pub confinement: &'a Confinement,
+}
+
+/// One ffmpeg run of a task's several, its progress shown as its share.
+pub struct Step<'a> {
+    pub argv: &'a [String],
+    /// 0-based, of `count`.
+    pub index: usize,
+    pub count: usize,
+    pub phase: String,
+    pub duration_s: &'a std::sync::OnceLock<f64>,
+    pub confinement: &'a Confinement,
+    pub max_stall: std::time::Duration,
+}
+
+impl Step<'_> {
+    pub async fn run(&self, job: &Arc<RunningTask>) -> Result<(), NomError> {
+        let (index, count) = (self.index, self.count);
+        let running = ToolCommand::new(self.argv)
+            .confined(Some(self.confinement.clone()))
+            .silent_for_at_most(Some(self.max_stall))
+            .start()
+            .await
+            .map_err(|e| NomError::Failed(FailureCode::ToolFailed, e.to_string()))?;
+        let mut stop = job.watch_stop();
+        let mut reader = ProgressReader::default();
+        let finished = running.finish(|line| {
+            let Some(sample) = reader.line(line) else {
+                return;
+            };
+            let duration = self.duration_s.get().copied();
+            let done_s = sample
+                .out_time_us
+                .map(|us| us as f64 / 1e6)
+                .unwrap_or(0.0)
+                .max(0.0);
+            let fraction = match duration {
+                Some(total) => (done_s / total).clamp(0.0, 1.0),
+                None => 0.0,
+            };
+            let overall = (index as f64 + fraction) / count as f64;
+            let eta = match (duration, sample.speed) {
+                (Some(total), Some(speed)) if speed > 0.0 => {
+                    let left_this = (total - done_s).max(0.0);
+                    let left_later = total * (count - index - 1) as f64;
+                    Some((left_this + left_later) / speed)
+                }
+                _ => None,
+            };
+            job.set_progress(Progress {
+                phase: self.phase.clone(),
+                percent: ENCODE_START + ENCODE_SPAN * overall,
+                fps: sample.fps,
+                speed: sample.speed,
+                eta_seconds: eta,
+                ..Default::default()
+            });
+        });
+        // Dropping `finished` (the other branch) kills ffmpeg.
+        let result = tokio::select! {
+            result = finished => result,
+            _ = stop.wait_for(|s| s.is_some()) => {
+                return Err(NomError::Stopped(job.stopped().unwrap_or(Stop::LeaseLost)));
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(ToolError::Failed { stderr_tail, .. }) => {
+                Err(NomError::Failed(FailureCode::ToolFailed, stderr_tail))
+            }
+            Err(ToolError::Limit { code, message, .. }) => Err(NomError::Failed(code, message)),
+            Err(ToolError::Killed { program }) => Err(match job.stopped() {
+                Some(stop) => NomError::Stopped(stop),
+                None => NomError::Failed(FailureCode::ToolFailed, format!("{program} was killed")),
+            }),
+            Err(other) => Err(NomError::Failed(FailureCode::ToolFailed, other.to_string())),
+        }
+    }
 }
 
 impl FfmpegRun<'_> {
@@ -123,74 +258,16 @@ impl FfmpegRun<'_> {
             } else {
                 "encoding".to_string()
             };
-            let running = ToolCommand::new(&argv)
-                .confined(Some(self.confinement.clone()))
-                .silent_for_at_most(Some(self.max_stall))
-                .start()
-                .await
-                .map_err(|e| NomError::Failed(FailureCode::ToolFailed, e.to_string()))?;
-            let mut stop = job.watch_stop();
-            let mut reader = ProgressReader::default();
-            let finished = running.finish(|line| {
-                let Some(sample) = reader.line(line) else {
-                    return;
-                };
-                let duration = self.duration_s.get().copied();
-                let done_s = sample
-                    .out_time_us
-                    .map(|us| us as f64 / 1e6)
-                    .unwrap_or(0.0)
-                    .max(0.0);
-                let fraction = match duration {
-                    Some(total) => (done_s / total).clamp(0.0, 1.0),
-                    None => 0.0,
-                };
-                let overall = (index as f64 + fraction) / count as f64;
-                let eta = match (duration, sample.speed) {
-                    (Some(total), Some(speed)) if speed > 0.0 => {
-                        let left_this = (total - done_s).max(0.0);
-                        let left_later = total * (count - index - 1) as f64;
-                        Some((left_this + left_later) / speed)
-                    }
-                    _ => None,
-                };
-                job.set_progress(Progress {
-                    phase: phase.clone(),
-                    percent: ENCODE_START + ENCODE_SPAN * overall,
-                    fps: sample.fps,
-                    speed: sample.speed,
-                    eta_seconds: eta,
-                    ..Default::default()
-                });
-            });
-            // Dropping `finished` (the other branch) kills ffmpeg.
-            let result = tokio::select! {
-                result = finished => result,
-                _ = stop.wait_for(|s| s.is_some()) => {
-                    return Err(NomError::Stopped(job.stopped().unwrap_or(Stop::LeaseLost)));
-                }
+            let step = Step {
+                argv: &argv,
+                index,
+                count,
+                phase,
+                duration_s: self.duration_s,
+                confinement: self.confinement,
+                max_stall: self.max_stall,
             };
-            match result {
-                Ok(_) => {}
-                Err(ToolError::Failed { stderr_tail, .. }) => {
-                    return Err(NomError::Failed(FailureCode::ToolFailed, stderr_tail))
-                }
-                Err(ToolError::Limit { code, message, .. }) => {
-                    return Err(NomError::Failed(code, message))
-                }
-                Err(ToolError::Killed { program }) => {
-                    return Err(match job.stopped() {
-                        Some(stop) => NomError::Stopped(stop),
-                        None => NomError::Failed(
-                            FailureCode::ToolFailed,
-                            format!("{program} was killed"),
-                        ),
-                    })
-                }
-                Err(other) => {
-                    return Err(NomError::Failed(FailureCode::ToolFailed, other.to_string()))
-                }
-            }
+            step.run(job).await?;
         }
         self.read_back().await
     }

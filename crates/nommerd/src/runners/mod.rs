@@ -7,6 +7,7 @@ mod chunk;
 mod cleanup;
 mod copy;
 mod ffmpeg;
+pub mod outputs;
 mod plan;
 
 use crate::pipeline::{End, Pipeline, Scratch};
@@ -41,6 +42,8 @@ pub struct TaskRun<'a> {
     pub dest: &'a MediaUri,
     /// The job's passes as its nommer's check returned them.
     pub passes: &'a [Pass],
+    /// The job's outputs, when it has them (its passes are then none).
+    pub outputs: &'a [nommer_model::outputs::Output],
     pub scratch: &'a mut Scratch,
 }
 

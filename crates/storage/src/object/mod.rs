@@ -421,6 +421,15 @@ impl ObjectStorage {
         Ok(listed.len() as u64)
     }
 
+    /// Remove the object; one that is not there is no error.
+    pub async fn delete(&self, uri: &MediaUri) -> Result<(), StorageError> {
+        let target = self.target(uri, Purpose::Write).await?;
+        match target.store.delete(&target.path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(classify(e, uri, &target.bucket)),
+        }
+    }
+
     /// The object's size, or None when it does not exist.
     pub async fn head(&self, uri: &MediaUri) -> Result<Option<u64>, StorageError> {
         let target = self.target(uri, Purpose::Write).await?;

@@ -11,6 +11,7 @@ mod jobs;
 mod leases;
 mod listen;
 mod nodes;
+mod presets;
 mod rows;
 mod tasks;
 mod transition;
@@ -226,6 +227,27 @@ impl Store for SqlStore {
 
     async fn list_nodes(&self) -> StoreResult<Vec<NodeRecord>> {
         self.nodes().await
+    }
+
+    async fn put_preset(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.upsert_preset(name, body, now).await
+    }
+
+    async fn get_preset(&self, name: &str) -> StoreResult<Option<serde_json::Value>> {
+        self.preset(name).await
+    }
+
+    async fn list_presets(&self) -> StoreResult<Vec<serde_json::Value>> {
+        self.presets().await
+    }
+
+    async fn delete_preset(&self, name: &str) -> StoreResult<bool> {
+        self.remove_preset(name).await
     }
 
     async fn mark_lost_nodes(&self, now: i64, silent_for_ms: i64) -> StoreResult<Vec<String>> {
