@@ -253,10 +253,9 @@ fn push_abr(
     let segment = abr.segment_seconds;
     for (index, rendition) in kept.iter().enumerate() {
         let stream = format!("v:{index}");
-        let mut filter = format!(
-            "{},setsar=1",
-            scale_filter(rendition.width, rendition.height)
-        );
+        // scale keeps the display aspect (its SAR absorbs the rounding of an
+        // even width), which DASH needs to be the same in an adaptation set.
+        let mut filter = scale_filter(rendition.width, rendition.height);
         if !has(&rendition.options, "pix_fmt") {
             // Players decode 4:2:0; a 4:4:4 or RGB source would not play.
             filter.push_str(",format=yuv420p");
@@ -532,10 +531,7 @@ mod tests {
         let argv = &plan.argv;
         assert_eq!(argv.iter().filter(|a| *a == "-i").count(), 1);
         assert_eq!(window(argv, "-map"), ["0:v:0", "0:v:0", "0:a:0"]);
-        assert_eq!(
-            window(argv, "-filter:v:0"),
-            ["scale=-2:720,setsar=1,format=yuv420p"]
-        );
+        assert_eq!(window(argv, "-filter:v:0"), ["scale=-2:720,format=yuv420p"]);
         assert_eq!(window(argv, "-preset:v:0"), ["veryfast"]);
         assert_eq!(window(argv, "-crf:v:1"), ["23"]);
         assert_eq!(window(argv, "-c:v:1"), ["libx264"]);

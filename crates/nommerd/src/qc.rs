@@ -559,7 +559,7 @@ impl Gate<'_> {
                 ));
             }
             let dash = abr.manifests.contains(&Manifest::Dash);
-            for (index, playlist) in playlists.iter().enumerate() {
+            for playlist in &playlists {
                 let text = read(playlist)?;
                 let mut names = manifests::hls_references(&text);
                 let init = match fmp4 {
@@ -573,10 +573,12 @@ impl Gate<'_> {
                     }
                     continue;
                 }
-                let name = match index < layout.renditions.len() {
-                    true => layout.renditions[index].clone(),
-                    false => "audio".into(),
-                };
+                // HLS alone names its playlists stream_NAME.m3u8.
+                let name = playlist
+                    .strip_prefix("stream_")
+                    .and_then(|p| p.strip_suffix(".m3u8"))
+                    .unwrap_or(playlist)
+                    .to_string();
                 tracks.push((name, init, names, manifests::hls_duration(&text)));
             }
             report.checked(format!(

@@ -130,6 +130,15 @@ impl Runner for Ffmpeg {
         if let Some(duration) = report.json.get("duration_s") {
             entry["duration_s"] = duration.clone();
         }
+        // A job named a preset with a dest_path prefix: the prefix is made.
+        if run.grant.job_options.get("preset").is_some() {
+            let shown = run.grant.dest_uri.as_str();
+            if let Some((prefix, _)) = shown.rsplit_once('/') {
+                if let Err(e) = run.storage.make_prefix(&format!("{prefix}/")).await {
+                    return e.into();
+                }
+            }
+        }
         let dest = run.dest;
         pipeline
             .upload_to(

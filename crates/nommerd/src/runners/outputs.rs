@@ -242,6 +242,21 @@ pub async fn run(mut run: TaskRun<'_>) -> End {
     let mut uploads = Vec::new();
     for (index, (output, layout)) in outputs.iter().zip(&plan.layouts).enumerate() {
         let dest = output.resolve(job_dest);
+        // Directories under the job's own prefix are made as needed, from the
+        // prefix down.
+        if let nommer_model::outputs::Target::Path(path) = &output.target {
+            let mut dir = job_dest.to_string();
+            let levels: Vec<&str> = path.split('/').collect();
+            for level in std::iter::once("").chain(levels[..levels.len() - 1].iter().copied()) {
+                dir.push_str(level);
+                if !level.is_empty() {
+                    dir.push('/');
+                }
+                if let Err(e) = run.storage.make_prefix(&dir).await {
+                    return e.into();
+                }
+            }
+        }
         if let Some(file) = &layout.file {
             match MediaUri::parse(&dest) {
                 Ok(uri) => uploads.push(Upload {
@@ -254,8 +269,10 @@ pub async fn run(mut run: TaskRun<'_>) -> End {
             }
             continue;
         }
-        if let Err(e) = run.storage.make_prefix(&dest).await {
-            return e.into();
+        if matches!(output.target, nommer_model::outputs::Target::Uri(_)) {
+            if let Err(e) = run.storage.make_prefix(&dest).await {
+                return e.into();
+            }
         }
         let mut names: Vec<String> = match std::fs::read_dir(&layout.dir) {
             Ok(entries) => entries
