@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks (BENCHMARKS.md) with release builds: one suite, or all.
-#   scripts/bench.sh [overhead|dispatch|throughput|memory|transfer|chunked|all]
+#   scripts/bench.sh [overhead|dispatch|throughput|memory|transfer|chunked|ladder|all]
 # Settings (BENCHMARKS.md): BENCH_BACKENDS, BENCH_SLOTS, BENCH_PAYLOAD_DIR, BENCH_AWS.
 set -euo pipefail
 cd "$(dirname "$0")/.."

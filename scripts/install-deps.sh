@@ -5,8 +5,9 @@
 # python3, systemd's systemd-analyze (the deployment units are verified
 # with it; nothing is started), the s3s-fs S3 server (built from crates.io into
 # /var/tmp/nommer-tools, once) and moto's EC2 stand-in (from PyPI, into a
-# virtualenv there). Safe to run again; does nothing when all is
-# present.
+# virtualenv there), and for the browser test Debian's chromium with
+# puppeteer-core and hls.js from npm (into /var/tmp/nommer-tools/node). Safe
+# to run again; does nothing when all is present.
 set -euo pipefail
 
 need=()
@@ -18,6 +19,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v runuser >/dev/null 2>&1 || need+=(util-linux)
   python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -37,4 +40,10 @@ if [ "${1:-}" = "--test" ] && [ ! -x /var/tmp/nommer-tools/venv/bin/moto_server 
   echo "installing: moto (an EC2 API stand-in for the tests)" >&2
   python3 -m venv /var/tmp/nommer-tools/venv
   /var/tmp/nommer-tools/venv/bin/pip install --quiet 'moto[server]'
+fi
+
+if [ "${1:-}" = "--test" ] && [ ! -f /var/tmp/nommer-tools/node/node_modules/hls.js/dist/hls.min.js ]; then
+  echo "installing: puppeteer-core and hls.js (the browser test's driver and player)" >&2
+  mkdir -p /var/tmp/nommer-tools/node
+  npm install --silent --no-audit --no-fund --prefix /var/tmp/nommer-tools/node puppeteer-core@25.16.0 hls.js@1.7.4 >/dev/null
 fi

@@ -3,10 +3,11 @@
 //! one line per figure. Comparisons alternate their two sides within one run
 //! and report medians.
 //!
-//!     scripts/bench.sh [overhead|dispatch|throughput|memory|transfer|chunked|all]
+//!     scripts/bench.sh [overhead|dispatch|throughput|memory|transfer|chunked|ladder|all]
 
 mod chunked;
 mod harness;
+mod ladder;
 mod suites;
 
 use harness::Env;
@@ -34,6 +35,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || suite == "chunked" {
         chunked::chunked(&env).await?;
+    }
+    if all || suite == "ladder" {
+        ladder::ladder_suite(&env).await?;
     }
     Ok(())
 }

@@ -69,6 +69,8 @@ pub struct Qc {
     pub min_psnr: Option<f64>,
 }
 
+// The kinds macro derives a fixed set of traits; the default is said here.
+#[allow(clippy::derivable_impls)]
 impl Default for QcLevel {
     fn default() -> Self {
         QcLevel::Sampled

@@ -403,6 +403,40 @@ async fn every_error_code_is_answered() {
     )
     .await;
 
+    // Outputs and presets.
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(json!({"source_path": "file:///in/a.mp4", "outputs": [{"kind": "abr", "dest_path": "file:///out/s"}]}).to_string()),
+        400,
+        "invalid_outputs",
+    )
+    .await;
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(json!({"source_path": "file:///in/a.mp4", "dest_path": "file:///out/", "preset": "no_such_preset"}).to_string()),
+        400,
+        "unknown_preset",
+    )
+    .await;
+    p.expect(
+        "PUT",
+        "/v1/presets/mine",
+        Some(json!({"outputs": [{"kind": "sprite", "dest_path": "file:///out/s/", "every_seconds": 5}]}).to_string()),
+        400,
+        "invalid_preset",
+    )
+    .await;
+    p.expect(
+        "DELETE",
+        "/v1/presets/web_medium",
+        None,
+        409,
+        "preset_builtin",
+    )
+    .await;
+
     let node = json!({"node_id": "n", "fleet": "static", "version": "t", "max_jobs": 1,
         "running_jobs": 0, "state": "active"});
     let leases: Vec<Value> = (0..257)

@@ -321,7 +321,9 @@ async fn presets_are_listed_written_and_expanded() {
     let small = clip("preset-small.mp4", 2, "320x240");
     let tall = clip("preset-360.mp4", 2, "640x360");
     let out = traversable_tempdir();
-    let feederd = Feederd::start("");
+    let feederd = Feederd::start(
+        "[presets.stills]\ndescription = \"two stills\"\noutputs = [{ kind = \"thumbnail\", path = \"stills/\", at_seconds = [0, 1] }]\n",
+    );
     let _worker = feederd.worker(2, "");
     let api = Api::new(&feederd.url);
     let http = reqwest::Client::new();
@@ -372,6 +374,16 @@ async fn presets_are_listed_written_and_expanded() {
     assert_eq!(
         bad.json::<Value>().await.unwrap()["error_code"],
         "invalid_preset"
+    );
+    // A config preset is listed, and is not the API's to change.
+    let stills = api.get("/v1/presets/stills").await;
+    assert_eq!(stills["origin"], "config", "{stills}");
+    assert_eq!(
+        put("stills", json!({"outputs": []}))
+            .await
+            .unwrap()
+            .status(),
+        409
     );
     let mine = json!({"description": "two stills", "outputs": [{"kind": "thumbnail", "path": "stills/", "at_seconds": [0, 1]}]});
     assert_eq!(put("mine", mine.clone()).await.unwrap().status(), 201);
@@ -444,5 +456,98 @@ async fn presets_are_listed_written_and_expanded() {
             .unwrap()
             .status(),
         204
+    );
+}
+
+/// The page, hls.js and the ladder from one loopback origin.
+async fn serve_player(ladder: std::path::PathBuf) -> String {
+    use axum::extract::Path as UrlPath;
+    use axum::http::{header, StatusCode};
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/browser");
+    let app = axum::Router::new().route(
+        "/{*path}",
+        axum::routing::get(move |UrlPath(path): UrlPath<String>| {
+            let file = match path.as_str() {
+                "player.html" => Some(scripts.join("player.html")),
+                "hls.min.js" => {
+                    Some("/var/tmp/nommer-tools/node/node_modules/hls.js/dist/hls.min.js".into())
+                }
+                _ => path
+                    .strip_prefix("stream/")
+                    .filter(|name| !name.contains('/') && !name.starts_with('.'))
+                    .map(|name| ladder.join(name)),
+            };
+            async move {
+                let Some(bytes) = file.and_then(|f| std::fs::read(f).ok()) else {
+                    return Err(StatusCode::NOT_FOUND);
+                };
+                let kind = match path.rsplit('.').next() {
+                    Some("html") => "text/html",
+                    Some("js") => "text/javascript",
+                    Some("m3u8") => "application/vnd.apple.mpegurl",
+                    _ => "application/octet-stream",
+                };
+                Ok(([(header::CONTENT_TYPE, kind)], bytes))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/player.html", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn the_master_playlist_plays_in_chromium_with_hls_js() {
+    for needed in [
+        "/usr/bin/chromium",
+        "/var/tmp/nommer-tools/node/node_modules/hls.js/dist/hls.min.js",
+        "/var/tmp/nommer-tools/node/node_modules/puppeteer-core",
+    ] {
+        assert!(
+            Path::new(needed).exists(),
+            "{needed} is missing: run scripts/install-deps.sh --test"
+        );
+    }
+    let source = clip("play.mp4", 4, "640x360");
+    let out = traversable_tempdir();
+    let feederd = Feederd::start("");
+    let _worker = feederd.worker(1, "");
+    let api = Api::new(&feederd.url);
+    let dest = format!("{}/stream/", file_uri(out.path()));
+    let id = api
+        .submit_id(
+            &json!({"source_path": file_uri(&source), "outputs": [ladder(&dest, json!(["hls"]))]}),
+        )
+        .await;
+    let done = api.wait_for(&id, &["FINISHED", "ERROR"], MINUTES).await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
+    let url = serve_player(out.path().join("stream")).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/browser/play-hls.mjs");
+    let ran = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(&url)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let seen: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    eprintln!("chromium saw: {seen}");
+    assert!(seen["error"].is_null(), "{seen}");
+    assert_eq!(seen["started"], true, "{seen}");
+    assert!(seen["levels"].as_u64().unwrap() >= 2, "{seen}");
+    let (at, duration) = (
+        seen["currentTime"].as_f64().unwrap(),
+        seen["duration"].as_f64().unwrap(),
+    );
+    assert!(
+        duration > 3.5 && at >= duration - 0.1,
+        "played to {at} of {duration}: {seen}"
     );
 }

@@ -1,16 +1,18 @@
-//! Publishing a task's outputs: every file staged at its destination first
-//! (with bounded parallelism, each upload resuming on its own), then made
-//! visible under a lease just confirmed, manifests last, so no player sees
-//! a playlist whose segments are not all there. Whatever fails, or a stop,
-//! takes back everything this task made visible.
+//! Publishing a task's outputs, once every one passed its check: media
+//! first, with bounded parallelism (each upload resuming on its own), then
+//! media playlists and VTT tracks, then the master playlist and MPD, each
+//! rank under a lease confirmed just before it. No player sees a playlist
+//! whose segments are not all there, and a worker holds no more than
+//! `upload_files_concurrency` files in flight, however long the ladder.
+//! Whatever fails, or a stop, takes back everything this task made visible.
 
 use crate::pipeline::{End, Pipeline};
 use crate::task::RunningTask;
 use futures::StreamExt;
 use nommer_model::uri::MediaUri;
-use nommer_storage::{Staged, Storage};
+use nommer_storage::Storage;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// One file to publish.
 pub struct Upload {
@@ -18,8 +20,8 @@ pub struct Upload {
     pub output: usize,
     pub local: PathBuf,
     pub dest: MediaUri,
-    /// Committed after every other file: 0 for media, 1 for a media
-    /// playlist or VTT, 2 for the master playlist or MPD.
+    /// Published after every file of a lower rank: 0 for media, 1 for a
+    /// media playlist or VTT, 2 for the master playlist or MPD.
     pub rank: u8,
 }
 
@@ -41,15 +43,38 @@ pub struct Published {
     pub bytes: u64,
 }
 
-/// Publish `uploads`; per output, what it wrote. On failure nothing this
+/// Publish `uploads`; per output, what it wrote. On failure, nothing this
 /// call made visible stays.
 pub async fn publish(
     pipeline: &Pipeline,
     task: &Arc<RunningTask>,
     storage: &Storage,
-    uploads: Vec<Upload>,
+    mut uploads: Vec<Upload>,
     outputs: usize,
 ) -> Result<Vec<Published>, End> {
+    let committed: Mutex<Vec<(usize, MediaUri, u64)>> = Mutex::new(Vec::new());
+    let result = publish_ranks(pipeline, task, storage, &mut uploads, &committed).await;
+    let committed = committed.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Err(end) = result {
+        let uris: Vec<MediaUri> = committed.into_iter().map(|(_, uri, _)| uri).collect();
+        take_back(task, storage, &uris).await;
+        return Err(end);
+    }
+    let mut published = vec![Published::default(); outputs];
+    for (output, uri, bytes) in committed {
+        published[output].uris.push(uri.redacted());
+        published[output].bytes += bytes;
+    }
+    Ok(published)
+}
+
+async fn publish_ranks(
+    pipeline: &Pipeline,
+    task: &Arc<RunningTask>,
+    storage: &Storage,
+    uploads: &mut [Upload],
+    committed: &Mutex<Vec<(usize, MediaUri, u64)>>,
+) -> Result<(), End> {
     let concurrency = pipeline.config.upload_files_concurrency.max(1);
     let total: u64 = uploads
         .iter()
@@ -61,79 +86,69 @@ pub async fn publish(
         crate::runners::ENCODE_START + crate::runners::ENCODE_SPAN,
         100.0 - crate::runners::ENCODE_START - crate::runners::ENCODE_SPAN,
     );
-    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let staging = futures::stream::iter(uploads.into_iter().map(|upload| {
-        let (done, progress) = (done.clone(), progress.clone());
-        async move {
-            let size = std::fs::metadata(&upload.local).map_or(0, |m| m.len());
-            let quiet: nommer_storage::ProgressFn = Arc::new(|_, _| {});
-            let staged = storage
-                .stage_upload(&upload.local, &upload.dest, quiet)
-                .await;
-            let sent = done.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size;
-            progress(sent, Some(total));
-            (upload, size, staged)
-        }
-    }))
-    .buffer_unordered(concurrency)
-    .collect::<Vec<_>>();
-    let staged_all = match pipeline.stoppable(task, staging).await {
-        Ok(all) => all,
-        Err(stop) => return Err(End::Stopped(stop)),
+    let rank_files = Uploader {
+        storage,
+        committed,
+        progress,
+        sent: std::sync::atomic::AtomicU64::new(0),
+        total,
     };
-    let mut staged: Vec<(Upload, u64, Staged)> = Vec::new();
-    let mut failed = None;
-    for (upload, size, result) in staged_all {
-        match result {
-            Ok(s) => staged.push((upload, size, s)),
-            Err(e) => failed = failed.or(Some(e)),
+    uploads.sort_by_key(|u| u.rank);
+    for rank in 0..=2u8 {
+        let batch: Vec<&Upload> = uploads.iter().filter(|u| u.rank == rank).collect();
+        if batch.is_empty() {
+            continue;
         }
-    }
-    if let Some(e) = failed {
-        for (_, _, s) in staged {
-            s.abort().await;
-        }
-        return Err(e.into());
-    }
-    // Fencing: only a lease just confirmed makes anything visible.
-    if let Err(end) = pipeline.confirm(task).await {
-        for (_, _, s) in staged {
-            s.abort().await;
-        }
-        return Err(end);
-    }
-    staged.sort_by_key(|(upload, _, _)| upload.rank);
-    let mut published = vec![Published::default(); outputs];
-    let mut committed: Vec<MediaUri> = Vec::new();
-    let mut pending = staged.into_iter();
-    let mut failure: Option<End> = None;
-    for (upload, size, s) in pending.by_ref() {
-        if let Some(stop) = task.stopped() {
-            s.abort().await;
-            failure = Some(End::Stopped(stop));
-            break;
-        }
-        match s.commit().await {
-            Ok(()) => {
-                let entry = &mut published[upload.output];
-                entry.uris.push(upload.dest.redacted());
-                entry.bytes += size;
-                committed.push(upload.dest);
-            }
-            Err(e) => {
-                failure = Some(e.into());
-                break;
+        // Fencing: only a lease just confirmed makes anything visible.
+        pipeline.confirm(task).await?;
+        // Made up front (a future does nothing until polled): a closure in
+        // the stream would not be general enough for the runner's Send bound.
+        let pending: Vec<_> = batch.into_iter().map(|u| rank_files.one(u)).collect();
+        let mut results = futures::stream::iter(pending).buffer_unordered(concurrency);
+        loop {
+            let next = match pipeline.stoppable(task, results.next()).await {
+                Ok(next) => next,
+                Err(stop) => return Err(End::Stopped(stop)),
+            };
+            match next {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(e.into()),
             }
         }
     }
-    let Some(failure) = failure else {
-        return Ok(published);
-    };
-    for (_, _, s) in pending {
-        s.abort().await;
+    Ok(())
+}
+
+/// Uploads one file at a time into place, keeping count.
+struct Uploader<'a> {
+    storage: &'a Storage,
+    committed: &'a Mutex<Vec<(usize, MediaUri, u64)>>,
+    progress: nommer_storage::ProgressFn,
+    sent: std::sync::atomic::AtomicU64,
+    total: u64,
+}
+
+impl Uploader<'_> {
+    async fn one(&self, upload: &Upload) -> Result<(), nommer_storage::StorageError> {
+        let size = std::fs::metadata(&upload.local).map_or(0, |m| m.len());
+        let quiet: nommer_storage::ProgressFn = Arc::new(|_, _| {});
+        let staged = self
+            .storage
+            .stage_upload(&upload.local, &upload.dest, quiet)
+            .await?;
+        staged.commit().await?;
+        self.committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((upload.output, upload.dest.clone(), size));
+        let done = self
+            .sent
+            .fetch_add(size, std::sync::atomic::Ordering::Relaxed)
+            + size;
+        (self.progress)(done, Some(self.total));
+        Ok(())
     }
-    take_back(task, storage, &committed).await;
-    Err(failure)
 }
 
 /// Remove what a task published, newest first (manifests before the

@@ -88,7 +88,7 @@ fn seconds(text: &str) -> Option<f64> {
     })
 }
 
-fn last_value<'a>(pairs: &'a [OptionPair], base: &str) -> Option<String> {
+fn last_value(pairs: &[OptionPair], base: &str) -> Option<String> {
     pairs
         .iter()
         .rev()
@@ -98,20 +98,39 @@ fn last_value<'a>(pairs: &'a [OptionPair], base: &str) -> Option<String> {
 
 /// Options that change how long an output lasts in ways the gate does not
 /// work out: its duration is then not checked (the report says so).
-const RETIMING_FLAGS: &[&str] = &["frames", "vframes", "aframes", "dframes", "fs", "itsscale"];
+const RETIMING_FLAGS: &[&str] = &[
+    "frames",
+    "vframes",
+    "aframes",
+    "dframes",
+    "fs",
+    "itsscale",
+    "itsoffset",
+    "sseof",
+    "stream_loop",
+    "shortest",
+];
 const RETIMING_FILTERS: &[&str] = &[
     "setpts", "asetpts", "atempo", "trim", "atrim", "tpad", "apad", "loop", "aloop", "select",
     "aselect", "concat",
 ];
 
-/// The length a file output should have: the source's, cut by its own
-/// `ss`, `t` and `to`. None when its options retime it otherwise.
+/// The length a file output should have: the source's, cut by the input's
+/// and then the output's `ss`, `t` and `to`. An error saying why when its
+/// options retime it otherwise.
 fn expected_duration(source: f64, pass: &Pass) -> Result<f64, String> {
-    let pairs = &pass.outfile_options;
-    if let Some(flag) = pairs.iter().find(|p| RETIMING_FLAGS.contains(&p.base())) {
+    let all = || {
+        pass.global_options
+            .iter()
+            .chain(&pass.infile_options)
+            .chain(&pass.outfile_options)
+    };
+    if let Some(flag) = all().find(|p| RETIMING_FLAGS.contains(&p.base())) {
         return Err(format!("-{} retimes it", flag.flag));
     }
-    for pair in pairs {
+    let input = window(source, &pass.infile_options);
+    let pairs = &pass.outfile_options;
+    for pair in all() {
         if !matches!(
             pair.base(),
             "vf" | "af" | "filter" | "filter_complex" | "lavfi"
@@ -127,18 +146,23 @@ fn expected_duration(source: f64, pass: &Pass) -> Result<f64, String> {
             return Err(format!("the {filter} filter retimes it"));
         }
     }
+    Ok(window(input, pairs))
+}
+
+/// How much of `length` seconds `ss`, `t` and `to` among `pairs` keep.
+fn window(length: f64, pairs: &[OptionPair]) -> f64 {
     let start = last_value(pairs, "ss")
         .and_then(|v| seconds(&v))
         .unwrap_or(0.0);
-    let mut end = source;
+    let mut end = length;
     if let Some(to) = last_value(pairs, "to").and_then(|v| seconds(&v)) {
         end = end.min(to);
     }
-    let mut length = (end - start).max(0.0);
+    let mut kept = (end - start).max(0.0);
     if let Some(t) = last_value(pairs, "t").and_then(|v| seconds(&v)) {
-        length = length.min(t);
+        kept = kept.min(t);
     }
-    Ok(length)
+    kept
 }
 
 /// The codec an encoder writes, for the ones a job names most.
@@ -831,6 +855,10 @@ mod tests {
             expected_duration(10.0, &pass(&[("t", s("500ms"))])).unwrap(),
             0.5
         );
+        let mut trimmed_input = pass(&[("t", s("3"))]);
+        trimmed_input.infile_options =
+            vec![OptionPair::new("ss", s("8")), OptionPair::new("t", s("5"))];
+        assert_eq!(expected_duration(10.0, &trimmed_input).unwrap(), 2.0);
         assert!(expected_duration(10.0, &pass(&[("vf", s("setpts=0.5*PTS"))])).is_err());
         assert!(expected_duration(10.0, &pass(&[("vframes", OptValue::Int(3))])).is_err());
         assert!(expected_duration(10.0, &pass(&[("vf", s("scale=640:-2"))])).is_ok());
