@@ -67,7 +67,12 @@ pub async fn list(state: &AppState) -> Result<Vec<Found>, CodedError> {
         origin: Origin::Config,
     }));
     let stored = state.store.list_presets().await.map_err(store_error)?;
-    all.extend(stored.into_iter().map(|body| Found {
+    // A stored preset that a built-in or config one now shadows is not
+    // the one a job gets: it is not listed either.
+    let stored = stored
+        .into_iter()
+        .filter(|body| fixed(state, body["name"].as_str().unwrap_or_default()).is_none());
+    all.extend(stored.map(|body| Found {
         body,
         origin: Origin::Api,
     }));

@@ -313,11 +313,12 @@ pub fn parse_outputs(
         .enumerate()
         .map(|(index, item)| parse_output(index, item, prefix, allow))
         .collect::<Result<_, _>>()?;
-    // Two outputs may not write the same place, nor one inside another's prefix.
+    // Two outputs may not write the same place, nor one inside another's
+    // prefix, whatever credentials name it.
     let targets: Vec<(usize, String)> = outputs
         .iter()
         .enumerate()
-        .map(|(i, o)| (i, o.resolve(prefix.unwrap_or_default())))
+        .map(|(i, o)| (i, place(&o.resolve(prefix.unwrap_or_default()))))
         .collect();
     for (i, a) in &targets {
         for (j, b) in &targets {
@@ -331,6 +332,28 @@ pub fn parse_outputs(
         }
     }
     Ok(outputs)
+}
+
+/// Where a destination (or prefix) is, without its credentials.
+fn place(uri: &str) -> String {
+    let probe = match uri.ends_with('/') {
+        true => format!("{uri}{PROBE}"),
+        false => uri.to_string(),
+    };
+    let located = match MediaUri::parse(&probe) {
+        Ok(parsed) => match parsed.location() {
+            Location::Object { bucket, key, .. } => {
+                format!("{}://{bucket}/{key}", parsed.scheme().as_str())
+            }
+            Location::File { path } => format!("file://{}", path.display()),
+            Location::Http { .. } => parsed.redacted(),
+        },
+        Err(_) => crate::uri::redact_str(&probe),
+    };
+    match uri.ends_with('/') {
+        true => located.strip_suffix(PROBE).unwrap_or(&located).to_string(),
+        false => located,
+    }
 }
 
 #[derive(Deserialize)]
@@ -481,8 +504,11 @@ fn parse_output(
     if qc.min_psnr.is_some() && !qc.metrics.contains(&QcMetric::Psnr) {
         return Err(invalid(&label, "qc_min_psnr needs \"psnr\" in qc_metrics"));
     }
-    if !qc.metrics.is_empty() && !matches!(kind, OutputKind::File | OutputKind::Abr) {
-        return Err(invalid(&label, "qc_metrics apply to file and abr outputs"));
+    if !qc.metrics.is_empty() && kind != OutputKind::File {
+        return Err(invalid(
+            &label,
+            "qc_metrics apply to file outputs (a ladder's renditions are not compared yet)",
+        ));
     }
     Ok(Output {
         target,
@@ -506,12 +532,16 @@ fn parse_target(
             (true, false) => Err(invalid(
                 label,
                 format!(
-                    "writes many files: its destination \"{text}\" must be a prefix ending in /"
+                    "writes many files: its destination \"{}\" must be a prefix ending in /",
+                    crate::uri::redact_str(text)
                 ),
             )),
             (false, true) => Err(invalid(
                 label,
-                format!("writes one file: its destination \"{text}\" must not end in /"),
+                format!(
+                    "writes one file: its destination \"{}\" must not end in /",
+                    crate::uri::redact_str(text)
+                ),
             )),
             _ => Ok(()),
         }
@@ -965,6 +995,25 @@ mod tests {
         let same = json!([{"kind": "sprite", "dest_path": "s3://b/p/", "every_seconds": 5},
                           {"kind": "thumbnail", "dest_path": "s3://b/p/", "every_seconds": 5}]);
         assert_eq!(code_of(same), ErrorCode::InvalidOutputs);
+        let aliased = parse_outputs(
+            &json!([{"kind": "sprite", "path": "p/", "every_seconds": 5},
+                    {"kind": "thumbnail", "dest_path": "s3://b/m/p/", "every_seconds": 5}]),
+            Some("s3://key:secret@b/m/"),
+            Allowlist::builtin(),
+        )
+        .unwrap_err();
+        assert!(
+            aliased.message.contains("s3://b/m/p/") && !aliased.message.contains("secret"),
+            "{}",
+            aliased.message
+        );
+        let shaped = parse_outputs(
+            &json!([{"kind": "sprite", "dest_path": "s3://key:secret@b/p", "every_seconds": 5}]),
+            None,
+            Allowlist::builtin(),
+        )
+        .unwrap_err();
+        assert!(!shaped.message.contains("secret"), "{}", shaped.message);
         let nested = json!([{"kind": "sprite", "dest_path": "s3://b/p/", "every_seconds": 5},
                             {"kind": "file", "dest_path": "s3://b/p/a.mp4", "options": [{"outfile_options": []}]}]);
         assert_eq!(code_of(nested), ErrorCode::InvalidOutputs);

@@ -265,8 +265,19 @@ fn override_output(output: &mut Value, overrides: &[(String, Value)]) {
                 .iter()
                 .cloned()
                 .partition(|(flag, _)| flag.ends_with(":a"));
+            // A rendition's bitrate is its video_bitrate: an override of it
+            // replaces that, rung by rung, rather than adding a flag after it.
+            let (bitrate, video): (Vec<_>, Vec<_>) = video
+                .into_iter()
+                .partition(|(flag, _)| matches!(flag.as_str(), "b:v" | "b"));
             for rendition in output["renditions"].as_array_mut().into_iter().flatten() {
                 override_list(&mut rendition["options"], &video, ":v");
+                if let Some((_, value)) = bitrate.last() {
+                    rendition["video_bitrate"] = match value {
+                        Value::String(text) => Value::String(text.clone()),
+                        other => Value::String(other.to_string()),
+                    };
+                }
             }
             if !audio.is_empty() && output.get("audio").is_some() {
                 override_list(&mut output["audio"]["options"], &audio, ":a");
@@ -337,13 +348,15 @@ mod tests {
             .find(|p| p["name"] == "hls_h264_ladder")
             .unwrap();
         let job = json!({"source_path": "s3://in/a.mov", "dest_path": "s3://k:s@out/a/", "preset": "hls_h264_ladder",
-                         "overrides": [["preset", "fast"], ["crf", 20], ["b:a", "96k"]]});
+                         "overrides": [["preset", "fast"], ["crf", 20], ["b:a", "96k"], ["b:v", "2M"]]});
         let expanded = expand(job.as_object().unwrap(), ladder).unwrap();
         let output = &expanded["outputs"][0];
         assert_eq!(output["path"], "hls/");
         for rendition in output["renditions"].as_array().unwrap() {
             let options = rendition["options"].as_array().unwrap();
             assert!(options.contains(&json!(["preset", "fast"])));
+            assert_eq!(rendition["video_bitrate"], "2M");
+            assert!(!options.iter().any(|o| o[0] == "b"), "{options:?}");
             assert!(options.contains(&json!(["crf", 20])));
         }
         assert!(output["audio"]["options"]

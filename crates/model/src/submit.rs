@@ -131,6 +131,12 @@ pub fn parse_expanded(
     allow: &Allowlist,
     preset: Option<&str>,
 ) -> Result<Submission, CodedError> {
+    if payload.contains_key("overrides") {
+        return Err(err(
+            ErrorCode::InvalidField,
+            "overrides change a preset's flags: name the preset with \"preset\"",
+        ));
+    }
     let mut submission = match payload.contains_key("outputs") {
         true => parse_outputs_job(payload, allow)?,
         false => parse_plain(payload, allow)?,
@@ -376,7 +382,10 @@ fn parse_plain(payload: &Map<String, Value>, allow: &Allowlist) -> Result<Submis
         tasks = crate::chunked::start_tasks(request);
     }
 
-    let mut normalized = job_options.clone();
+    // Canonical: only what is read back. A key such as `outputs` or `preset`
+    // means something in the stored form, and is never taken from the body.
+    let mut normalized = Map::new();
+    normalized.insert("nommer".into(), job_options["nommer"].clone());
     normalized.insert("options".into(), options::passes_to_json(&passes));
     Ok(Submission {
         source,
@@ -546,6 +555,27 @@ mod tests {
         body["max_runtime_s"] = json!(90);
         let ok = parse_body(body.to_string().as_bytes(), Allowlist::builtin()).unwrap();
         assert_eq!(ok.max_runtime_s, Some(90));
+    }
+
+    #[test]
+    fn job_options_keep_only_what_is_read_back() {
+        let mut body = example();
+        body["job_options"]["outputs"] =
+            json!([{"kind": "thumbnail", "dest_path": "file:///etc/", "every_seconds": 1}]);
+        body["job_options"]["preset"] = json!("web_medium");
+        let ok = parse_body(body.to_string().as_bytes(), Allowlist::builtin()).unwrap();
+        assert!(ok.outputs.is_empty());
+        assert_eq!(
+            ok.job_options
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["nommer", "options"]
+        );
+        let mut body = example();
+        body["overrides"] = json!([["b:v", "1M"]]);
+        assert_eq!(message(body).0, ErrorCode::InvalidField);
     }
 
     #[test]

@@ -299,6 +299,23 @@ async fn the_gate_catches_a_truncated_file_and_a_wrong_stream_layout() {
         assert_eq!(failed["outputs"][0]["state"], "error");
         assert_eq!(failed["outputs"][1]["state"], "discarded", "{failed}");
     }
+    // A segment cut after ffmpeg wrote it still parses: the gate sees it is short.
+    let mut cut = ladder(
+        &format!("{}/cut-ladder/", file_uri(out.path())),
+        json!(["hls"]),
+    );
+    cut["test_break"] = json!("cut_segment");
+    let cut = api
+        .submit_id(&json!({"source_path": file_uri(&source), "max_attempts": 1, "outputs": [cut]}))
+        .await;
+    let failed = api.ends_in_error(&cut, "qc_failed", MINUTES).await;
+    let details = failed["state_details"].as_str().unwrap();
+    // ffprobe says so while it reads, or the rendition reads back short.
+    assert!(
+        details.contains("outputs[0] (abr): rendition")
+            && (details.contains("reported") || details.contains("reads back as")),
+        "{details}"
+    );
     let left: Vec<_> = std::fs::read_dir(out.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -189,7 +189,8 @@ fn codec_of(encoder: &str) -> Option<&'static str> {
 }
 
 /// The encoder the options name for a stream type (`v` or `a`).
-fn encoder_for(pairs: &[OptionPair], stream: &str) -> Option<String> {
+/// With `general`, a `c` or `codec` without a stream counts too.
+fn encoder_for(pairs: &[OptionPair], stream: &str, general: bool) -> Option<String> {
     let alias = match stream {
         "v" => "vcodec",
         _ => "acodec",
@@ -201,24 +202,42 @@ fn encoder_for(pairs: &[OptionPair], stream: &str) -> Option<String> {
             p.flag == alias
                 || p.flag == format!("c:{stream}")
                 || p.flag == format!("codec:{stream}")
-                || p.flag == "c"
-                || p.flag == "codec"
+                || (general && (p.flag == "c" || p.flag == "codec"))
         })
         .and_then(|p| p.value.render())
 }
 
+/// The duration of one frame, from a stream's frame rate (None when it
+/// names none that makes sense).
+fn frame_of(stream: Option<&nommer_media::probe::ProbeStream>) -> Option<f64> {
+    let stream = stream?;
+    let fps = ratio(stream.avg_frame_rate.as_deref()).or(ratio(stream.r_frame_rate.as_deref()))?;
+    (1.0..=240.0).contains(&fps).then(|| 1.0 / fps)
+}
+
 impl Gate<'_> {
-    /// Two frame durations of the source: its video's, or an AAC frame's.
-    fn tolerance(&self) -> f64 {
-        let probe = self.source_probe;
-        let video = probe.and_then(|p| p.stream("video"));
-        let fps = video
-            .and_then(|v| ratio(v.avg_frame_rate.as_deref()).or(ratio(v.r_frame_rate.as_deref())));
-        let frame = match fps {
-            Some(fps) if fps > 0.0 => 1.0 / fps,
-            _ => 1024.0 / 44_100.0,
-        };
-        2.0 * frame
+    /// Two frame durations (the source's or the output's, whichever is
+    /// longer, and never less than an AAC frame), plus however much the
+    /// source's own streams differ in length: containers end with the
+    /// longest stream.
+    fn tolerance(&self, output: Option<&Probe>) -> f64 {
+        let source = self.source_probe;
+        let frame = [
+            frame_of(source.and_then(|p| p.stream("video"))),
+            frame_of(output.and_then(|p| p.stream("video"))),
+            Some(1024.0 / 48_000.0),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max);
+        let streams = source.map(|p| {
+            let length = |kind: &str| p.stream(kind).and_then(|s| s.duration_seconds());
+            match (length("video"), length("audio")) {
+                (Some(v), Some(a)) => (v - a).abs(),
+                _ => 0.0,
+            }
+        });
+        2.0 * frame + streams.unwrap_or(0.0)
     }
 
     async fn probe(&self, path: &Path) -> Result<Probe, String> {
@@ -309,25 +328,28 @@ impl Gate<'_> {
         let pairs = &pass.outfile_options;
         let has = |base: &str| pairs.iter().any(|p| p.base() == base);
         if !has("map") {
-            for (kind, drop, present) in [
-                ("video", "vn", self.source.has_video),
-                ("audio", "an", self.source.has_audio),
+            for (kind, stream, drop, present) in [
+                ("video", "v", "vn", self.source.has_video),
+                ("audio", "a", "an", self.source.has_audio),
             ] {
-                let want = present && !has(drop);
+                let kept = present && !has(drop);
                 let got = probe.stream(kind).is_some();
-                if want && !got {
+                // A stream is asked for when its encoder is named: a muxer
+                // without that kind of stream (.wav, .gif) leaves it out.
+                let named = encoder_for(pairs, stream, false).is_some();
+                if kept && named && !got {
                     return Err(format!(
-                        "it has no {kind} stream, but the source has one and the options keep it"
+                        "it has no {kind} stream, but the source has one and the options name its encoder"
                     ));
                 }
-                if got && !want {
+                if got && !kept {
                     return Err(format!("it has a {kind} stream it was not asked for"));
                 }
             }
             report.checked("streams");
         }
         for (kind, stream) in [("video", "v"), ("audio", "a")] {
-            let Some(encoder) = encoder_for(pairs, stream) else {
+            let Some(encoder) = encoder_for(pairs, stream, true) else {
                 continue;
             };
             let expected = match encoder.as_str() {
@@ -351,7 +373,7 @@ impl Gate<'_> {
         let (duration, source) = (probe.duration_seconds(), self.source.duration);
         if let (Some(duration), Some(source)) = (duration, source) {
             match expected_duration(source, pass) {
-                Ok(expected) => self.duration_within(report, duration, expected)?,
+                Ok(expected) => self.duration_within(report, duration, expected, &probe)?,
                 Err(why) => report.set("duration_not_checked", json!(why)),
             }
         }
@@ -371,8 +393,9 @@ impl Gate<'_> {
         report: &mut Report,
         duration: f64,
         expected: f64,
+        output: &Probe,
     ) -> Result<(), String> {
-        let tolerance = self.tolerance();
+        let tolerance = self.tolerance(Some(output));
         report.set("duration_s", json!(round3(duration)));
         report.set("expected_duration_s", json!(round3(expected)));
         report.set("tolerance_s", json!(round3(tolerance)));
@@ -493,45 +516,79 @@ impl Gate<'_> {
         }
     }
 
-    /// A segment read back: a TS one as it is, an fMP4 one after its init.
-    async fn segment(
+    /// A rendition read back whole: its init and every segment joined in
+    /// order, every packet read (`-count_packets`), and any error ffprobe
+    /// reports while it reads one is the rendition's failure; with `full`,
+    /// every frame decoded too. One process per rendition, not per segment.
+    async fn rendition(
         &self,
+        name: &str,
         init: Option<&Path>,
-        segment: &Path,
+        segments: &[PathBuf],
         level: QcLevel,
     ) -> Result<Probe, String> {
-        let path = match init {
-            None => segment.to_path_buf(),
-            Some(init) => {
-                let joined = self.scratch.join("qc-segment.mp4");
-                let mut bytes =
-                    std::fs::read(init).map_err(|e| format!("reading {}: {e}", init.display()))?;
-                bytes.extend(
-                    std::fs::read(segment)
-                        .map_err(|e| format!("reading {}: {e}", segment.display()))?,
-                );
-                std::fs::write(&joined, bytes)
-                    .map_err(|e| format!("writing {}: {e}", joined.display()))?;
-                joined
+        let joined = self.scratch.join("qc-rendition");
+        let _ = std::fs::remove_file(&joined);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&joined)
+            .map_err(|e| format!("writing {}: {e}", joined.display()))?;
+        for part in init
+            .into_iter()
+            .chain(segments.iter().map(PathBuf::as_path))
+        {
+            let mut input = std::fs::File::open(part)
+                .map_err(|e| format!("reading {}: {e}", part.display()))?;
+            std::io::copy(&mut input, &mut out)
+                .map_err(|e| format!("joining {}: {e}", part.display()))?;
+        }
+        drop(out);
+        let mut argv: Vec<String> = [
+            self.ffprobe,
+            "-v",
+            "error",
+            "-count_packets",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ]
+        .map(String::from)
+        .to_vec();
+        argv.extend(nommer_media::argv::input_whitelist());
+        argv.push(joined.display().to_string());
+        let mut json = String::new();
+        let read = ToolCommand::new(&argv)
+            .confined(Some(self.confinement.clone()))
+            .run(|line| {
+                json.push_str(line);
+                json.push('\n');
+            })
+            .await;
+        let result = match read {
+            Ok(out) if out.stderr_tail.trim().is_empty() => {
+                Probe::parse(&json).map_err(|e| format!("rendition {name}: ffprobe's answer: {e}"))
             }
+            Ok(out) => Err(format!(
+                "rendition {name}: reading its segments reported: {}",
+                nommer_model::tail_chars(out.stderr_tail.trim(), 300)
+            )),
+            Err(e) => Err(format!(
+                "rendition {name}: ffprobe cannot read its segments: {}",
+                tool_error(e)
+            )),
         };
-        let name = segment
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        let probe = self
-            .probe(&path)
-            .await
-            .map_err(|e| format!("{name}: {e}"))?;
+        let probe = result?;
         if probe.streams.is_empty() {
-            return Err(format!("{name} has no streams"));
+            return Err(format!("rendition {name} has no streams"));
         }
         if level == QcLevel::Full {
-            self.decode(&path, QcLevel::Full)
+            self.decode(&joined, QcLevel::Full)
                 .await
-                .map_err(|e| format!("{name}: {e}"))?;
+                .map_err(|e| format!("rendition {name}: {e}"))?;
         }
+        let _ = std::fs::remove_file(&joined);
         Ok(probe)
     }
 
@@ -610,7 +667,7 @@ impl Gate<'_> {
             ));
         }
         let expected = self.source.duration;
-        let tolerance = self.tolerance();
+        let tolerance = self.tolerance(None);
         let mut renditions = Vec::new();
         let mut segments_probed = 0;
         for (name, init, segments, length) in &tracks {
@@ -621,16 +678,23 @@ impl Gate<'_> {
                 Some(init) => Some(self.present(dir, init)?),
                 None => None,
             };
-            let mut first: Option<Probe> = None;
-            for segment in segments {
-                let path = self.present(dir, segment)?;
-                let probe = self
-                    .segment(init_path.as_deref(), &path, output.qc.level)
-                    .await?;
-                segments_probed += 1;
-                first.get_or_insert(probe);
+            let paths = segments
+                .iter()
+                .map(|segment| self.present(dir, segment))
+                .collect::<Result<Vec<_>, _>>()?;
+            let probe = self
+                .rendition(name, init_path.as_deref(), &paths, output.qc.level)
+                .await?;
+            segments_probed += paths.len();
+            // A cut segment still parses: what it holds is then shorter than
+            // what the manifest says it holds.
+            if let Some(read) = probe.duration_seconds() {
+                if (read - length).abs() > tolerance.max(0.05) {
+                    return Err(format!(
+                        "rendition {name} reads back as {read:.3} s of the {length:.3} s its manifest lists"
+                    ));
+                }
             }
-            let probe = first.expect("a segment");
             let rendition = abr.renditions.iter().find(|r| &r.name == name);
             let mut figures =
                 json!({"name": name, "segments": segments.len(), "duration_s": round3(*length)});
@@ -783,6 +847,20 @@ impl Gate<'_> {
     }
 }
 
+/// Write a file of the worker's own in a directory the tools could write:
+/// whatever stands at the name goes first, and the file is made new (never
+/// opened through a link someone left there).
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(bytes))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
 /// The files `PREFIX<n>.EXT` of `dir` (`n` zero-padded to `width`), in order.
 pub fn numbered(dir: &Path, prefix: &str, ext: &str, width: usize) -> Vec<String> {
     (0..)
@@ -871,11 +949,11 @@ mod tests {
             ("acodec", OptValue::Str("libopus".into())),
         ]);
         assert_eq!(
-            encoder_for(&p.outfile_options, "v").as_deref(),
+            encoder_for(&p.outfile_options, "v", true).as_deref(),
             Some("libx264")
         );
         assert_eq!(
-            encoder_for(&p.outfile_options, "a").as_deref(),
+            encoder_for(&p.outfile_options, "a", true).as_deref(),
             Some("libopus")
         );
         assert_eq!(codec_of("libsvtav1"), Some("av1"));

@@ -200,6 +200,17 @@ pub async fn run(mut run: TaskRun<'_>) -> End {
         source_path: &input,
         scratch: &scratch,
     };
+    for layout in &plan.layouts {
+        let plain = match &layout.file {
+            Some(file) => nommer_media::sandbox::plain_output(file)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => plain_files(&layout.dir).map(|_| ()),
+        };
+        if let Err(why) = plain {
+            return End::failed(FailureCode::ToolFailed, why);
+        }
+    }
     for (output, layout) in outputs.iter().zip(&plan.layouts) {
         if let Body::Sprite(sprite) = &output.body {
             if let Err(why) = write_vtt(&gate, sprite, layout, source.duration.unwrap_or(0.0)).await
@@ -274,21 +285,10 @@ pub async fn run(mut run: TaskRun<'_>) -> End {
                 return e.into();
             }
         }
-        let mut names: Vec<String> = match std::fs::read_dir(&layout.dir) {
-            Ok(entries) => entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .filter(|name| !name.ends_with(".tmp"))
-                .collect(),
-            Err(e) => {
-                return End::failed(
-                    FailureCode::StorageFailed,
-                    format!("cannot list {}: {e}", layout.dir.display()),
-                )
-            }
+        let names = match plain_files(&layout.dir) {
+            Ok(names) => names,
+            Err(why) => return End::failed(FailureCode::ToolFailed, why),
         };
-        names.sort();
         for name in names {
             match MediaUri::parse(&format!("{dest}{name}")) {
                 Ok(uri) => uploads.push(Upload {
@@ -372,8 +372,22 @@ async fn write_vtt(
     let wanted = ((duration / sprite.every_seconds).ceil() as u32).max(1);
     let tiles = wanted.min(sheets.len() as u32 * per_sheet);
     let vtt = nommer_media::outputs::sprite_vtt(sprite, tile, tiles, duration);
-    std::fs::write(layout.dir.join(SPRITE_VTT), vtt)
-        .map_err(|e| format!("writing {SPRITE_VTT}: {e}"))
+    crate::qc::write_new(&layout.dir.join(SPRITE_VTT), vtt.as_bytes())
+}
+
+/// The names in an output's directory, each a plain file (no link, device,
+/// pipe or directory: what is uploaded is only what the tool wrote).
+fn plain_files(dir: &Path) -> Result<Vec<String>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        nommer_media::sandbox::plain_output(&entry.path()).map_err(|e| e.to_string())?;
+        names.push(entry.file_name().to_string_lossy().to_string());
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Test builds: break an output the way `how` says, after ffmpeg wrote it.
@@ -400,6 +414,20 @@ fn test_break(how: &str, layout: &Layout, source: &Path) {
         "streams" => {
             if let Some(file) = &layout.file {
                 let _ = std::fs::copy(source, file);
+            }
+        }
+        // A segment cut to half: it still parses, and holds less.
+        "cut_segment" => {
+            if let Some(segment) = files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "m4s" || e == "ts"))
+                .nth(1)
+            {
+                let size = std::fs::metadata(segment).map_or(0, |m| m.len());
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(segment)
+                    .and_then(|f| f.set_len(size / 2));
             }
         }
         // A segment a manifest names, gone.
