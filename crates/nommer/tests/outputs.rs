@@ -102,6 +102,11 @@ async fn one_decode_makes_a_ladder_thumbnails_a_sprite_and_a_file() {
         assert!(output["bytes"].as_u64().unwrap() > 0);
     }
     assert_eq!(outputs[0]["renditions"], json!(["360p", "240p"]));
+    assert_eq!(
+        outputs[1]["at_seconds"],
+        json!([1.0, 5.5]),
+        "100 s is past the end"
+    );
 
     // One ffmpeg, one input: the outputs share a decode.
     let log = worker.log();

@@ -62,6 +62,10 @@ fn result(
                 if !layout.skipped.is_empty() {
                     entry["skipped_renditions"] = json!(layout.skipped);
                 }
+                if !layout.times.is_empty() {
+                    // As written: a time past the end moved to the last moment.
+                    entry["at_seconds"] = json!(layout.times);
+                }
             }
             if let Some(published) = published {
                 entry["bytes"] = json!(published.bytes);
