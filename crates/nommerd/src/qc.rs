@@ -739,8 +739,10 @@ impl Gate<'_> {
             report.set("skipped", json!(layout.skipped));
         }
         report.checked(match output.qc.level {
-            QcLevel::Full => "every segment probes and decodes",
-            QcLevel::Sampled => "every segment probes",
+            QcLevel::Full => {
+                "each rendition reads back whole, as long as its manifest says, and decodes"
+            }
+            QcLevel::Sampled => "each rendition reads back whole, as long as its manifest says",
         });
         Ok(())
     }
