@@ -504,11 +504,8 @@ fn parse_output(
     if qc.min_psnr.is_some() && !qc.metrics.contains(&QcMetric::Psnr) {
         return Err(invalid(&label, "qc_min_psnr needs \"psnr\" in qc_metrics"));
     }
-    if !qc.metrics.is_empty() && kind != OutputKind::File {
-        return Err(invalid(
-            &label,
-            "qc_metrics apply to file outputs (a ladder's renditions are not compared yet)",
-        ));
+    if !qc.metrics.is_empty() && !matches!(kind, OutputKind::File | OutputKind::Abr) {
+        return Err(invalid(&label, "qc_metrics apply to file and abr outputs"));
     }
     Ok(Output {
         target,

@@ -84,8 +84,10 @@ async fn one_decode_makes_a_ladder_thumbnails_a_sprite_and_a_file() {
     let worker = feederd.worker(1, "");
     let api = Api::new(&feederd.url);
     let prefix = |name: &str| format!("{}/{name}/", file_uri(root));
+    let mut measured = ladder(&prefix("stream"), json!(["hls", "dash"]));
+    measured["qc_metrics"] = json!(["psnr", "ssim"]);
     let job = json!({"source_path": file_uri(&source), "outputs": [
-        ladder(&prefix("stream"), json!(["hls", "dash"])),
+        measured,
         {"kind": "thumbnail", "dest_path": prefix("poster"), "at_seconds": [1, 100], "width": 320},
         {"kind": "sprite", "dest_path": prefix("sprite"), "every_seconds": 1, "columns": 3, "rows": 2, "width": 80},
         {"kind": "file", "dest_path": format!("{}/download.mp4", file_uri(root)), "qc_metrics": ["psnr", "ssim", "vmaf"],
@@ -107,6 +109,15 @@ async fn one_decode_makes_a_ladder_thumbnails_a_sprite_and_a_file() {
         json!([1.0, 5.5]),
         "100 s is past the end"
     );
+    for rendition in outputs[0]["qc"]["renditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(2)
+    {
+        let psnr = rendition["metrics"]["psnr"].as_f64().unwrap_or(0.0);
+        assert!(psnr > 25.0, "{rendition}");
+    }
 
     // One ffmpeg, one input: the outputs share a decode.
     let log = worker.log();
@@ -439,6 +450,8 @@ async fn presets_are_listed_written_and_expanded() {
         .submit_id(&job(&tall, "hls_h264_ladder", "ladder"))
         .await;
     ids.push(("hls_h264_ladder", ladder.clone()));
+    let av1 = api.submit_id(&job(&tall, "dash_av1_ladder", "av1")).await;
+    ids.push(("dash_av1_ladder", av1.clone()));
     for (preset, id) in &ids {
         let done = api.wait_for(id, &["FINISHED", "ERROR"], MINUTES).await;
         assert_eq!(done["state"], "FINISHED", "{preset}: {done}");
@@ -471,6 +484,15 @@ async fn presets_are_listed_written_and_expanded() {
         2,
         "360p and audio: {master}"
     );
+    // SVT-AV1 in DASH, from the same 360p source: one AV1 rung and the audio.
+    let done = api.job(&av1).await;
+    assert_eq!(done["outputs"][0]["renditions"], json!(["360p"]), "{done}");
+    assert_eq!(
+        done["outputs"][0]["qc"]["renditions"][0]["codec"], "av1",
+        "{done}"
+    );
+    let mpd = std::fs::read_to_string(out.path().join("av1/dash/manifest.mpd")).unwrap();
+    assert_eq!(manifests::dash_references(&mpd).unwrap().len(), 2);
     assert_eq!(
         http.delete(format!("{}/v1/presets/mine", feederd.url))
             .send()

@@ -416,9 +416,24 @@ impl Gate<'_> {
         file: &Path,
         report: &mut Report,
     ) -> Result<(), String> {
+        let (metrics, below) = self.compare(output, file).await?;
+        report.set("metrics", metrics);
+        if let Some(why) = below {
+            return Err(why);
+        }
+        report.checked("metrics");
+        Ok(())
+    }
+
+    /// The figures of `file`'s video against the source's, and why it
+    /// fails `qc_min_psnr` if it does.
+    async fn compare(
+        &self,
+        output: &Output,
+        file: &Path,
+    ) -> Result<(Value, Option<String>), String> {
         let (Some(width), Some(height)) = (self.source.width, self.source.height) else {
-            report.set("metrics_not_run", json!("the source's size is unknown"));
-            return Ok(());
+            return Ok((json!({"not_run": "the source's size is unknown"}), None));
         };
         let graph = format!(
             "[0:v]scale={width}:{height},setsar=1,format=yuv420p,split[o1][o2];[1:v]setsar=1,format=yuv420p,split[s1][s2];[o1][s1]psnr=stats_file=-[p];[o2][s2]ssim=stats_file=-[q]"
@@ -462,6 +477,7 @@ impl Gate<'_> {
             .await
             .map_err(|e| format!("the PSNR/SSIM comparison failed: {}", tool_error(e)))?;
         let mut metrics = Map::new();
+        let mut below = None;
         if output.qc.metrics.contains(&QcMetric::Psnr) && !mse.is_empty() {
             let mean = mse.iter().sum::<f64>() / mse.len() as f64;
             let psnr = if mean <= 0.0 {
@@ -470,13 +486,10 @@ impl Gate<'_> {
                 (10.0 * (255.0f64 * 255.0 / mean).log10()).min(100.0)
             };
             metrics.insert("psnr".into(), json!(round3(psnr)));
-            if let Some(min) = output.qc.min_psnr {
-                if psnr < min {
-                    report.set("metrics", Value::Object(metrics));
-                    return Err(format!(
-                        "its PSNR is {psnr:.2} dB, under the {min} dB asked for"
-                    ));
-                }
+            if let Some(min) = output.qc.min_psnr.filter(|min| psnr < *min) {
+                below = Some(format!(
+                    "its PSNR is {psnr:.2} dB, under the {min} dB asked for"
+                ));
             }
         }
         if output.qc.metrics.contains(&QcMetric::Ssim) && !ssim.is_empty() {
@@ -492,9 +505,7 @@ impl Gate<'_> {
             );
         }
         metrics.insert("frames".into(), json!(mse.len().max(ssim.len())));
-        report.set("metrics", Value::Object(metrics));
-        report.checked("metrics");
-        Ok(())
+        Ok((Value::Object(metrics), below))
     }
 
     /// A named file of the output's directory, which must be there and hold bytes.
@@ -588,7 +599,6 @@ impl Gate<'_> {
                 .await
                 .map_err(|e| format!("rendition {name}: {e}"))?;
         }
-        let _ = std::fs::remove_file(&joined);
         Ok(probe)
     }
 
@@ -731,6 +741,15 @@ impl Gate<'_> {
                     return Err(format!("rendition {name} lasts {length:.3} s, not the source's {expected:.3} s (within {tolerance:.3} s)"));
                 }
             }
+            let joined = self.scratch.join("qc-rendition");
+            if rendition.is_some() && !output.qc.metrics.is_empty() {
+                let (metrics, below) = self.compare(output, &joined).await?;
+                figures["metrics"] = metrics;
+                if let Some(why) = below {
+                    return Err(format!("rendition {name}: {why}"));
+                }
+            }
+            let _ = std::fs::remove_file(&joined);
             renditions.push(figures);
         }
         report.set("renditions", Value::Array(renditions));
