@@ -7,7 +7,7 @@ use nommer_testkit::media::{video_bytes, video_pts};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A clip with a keyframe every 2 s (`-g 2×fps`), a tone, and enough detail
 /// that the encoders work for their bits.
@@ -50,43 +50,6 @@ fn pinned_worker(
         .stderr(std::fs::File::create(log)?)
         .spawn()?;
     Ok(Proc(child))
-}
-
-/// Submit and wait for FINISHED; the seconds it took.
-async fn run_job(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<(String, f64)> {
-    let started = Instant::now();
-    let answer: Value = http
-        .post(format!("{url}/v1/jobs"))
-        .json(body)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = answer["id"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("not submitted: {answer}"))?
-        .to_string();
-    let mut state = "PENDING".to_string();
-    loop {
-        // A long-poll that answers when the job leaves its state: the
-        // benchmark itself takes no CPU from the pinned workers.
-        let job: Value = http
-            .get(format!("{url}/v1/jobs/{id}?state={state}&wait_ms=5000"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        match job["state"].as_str() {
-            Some("FINISHED") => return Ok((id, started.elapsed().as_secs_f64())),
-            Some("ERROR" | "CANCELED" | "ABANDONED") => anyhow::bail!("job ended: {job}"),
-            Some(now) => state = now.to_string(),
-            None => anyhow::bail!("no job: {job}"),
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(3600),
-            "job never ended"
-        );
-    }
 }
 
 /// PSNR of `output` against the source scaled as the job scaled it.

@@ -202,3 +202,44 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 pub fn own_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id())
 }
+
+/// Submit and wait for FINISHED: the job id and the seconds it took.
+pub async fn run_job(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(String, f64)> {
+    let started = std::time::Instant::now();
+    let answer: serde_json::Value = http
+        .post(format!("{url}/v1/jobs"))
+        .json(body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = answer["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("not submitted: {answer}"))?
+        .to_string();
+    let mut state = "PENDING".to_string();
+    loop {
+        // A long-poll that answers when the job leaves its state: the
+        // benchmark itself takes no CPU from the pinned workers.
+        let job: serde_json::Value = http
+            .get(format!("{url}/v1/jobs/{id}?state={state}&wait_ms=5000"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        match job["state"].as_str() {
+            Some("FINISHED") => return Ok((id, started.elapsed().as_secs_f64())),
+            Some("ERROR" | "CANCELED" | "ABANDONED") => anyhow::bail!("job ended: {job}"),
+            Some(now) => state = now.to_string(),
+            None => anyhow::bail!("no job: {job}"),
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(3600),
+            "job never ended"
+        );
+    }
+}

@@ -27,41 +27,6 @@ fn ladder(dest: &str, rungs: &[(&str, u32, &str)]) -> Value {
            "renditions": renditions, "audio": {"options": [["c:a", "aac"], ["b:a", "128k"]]}})
 }
 
-/// Submit and wait for FINISHED; the seconds it took.
-async fn run_job(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let answer: Value = http
-        .post(format!("{url}/v1/jobs"))
-        .json(body)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = answer["id"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("not submitted: {answer}"))?
-        .to_string();
-    let mut state = "PENDING".to_string();
-    loop {
-        let job: Value = http
-            .get(format!("{url}/v1/jobs/{id}?state={state}&wait_ms=5000"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        match job["state"].as_str() {
-            Some("FINISHED") => return Ok(started.elapsed().as_secs_f64()),
-            Some("ERROR" | "CANCELED" | "ABANDONED") => anyhow::bail!("job ended: {job}"),
-            Some(now) => state = now.to_string(),
-            None => anyhow::bail!("no job: {job}"),
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(3600),
-            "job never ended"
-        );
-    }
-}
-
 /// The command line the nommer runs for `outputs`, built by the same code,
 /// run bare: no sandbox, no transfers, no check.
 fn raw(src: &Path, dir: &Path, outputs: &Value) -> anyhow::Result<f64> {
@@ -133,13 +98,14 @@ pub async fn ladder_suite(env: &Env) -> anyhow::Result<()> {
                 &feederd.url,
                 &json!({"source_path": source_uri, "outputs": outputs}),
             )
-            .await?,
+            .await?
+            .1,
         );
         let mut total = 0.0;
         for (index, rung) in RUNGS.iter().enumerate() {
             let dest = format!("file://{}/four-{round}-{index}/", dir.display());
             let body = json!({"source_path": source_uri, "outputs": [ladder(&dest, std::slice::from_ref(rung))]});
-            total += run_job(&http, &feederd.url, &body).await?;
+            total += run_job(&http, &feederd.url, &body).await?.1;
         }
         four.push(total);
         bare.push(raw(&src, &dir, &outputs)?);

@@ -334,6 +334,26 @@ pub fn parse_outputs(
     Ok(outputs)
 }
 
+/// A destination (or a prefix, ending in `/`) as the API shows it:
+/// credentials redacted.
+pub fn shown(uri: &str) -> String {
+    if !uri.ends_with('/') {
+        return match MediaUri::parse(uri) {
+            Ok(parsed) => parsed.redacted(),
+            Err(_) => crate::uri::redact_str(uri),
+        };
+    }
+    let probe = format!("{uri}{PROBE}");
+    let redacted = match MediaUri::parse(&probe) {
+        Ok(parsed) => parsed.redacted(),
+        Err(_) => crate::uri::redact_str(&probe),
+    };
+    redacted
+        .strip_suffix(PROBE)
+        .unwrap_or(&redacted)
+        .to_string()
+}
+
 /// Where a destination (or prefix) is, without its credentials.
 fn place(uri: &str) -> String {
     let probe = match uri.ends_with('/') {

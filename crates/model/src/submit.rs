@@ -229,13 +229,8 @@ fn parse_outputs_job(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (dest_uri, dest_path) = match prefix {
-        Some(prefix) => {
-            let shown = MediaUri::parse(&format!("{prefix}probe"))?.redacted();
-            (
-                prefix.to_string(),
-                shown.strip_suffix("probe").unwrap_or(&shown).to_string(),
-            )
-        }
+        // Parsed with a probe name above, so it has a redacted form.
+        Some(prefix) => (prefix.to_string(), crate::outputs::shown(prefix)),
         None => {
             let first = outputs[0].resolve("");
             (first.clone(), first)

@@ -45,7 +45,7 @@ fn result(
         .enumerate()
         .map(|(i, output)| {
             let dest = output.resolve(job_dest);
-            let shown = redacted(&dest, output.is_directory());
+            let shown = nommer_model::outputs::shown(&dest);
             let (state, report, published) = states[i];
             let mut entry =
                 json!({"kind": output.kind().as_str(), "dest_path": shown, "state": state});
@@ -84,24 +84,6 @@ fn result(
         })
         .collect();
     json!({ "outputs": entries })
-}
-
-/// A destination as the API shows it.
-pub fn redacted(uri: &str, prefix: bool) -> String {
-    let probe = match prefix {
-        true => format!("{uri}probe"),
-        false => uri.to_string(),
-    };
-    match MediaUri::parse(&probe) {
-        Ok(parsed) => {
-            let shown = parsed.redacted();
-            match prefix {
-                true => shown.strip_suffix("probe").unwrap_or(&shown).to_string(),
-                false => shown,
-            }
-        }
-        Err(_) => String::from("(unparsable)"),
-    }
 }
 
 /// The file output's muxer, when its passes name none: from its name.
