@@ -510,6 +510,18 @@ mod tests {
         )
     }
 
+    /// The plan of `outputs` from `/s/in.mov` into the scratch `/s`.
+    fn plan_for(outputs: &[Output], source: &SourceInfo) -> OutputsPlan {
+        plan(
+            "ffmpeg",
+            Path::new("/s/in.mov"),
+            Path::new("/s"),
+            outputs,
+            &[None],
+            source,
+        )
+    }
+
     fn window<'a>(argv: &'a [String], flag: &str) -> Vec<&'a str> {
         argv.iter()
             .enumerate()
@@ -520,14 +532,7 @@ mod tests {
 
     #[test]
     fn a_ladder_decodes_once_and_gives_each_rendition_its_stream() {
-        let plan = plan(
-            "ffmpeg",
-            Path::new("/s/in.mov"),
-            Path::new("/s"),
-            &ladder(json!(["hls"])),
-            &[None],
-            &source(1080),
-        );
+        let plan = plan_for(&ladder(json!(["hls"])), &source(1080));
         let argv = &plan.argv;
         assert_eq!(argv.iter().filter(|a| *a == "-i").count(), 1);
         assert_eq!(window(argv, "-map"), ["0:v:0", "0:v:0", "0:a:0"]);
@@ -551,14 +556,7 @@ mod tests {
 
     #[test]
     fn hls_and_dash_share_one_set_of_segments() {
-        let plan = plan(
-            "ffmpeg",
-            Path::new("/s/in.mov"),
-            Path::new("/s"),
-            &ladder(json!(["hls", "dash"])),
-            &[None],
-            &source(1080),
-        );
+        let plan = plan_for(&ladder(json!(["hls", "dash"])), &source(1080));
         assert_eq!(window(&plan.argv, "-f"), ["dash"]);
         assert_eq!(window(&plan.argv, "-hls_playlist"), ["1"]);
         assert_eq!(plan.argv.last().unwrap(), "/s/out/0/manifest.mpd");
@@ -566,24 +564,10 @@ mod tests {
 
     #[test]
     fn renditions_larger_than_the_source_are_left_out_unless_asked() {
-        let plan = plan(
-            "ffmpeg",
-            Path::new("/s/in.mov"),
-            Path::new("/s"),
-            &ladder(json!(["hls"])),
-            &[None],
-            &source(360),
-        );
+        let plan = plan_for(&ladder(json!(["hls"])), &source(360));
         assert_eq!(plan.layouts[0].renditions, ["360p"]);
         assert_eq!(plan.layouts[0].skipped, ["720p"]);
-        let plan2 = super::plan(
-            "ffmpeg",
-            Path::new("/s/in.mov"),
-            Path::new("/s"),
-            &ladder(json!(["hls"])),
-            &[None],
-            &source(240),
-        );
+        let plan2 = plan_for(&ladder(json!(["hls"])), &source(240));
         assert_eq!(plan2.layouts[0].renditions, ["360p"], "the smallest stays");
     }
 

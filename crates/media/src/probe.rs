@@ -103,32 +103,51 @@ pub async fn probe(
     path: &Path,
     confinement: Option<Confinement>,
 ) -> Result<Probe, ToolError> {
-    let mut argv = vec![
-        ffprobe.to_string(),
-        "-v".into(),
-        "error".into(),
-        "-print_format".into(),
-        "json".into(),
-        "-show_format".into(),
-        "-show_streams".into(),
-    ];
+    run(ffprobe, path, confinement, false)
+        .await
+        .map(|(probe, _)| probe)
+}
+
+/// Probe `path` reading every packet (`-count_packets`): what ffprobe
+/// makes of it, and what it reported as errors on the way (empty when it
+/// read the whole file cleanly).
+pub async fn read_whole(
+    ffprobe: &str,
+    path: &Path,
+    confinement: Option<Confinement>,
+) -> Result<(Probe, String), ToolError> {
+    run(ffprobe, path, confinement, true).await
+}
+
+async fn run(
+    ffprobe: &str,
+    path: &Path,
+    confinement: Option<Confinement>,
+    every_packet: bool,
+) -> Result<(Probe, String), ToolError> {
+    let mut argv = vec![ffprobe.to_string(), "-v".into(), "error".into()];
+    if every_packet {
+        argv.push("-count_packets".into());
+    }
+    argv.extend(["-print_format", "json", "-show_format", "-show_streams"].map(String::from));
     // A job's source may open only itself, whatever its content says.
     if confinement.is_some() {
         argv.extend(crate::argv::input_whitelist());
     }
     argv.push(path.display().to_string());
     let mut json = String::new();
-    ToolCommand::new(&argv)
+    let out = ToolCommand::new(&argv)
         .confined(confinement)
         .run(|line| {
             json.push_str(line);
             json.push('\n');
         })
         .await?;
-    Probe::parse(&json).map_err(|e| ToolError::Io {
+    let probe = Probe::parse(&json).map_err(|e| ToolError::Io {
         program: "ffprobe".into(),
         source: std::io::Error::other(e),
-    })
+    })?;
+    Ok((probe, out.stderr_tail))
 }
 
 #[cfg(test)]

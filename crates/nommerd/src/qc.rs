@@ -555,35 +555,14 @@ impl Gate<'_> {
                 .map_err(|e| format!("joining {}: {e}", part.display()))?;
         }
         drop(out);
-        let mut argv: Vec<String> = [
-            self.ffprobe,
-            "-v",
-            "error",
-            "-count_packets",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-        ]
-        .map(String::from)
-        .to_vec();
-        argv.extend(nommer_media::argv::input_whitelist());
-        argv.push(joined.display().to_string());
-        let mut json = String::new();
-        let read = ToolCommand::new(&argv)
-            .confined(Some(self.confinement.clone()))
-            .run(|line| {
-                json.push_str(line);
-                json.push('\n');
-            })
-            .await;
+        let read =
+            nommer_media::probe::read_whole(self.ffprobe, &joined, Some(self.confinement.clone()))
+                .await;
         let result = match read {
-            Ok(out) if out.stderr_tail.trim().is_empty() => {
-                Probe::parse(&json).map_err(|e| format!("rendition {name}: ffprobe's answer: {e}"))
-            }
-            Ok(out) => Err(format!(
+            Ok((probe, errors)) if errors.trim().is_empty() => Ok(probe),
+            Ok((_, errors)) => Err(format!(
                 "rendition {name}: reading its segments reported: {}",
-                nommer_model::tail_chars(out.stderr_tail.trim(), 300)
+                nommer_model::tail_chars(errors.trim(), 300)
             )),
             Err(e) => Err(format!(
                 "rendition {name}: ffprobe cannot read its segments: {}",
