@@ -141,11 +141,12 @@ async fn a_chunked_job_on_two_workers_matches_the_same_job_unchunked() {
             Some(json!({"chunk_seconds": 3})),
         ))
         .await;
+    let done = api.wait_for(&chunked, &["FINISHED", "ERROR"], WAIT).await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
+    // The unchunked job goes after, so it keeps neither worker from the chunks.
     let whole = api.submit_id(&job(&src, &whole_out, X264(), None)).await;
-    for id in [&chunked, &whole] {
-        let done = api.wait_for(id, &["FINISHED", "ERROR"], WAIT).await;
-        assert_eq!(done["state"], "FINISHED", "{done}");
-    }
+    let done = api.wait_for(&whole, &["FINISHED", "ERROR"], WAIT).await;
+    assert_eq!(done["state"], "FINISHED", "{done}");
     let done = api.job(&chunked).await;
     assert_eq!(done["progress"]["chunks_done"], 4, "{done}");
     assert_eq!(done["progress"]["chunks_total"], 4, "{done}");
