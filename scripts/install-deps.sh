@@ -5,7 +5,7 @@
 # python3, systemd's systemd-analyze (the deployment units are verified
 # with it; nothing is started), the s3s-fs S3 server (built from crates.io into
 # /var/tmp/nommer-tools, once) and moto's EC2 stand-in (from PyPI, into a
-# virtualenv there), and for the browser test Debian's chromium with
+# virtualenv there, with the standardwebhooks reference library), and for the browser test Debian's chromium with
 # puppeteer-core and hls.js from npm (into /var/tmp/nommer-tools/node). Safe
 # to run again; does nothing when all is present.
 set -euo pipefail
@@ -40,6 +40,11 @@ if [ "${1:-}" = "--test" ] && [ ! -x /var/tmp/nommer-tools/venv/bin/moto_server 
   echo "installing: moto (an EC2 API stand-in for the tests)" >&2
   python3 -m venv /var/tmp/nommer-tools/venv
   /var/tmp/nommer-tools/venv/bin/pip install --quiet 'moto[server]'
+fi
+
+if [ "${1:-}" = "--test" ] && ! /var/tmp/nommer-tools/venv/bin/python -c 'import standardwebhooks' 2>/dev/null; then
+  echo "installing: standardwebhooks (the reference library the webhook test verifies with)" >&2
+  /var/tmp/nommer-tools/venv/bin/pip install --quiet 'standardwebhooks==1.1.0'
 fi
 
 if [ "${1:-}" = "--test" ] && [ ! -f /var/tmp/nommer-tools/node/node_modules/hls.js/dist/hls.min.js ]; then

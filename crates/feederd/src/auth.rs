@@ -44,7 +44,8 @@ pub enum Access {
     SubmitByPath,
     /// Reading jobs: every role; a submit token sees its own jobs only.
     ReadJobs,
-    /// Cancelling jobs: admin, and submit for its own jobs.
+    /// Acting on jobs (cancel, retry, redeliver a webhook): admin, and
+    /// submit for its own jobs.
     CancelJobs,
     /// Nodes and the fleet: read and admin tokens.
     ReadFleet,

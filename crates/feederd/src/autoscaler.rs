@@ -12,9 +12,9 @@ use nommer_fleet::policy::{decide, Decision, ScaleInputs};
 use nommer_model::rfc3339;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
 
 const KEPT: usize = 100;
 
@@ -101,21 +101,18 @@ impl FleetState {
     }
 }
 
-pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let Some(fleet) = state.fleet.clone() else {
-        return;
-    };
-    loop {
-        if !state.lead(&mut shutdown).await {
-            return;
-        }
-        if let Err(e) = tick(&state, &fleet).await {
-            tracing::error!(error = %e, "autoscaler tick failed");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(fleet.settings.interval) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
+/// The autoscaler's loop: one [`tick`] per `feederd_auto_scale_interval`.
+pub struct Autoscaler(pub Arc<FleetState>);
+
+#[async_trait::async_trait]
+impl crate::loops::Worker for Autoscaler {
+    fn name(&self) -> &'static str {
+        "autoscaler"
+    }
+
+    async fn work(&mut self, state: &AppState) -> anyhow::Result<crate::loops::Next> {
+        tick(state, &self.0).await?;
+        Ok(crate::loops::Next::Idle(self.0.settings.interval))
     }
 }
 

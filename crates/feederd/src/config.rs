@@ -16,6 +16,15 @@ pub struct FeederdConfig {
     pub intermediate_store: Option<String>,
     /// Presets from config (`[presets.NAME]`), each checked and canonical.
     pub presets: Vec<serde_json::Value>,
+    /// The queues jobs may name, each with its `max_concurrency`; `default`
+    /// is always one.
+    pub queues: Vec<(String, Option<u32>)>,
+    /// How long an `Idempotency-Key` is kept.
+    pub idempotency_ttl: Duration,
+    /// How long an ended job, and a node unseen, is kept.
+    pub job_retention: Duration,
+    /// The webhook body of v1 jobs that do not choose one.
+    pub webhook_format: nommer_model::kinds::NotifyFormat,
     /// The option allowlist, with the operator's additions.
     pub allowlist: std::sync::Arc<nommer_model::options::Allowlist>,
     /// Object storage settings, for submit-time checks of s3/gs/az sources.
@@ -62,6 +71,10 @@ impl Default for FeederdConfig {
             file_roots: FileRoots::Any,
             intermediate_store: None,
             presets: Vec::new(),
+            queues: vec![(nommer_model::submit::DEFAULT_QUEUE.to_string(), None)],
+            idempotency_ttl: Duration::from_secs(86_400),
+            job_retention: Duration::from_secs(30 * 86_400),
+            webhook_format: nommer_model::kinds::NotifyFormat::Json,
             allowlist: std::sync::Arc::new(nommer_model::options::Allowlist::builtin().clone()),
             objects: Default::default(),
             net_policy: NetPolicy::default(),

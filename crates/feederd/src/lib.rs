@@ -6,11 +6,13 @@ pub mod auth;
 pub mod autoscaler;
 pub mod config;
 pub mod error;
+pub mod loops;
 pub mod metrics;
 pub mod notifier;
 pub mod openapi;
 pub mod presets;
 pub mod reaper;
+pub mod retention;
 pub mod routes;
 pub mod serve;
 pub mod submit;
@@ -29,6 +31,8 @@ pub struct AppState {
     pub config: Arc<FeederdConfig>,
     pub leadership: Leadership,
     pub metrics: Arc<metrics::Metrics>,
+    /// The background loops' status on this replica.
+    pub loops: Arc<loops::Loops>,
     /// For submit-time checks of object storage sources.
     pub storage: nommer_storage::Storage,
     /// The fleet this feederd scales (none for a static fleet).
@@ -57,6 +61,7 @@ impl AppState {
             config: Arc::new(config),
             leadership,
             metrics: Arc::default(),
+            loops: Arc::default(),
             storage,
             fleet: None,
         }
@@ -83,6 +88,29 @@ impl AppState {
     }
 }
 
+/// Write the configured queues' limits to the store, retrying until it answers.
+async fn sync_queues(state: AppState) {
+    let backoff = nommer_model::backoff::Backoff::new(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    );
+    let mut failures = 0;
+    loop {
+        match state
+            .store
+            .sync_queues(&state.config.queues, nommer_model::now_ms())
+            .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "cannot write the queues to the store; retrying");
+                tokio::time::sleep(backoff.delay(failures)).await;
+            }
+        }
+    }
+}
+
 /// Serve the API on `listener` and run the background loops until `shutdown`
 /// turns true.
 pub async fn run(
@@ -90,11 +118,31 @@ pub async fn run(
     state: AppState,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let loops = vec![
-        tokio::spawn(reaper::run(state.clone(), shutdown.clone())),
-        tokio::spawn(notifier::run(state.clone(), shutdown.clone())),
-        tokio::spawn(autoscaler::run(state.clone(), shutdown.clone())),
+    tokio::spawn(sync_queues(state.clone()));
+    let mut loops = vec![
+        tokio::spawn(loops::run(
+            state.clone(),
+            reaper::Reaper::default(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(loops::run(
+            state.clone(),
+            notifier::Notifier::new(&state),
+            shutdown.clone(),
+        )),
+        tokio::spawn(loops::run(
+            state.clone(),
+            retention::Retention,
+            shutdown.clone(),
+        )),
     ];
+    if let Some(fleet) = state.fleet.clone() {
+        loops.push(tokio::spawn(loops::run(
+            state.clone(),
+            autoscaler::Autoscaler(fleet),
+            shutdown.clone(),
+        )));
+    }
     let (header_timeout, max_connections) =
         (state.config.header_timeout, state.config.max_connections);
     let mut state = state;

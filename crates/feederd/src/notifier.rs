@@ -8,22 +8,26 @@
 //! whole batch, postponed without an attempt) while the rest of the outbox
 //! flows.
 //!
-//! The body is the seed's: form-urlencoded `unique_id`, `job_state`,
-//! `job_state_details` (empty, never "None"), `User-Agent: media-nommer feederd`.
+//! Each job's `notify_format` picks the body: `json` (the v1 default) is
+//! `{"type": "job.<state>", "timestamp", "data": <the job's view, with
+//! event_id>}`; `form` is the seed's form-urlencoded `unique_id`,
+//! `job_state`, `job_state_details` (empty, never "None"). Both carry
+//! `User-Agent: media-nommer feederd` and the same Standard Webhooks headers.
 
+use crate::loops::{Next, Worker};
 use crate::AppState;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use nommer_model::{now_ms, JobState};
-use nommer_store::{AttemptRecord, DeliveryOutcome, EventRecord};
+use nommer_model::backoff::Backoff;
+use nommer_model::kinds::NotifyFormat;
+use nommer_model::{now_ms, rfc3339, JobState};
+use nommer_store::{AttemptRecord, DeliveryOutcome, EventRecord, JobRecord, TaskRecord};
 use sha2::Sha256;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 const BATCH: u32 = 64;
-const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
 
 pub const USER_AGENT: &str = "media-nommer feederd";
 
@@ -41,16 +45,34 @@ pub fn form_body(event: &EventRecord, outputs: Option<&str>) -> String {
 }
 
 /// What the ended job's task reported of its outputs, if it did.
-async fn reported_outputs(state: &AppState, event: &EventRecord) -> Option<String> {
+fn reported_outputs(event: &EventRecord, tasks: &[TaskRecord]) -> Option<String> {
     if !matches!(event.state, JobState::Finished | JobState::Error) {
         return None;
     }
-    let tasks = state.store.job_tasks(&event.job_id).await.ok()?;
     tasks
         .iter()
         .filter(|t| t.state == event.state)
         .filter_map(|t| t.result.as_ref()?.get("outputs").map(|o| o.to_string()))
         .next_back()
+}
+
+/// The JSON body: the job as `GET /v1/jobs/{id}` shows it, at the event's
+/// state and details, with the event's id.
+pub fn json_body(event: &EventRecord, job: &JobRecord, tasks: &[TaskRecord]) -> String {
+    let mut view = match event.state.is_terminal() {
+        true => job.to_api_with(tasks),
+        false => job.to_api(),
+    };
+    view.state = event.state;
+    view.state_details = event.details.clone();
+    let mut data = serde_json::to_value(&view).unwrap_or_default();
+    data["event_id"] = serde_json::json!(event.seq);
+    serde_json::json!({
+        "type": format!("job.{}", event.state.as_str().to_ascii_lowercase()),
+        "timestamp": rfc3339(event.created_at),
+        "data": data,
+    })
+    .to_string()
 }
 
 /// The key of a Standard Webhooks secret: base64 after `whsec_`, else the raw bytes.
@@ -73,9 +95,8 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
     )
 }
 
-fn backoff_ms(attempts: u32) -> i64 {
-    (1000i64 << attempts.min(20)).min(MAX_BACKOFF_MS)
-}
+/// A failed delivery waits 1 s, then twice as long each time, at most 10 minutes.
+const BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(600));
 
 /// The host a delivery goes to, for the per-host bound.
 fn host_of(event: &EventRecord) -> String {
@@ -91,16 +112,36 @@ async fn deliver(state: AppState, client: reqwest::Client, event: EventRecord) {
     let Some(url) = event.notify_url.clone() else {
         return;
     };
-    let outputs = reported_outputs(&state, &event).await;
-    let body = form_body(&event, outputs.as_deref());
+    // The body is the job's view: without it (the store unreachable) the
+    // event stays pending, no attempt counted, for the next pass.
+    let job = match state.store.get_job(&event.job_id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(job_id = %event.job_id, error = %e, "cannot read the job of a webhook; it waits");
+            return;
+        }
+    };
+    let tasks = match event.state.is_terminal() {
+        true => state
+            .store
+            .job_tasks(&event.job_id)
+            .await
+            .unwrap_or_default(),
+        false => Vec::new(),
+    };
+    let (content_type, body) = match job.notify_format {
+        NotifyFormat::Json => ("application/json", json_body(&event, &job, &tasks)),
+        NotifyFormat::Form => (
+            "application/x-www-form-urlencoded",
+            form_body(&event, reported_outputs(&event, &tasks).as_deref()),
+        ),
+    };
     let webhook_id = event.webhook_id();
     let timestamp = now_ms() / 1000;
     let mut request = client
         .post(&url)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
+        .header(reqwest::header::CONTENT_TYPE, content_type)
         .header("webhook-id", &webhook_id)
         .header("webhook-timestamp", timestamp.to_string());
     if let Some(secret) = &state.config.webhook_secret {
@@ -132,7 +173,7 @@ async fn deliver(state: AppState, client: reqwest::Client, event: EventRecord) {
         DeliveryOutcome::Failed
     } else {
         DeliveryOutcome::Retry {
-            next_attempt_at: now + backoff_ms(event.attempts),
+            next_attempt_at: now + BACKOFF.delay_ms(event.attempts + 1),
         }
     };
     let counter = match &outcome {
@@ -230,51 +271,66 @@ impl InFlight {
     }
 }
 
-pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let client = nommer_storage::net::client_with_connect_timeout(
-        state.config.net_policy,
-        Some(state.config.webhook_timeout),
-        state.config.webhook_connect_timeout,
-        USER_AGENT,
-    );
-    let per_host = state.config.webhook_per_host.max(1);
-    let concurrency = state.config.webhook_concurrency.max(1);
-    let signal = state.store.events_signal();
-    let mut in_flight = InFlight::default();
-    let mut tasks: JoinSet<()> = JoinSet::new();
-    loop {
-        // Only the leader delivers, so no two replicas send the same event.
-        if !state.lead(&mut shutdown).await {
-            return;
+/// The notifier's loop: each pass starts the deliveries that are due; while
+/// idle it waits for a new event or a delivery to end.
+pub struct Notifier {
+    client: reqwest::Client,
+    in_flight: InFlight,
+    tasks: JoinSet<()>,
+}
+
+impl Notifier {
+    pub fn new(state: &AppState) -> Notifier {
+        Notifier {
+            client: nommer_storage::net::client_with_connect_timeout(
+                state.config.net_policy,
+                Some(state.config.webhook_timeout),
+                state.config.webhook_connect_timeout,
+                USER_AGENT,
+            ),
+            in_flight: InFlight::default(),
+            tasks: JoinSet::new(),
         }
-        let notified = signal.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
+    }
+}
+
+/// How long an idle notifier waits before it looks at the outbox again
+/// (another replica's events raise no signal here).
+const IDLE: Duration = Duration::from_millis(500);
+
+#[async_trait::async_trait]
+impl Worker for Notifier {
+    fn name(&self) -> &'static str {
+        "notifier"
+    }
+
+    async fn work(&mut self, state: &AppState) -> anyhow::Result<Next> {
+        while let Some(done) = self.tasks.try_join_next_with_id() {
+            self.in_flight.finish(done);
+        }
+        let per_host = state.config.webhook_per_host.max(1);
+        let concurrency = state.config.webhook_concurrency.max(1);
         let now = now_ms();
-        let due = match state.store.due_deliveries(now, BATCH).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::error!(error = %e, "notifier cannot read the outbox");
-                Vec::new()
-            }
-        };
+        let due = state.store.due_deliveries(now, BATCH).await?;
         let crowded = due.len() as u32 == BATCH;
         let (mut started, mut waiting) = (false, Vec::new());
         for event in due {
-            if in_flight.events.contains(&event.seq) {
+            if self.in_flight.events.contains(&event.seq) {
                 continue;
             }
-            if in_flight.events.len() >= concurrency {
+            if self.in_flight.events.len() >= concurrency {
                 break;
             }
             let host = host_of(&event);
-            if in_flight.on_host(&host) >= per_host {
+            if self.in_flight.on_host(&host) >= per_host {
                 waiting.push((event.seq, host));
                 continue;
             }
             let seq = event.seq;
-            let task = tasks.spawn(deliver(state.clone(), client.clone(), event));
-            in_flight.start(task.id(), seq, host);
+            let task = self
+                .tasks
+                .spawn(deliver(state.clone(), self.client.clone(), event));
+            self.in_flight.start(task.id(), seq, host);
             started = true;
         }
         // A full batch of events whose hosts are all busy would hide every
@@ -282,32 +338,29 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         // long as their host has kept its oldest delivery, between 250 ms and
         // webhook_timeout, and look again at once. Not when every slot is
         // busy: then the next free one decides.
-        let free = in_flight.events.len() < concurrency;
+        let free = self.in_flight.events.len() < concurrency;
         if crowded && !started && free && !waiting.is_empty() {
             for (seq, host) in waiting {
                 let least = Duration::from_millis(250);
-                let wait = in_flight
+                let wait = self
+                    .in_flight
                     .stuck_for(&host)
                     .clamp(least, state.config.webhook_timeout.max(least));
-                let later = now + wait.as_millis() as i64;
-                if let Err(e) = state.store.postpone_delivery(seq, later).await {
-                    tracing::error!(error = %e, seq, "cannot postpone a webhook");
-                }
+                state
+                    .store
+                    .postpone_delivery(seq, now + wait.as_millis() as i64)
+                    .await?;
             }
-            continue;
+            return Ok(Next::Busy);
         }
+        Ok(Next::Idle(IDLE))
+    }
+
+    async fn wait_for_work(&mut self, state: &AppState) {
+        let signal = state.store.events_signal();
         tokio::select! {
-            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => in_flight.finish(done),
-            _ = notified => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => {
-                // Unfinished deliveries stay pending and go again later.
-                tasks.abort_all();
-                return;
-            }
-        }
-        while let Some(done) = tasks.try_join_next_with_id() {
-            in_flight.finish(done);
+            Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => self.in_flight.finish(done),
+            _ = signal.notified() => {}
         }
     }
 }

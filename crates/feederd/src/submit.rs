@@ -3,10 +3,11 @@
 
 use crate::auth::Caller;
 use crate::AppState;
+use nommer_model::kinds::NotifyFormat;
 use nommer_model::submit::{self, Submission};
 use nommer_model::uri::{Location, MediaUri};
 use nommer_model::{now_ms, CodedError, ErrorCode, JobId};
-use nommer_store::{JobRecord, NewJob};
+use nommer_store::{IdempotencyKey, Inserted, JobRecord, NewJob};
 
 /// What needs no lookup: the scheme is served and a `file://` path lies in
 /// `file_roots`. Always run, whatever the lookups below take.
@@ -118,12 +119,75 @@ pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, Coded
     Ok(submission)
 }
 
+/// How a submit arrived: which API, and the client's idempotency key.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The seed's `/job/submit`: its webhooks default to the seed's form.
+    pub legacy: bool,
+    pub idempotency_key: Option<String>,
+}
+
+/// A job accepted: new, or the one an idempotency key already made.
+pub struct Accepted {
+    pub job: JobRecord,
+    pub replayed: bool,
+}
+
+/// The longest `Idempotency-Key` taken.
+const MAX_KEY_LEN: usize = 255;
+
+fn check_key(key: &str) -> Result<(), CodedError> {
+    if (1..=MAX_KEY_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(());
+    }
+    Err(CodedError::new(
+        ErrorCode::InvalidField,
+        format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
+    ))
+}
+
+/// The body's digest as canonical JSON (keys sorted, no spaces): two
+/// bodies that differ only in layout or key order are the same submit.
+fn body_digest(body: &[u8]) -> Result<String, CodedError> {
+    use sha2::{Digest, Sha256};
+    let payload = submit::decode(body)?;
+    let canonical = serde_json::to_string(&payload).unwrap_or_default();
+    Ok(format!("{:x}", Sha256::digest(canonical.as_bytes())))
+}
+
 pub async fn accept(
     state: &AppState,
     caller: &Caller,
     body: &[u8],
-) -> Result<JobRecord, CodedError> {
+    request: &Request,
+) -> Result<Accepted, CodedError> {
+    if let Some(key) = &request.idempotency_key {
+        check_key(key)?;
+    }
     let submission = validate(state, body).await?;
+    let queue = submission
+        .queue
+        .clone()
+        .unwrap_or_else(|| submit::DEFAULT_QUEUE.to_string());
+    if !state.config.queues.iter().any(|(name, _)| *name == queue) {
+        return Err(CodedError::new(
+            ErrorCode::UnknownQueue,
+            format!(
+                "no queue {queue}; the queues are: {}",
+                state
+                    .config
+                    .queues
+                    .iter()
+                    .map(|(name, _)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let notify_format = submission.notify_format.unwrap_or(match request.legacy {
+        true => NotifyFormat::Form,
+        false => state.config.webhook_format,
+    });
     let now = now_ms();
     let id = JobId::generate(now).0;
     let work_uri = match submission.chunked {
@@ -149,14 +213,117 @@ pub async fn accept(
         max_runtime_s: submission.max_runtime_s,
         tasks: submission.tasks.clone(),
         work_uri,
+        priority: submission.priority,
+        queue,
+        notify_format,
+        retry_of: None,
         created_at: now,
     };
-    let record = state
-        .store
-        .insert_job(&job)
-        .await
-        .map_err(|e| CodedError::new(e.code(), e.to_string()))?;
+    let stored = |e: nommer_store::StoreError| CodedError::new(e.code(), e.to_string());
+    let accepted = match &request.idempotency_key {
+        None => Accepted {
+            job: state.store.insert_job(&job).await.map_err(stored)?,
+            replayed: false,
+        },
+        Some(key) => {
+            let ttl = state.config.idempotency_ttl.as_millis() as i64;
+            let key = IdempotencyKey {
+                scope: caller.name.clone().unwrap_or_default(),
+                key: key.clone(),
+                digest: body_digest(body)?,
+                expired_before: now - ttl,
+            };
+            match state
+                .store
+                .insert_job_once(&job, &key)
+                .await
+                .map_err(stored)?
+            {
+                Inserted::New(job) => Accepted {
+                    job,
+                    replayed: false,
+                },
+                Inserted::Replayed(job) => Accepted {
+                    job,
+                    replayed: true,
+                },
+                Inserted::Conflict => {
+                    return Err(CodedError::new(
+                        ErrorCode::IdempotencyConflict,
+                        "this Idempotency-Key was used for a submit with a different body",
+                    ))
+                }
+            }
+        }
+    };
+    let record = &accepted.job;
+    if accepted.replayed {
+        tracing::info!(job_id = %record.id, "submit replayed for its idempotency key");
+        return Ok(accepted);
+    }
     crate::metrics::Metrics::add(&state.metrics.jobs_submitted, 1);
-    tracing::info!(job_id = %record.id, source = %record.source_path, dest = %record.dest_path, nommer = %record.nommer, submitted_by = record.submitted_by.as_deref().unwrap_or(""), "job submitted");
+    tracing::info!(job_id = %record.id, source = %record.source_path, dest = %record.dest_path, nommer = %record.nommer, queue = %record.queue, priority = record.priority, submitted_by = record.submitted_by.as_deref().unwrap_or(""), "job submitted");
+    Ok(accepted)
+}
+
+/// Submit an ERROR or CANCELED job again as a new job with the same spec,
+/// linked to it by `retry_of`.
+pub async fn retry(state: &AppState, old: &JobRecord) -> Result<JobRecord, CodedError> {
+    if !matches!(
+        old.state,
+        nommer_model::JobState::Error | nommer_model::JobState::Canceled
+    ) {
+        return Err(CodedError::new(
+            ErrorCode::NotRetryable,
+            format!(
+                "job {} is {}: only an ERROR or CANCELED job is retried",
+                old.id, old.state
+            ),
+        ));
+    }
+    let stored = |e: nommer_store::StoreError| CodedError::new(e.code(), e.to_string());
+    let spec = state
+        .store
+        .resubmission(&old.id)
+        .await
+        .map_err(stored)?
+        .ok_or_else(|| CodedError::new(ErrorCode::NotFound, format!("no job {}", old.id)))?;
+    let now = now_ms();
+    let id = JobId::generate(now).0;
+    let work_uri = match spec.chunked {
+        true => {
+            let dest = MediaUri::parse(&spec.dest_uri)?;
+            Some(nommer_model::chunked::work_prefix(
+                &dest,
+                state.config.intermediate_store.as_deref(),
+                &id,
+            )?)
+        }
+        false => None,
+    };
+    let job = NewJob {
+        id,
+        source_uri: spec.source_uri,
+        dest_uri: spec.dest_uri,
+        source_path: old.source_path.clone(),
+        dest_path: old.dest_path.clone(),
+        notify_url: spec.notify_url,
+        submitted_by: old.submitted_by.clone(),
+        nommer: old.nommer.clone(),
+        job_options: old.job_options.clone(),
+        warnings: old.warnings.clone(),
+        max_attempts: old.max_attempts,
+        max_runtime_s: old.max_runtime_s,
+        tasks: spec.tasks,
+        work_uri,
+        priority: old.priority,
+        queue: old.queue.clone(),
+        notify_format: old.notify_format,
+        retry_of: Some(old.id.clone()),
+        created_at: now,
+    };
+    let record = state.store.insert_job(&job).await.map_err(stored)?;
+    crate::metrics::Metrics::add(&state.metrics.jobs_submitted, 1);
+    tracing::info!(job_id = %record.id, retry_of = %old.id, "job retried");
     Ok(record)
 }

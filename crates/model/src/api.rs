@@ -92,8 +92,28 @@ pub struct Job {
     /// The preset the job was expanded from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
+    /// Higher runs first, from -50 to 50.
+    #[serde(default)]
+    pub priority: i32,
+    /// The queue the job runs in.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// How its webhooks are sent.
+    #[serde(default = "form_format")]
+    pub notify_format: crate::kinds::NotifyFormat,
+    /// The job this one retries (`POST /v1/jobs/{id}/retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+fn default_queue() -> String {
+    crate::submit::DEFAULT_QUEUE.to_string()
+}
+
+fn form_format() -> crate::kinds::NotifyFormat {
+    crate::kinds::NotifyFormat::Form
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -150,6 +170,9 @@ pub struct DeliveryAttempt {
 /// The webhook of one state change and how its delivery went.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Delivery {
+    /// The event's id (as in `/v1/jobs/{id}/events` and the event stream).
+    #[serde(default)]
+    pub event_id: i64,
     pub webhook_id: String,
     pub job_state: JobState,
     pub job_state_details: Option<String>,
@@ -163,6 +186,38 @@ pub struct Delivery {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryList {
     pub deliveries: Vec<Delivery>,
+}
+
+/// One state change of a job, from the event outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobEvent {
+    /// Increasing across all jobs: the event stream's `id`.
+    pub id: i64,
+    pub state: JobState,
+    pub details: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobEventList {
+    pub events: Vec<JobEvent>,
+}
+
+/// A queue, its limit and whether it is paused, and its depth.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Queue {
+    pub name: String,
+    pub max_concurrency: Option<u32>,
+    pub paused: bool,
+    /// Tasks waiting for a worker.
+    pub pending: u64,
+    /// Tasks leased.
+    pub running: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QueueList {
+    pub queues: Vec<Queue>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -226,3 +226,13 @@ mod tests {
         assert!("ACTIVE".parse::<NodeState>().is_err());
     }
 }
+
+named!(
+    /// How a job's webhooks are sent.
+    NotifyFormat {
+        /// `{"type", "timestamp", "data"}`, signed per Standard Webhooks.
+        Json = "json",
+        /// The seed's form post (`job_id`, `job_state`, `job_state_details`).
+        Form = "form",
+    }
+);

@@ -2,6 +2,7 @@
 //! the wire types of the API. Pure data and rules; no I/O.
 
 pub mod api;
+pub mod backoff;
 pub mod chunked;
 pub mod error;
 pub mod failure;

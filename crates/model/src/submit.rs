@@ -45,7 +45,19 @@ pub struct Submission {
     pub max_runtime_s: Option<u64>,
     /// The job is split into chunks across the fleet.
     pub chunked: Option<crate::chunked::ChunkRequest>,
+    /// Higher runs first, from -50 to 50 (0 when not given).
+    pub priority: i32,
+    /// The queue the job names; feederd checks it against its config.
+    pub queue: Option<String>,
+    /// How its webhooks are sent, when the job says; otherwise the API's default.
+    pub notify_format: Option<crate::kinds::NotifyFormat>,
 }
+
+/// The range of `priority` (MediaConvert's).
+pub const PRIORITIES: std::ops::RangeInclusive<i32> = -50..=50;
+
+/// The queue a job runs in when it names none.
+pub const DEFAULT_QUEUE: &str = "default";
 
 /// Python truthiness of a decoded JSON value.
 fn truthy(value: Option<&Value>) -> bool {
@@ -153,6 +165,9 @@ struct Common {
     notify_url: Option<url::Url>,
     max_attempts: Option<u32>,
     max_runtime_s: Option<u64>,
+    priority: i32,
+    queue: Option<String>,
+    notify_format: Option<crate::kinds::NotifyFormat>,
 }
 
 /// A job with `outputs`: one decode of the source, many results. A chunked
@@ -256,6 +271,9 @@ fn parse_outputs_job(
         max_attempts: common.max_attempts,
         max_runtime_s: common.max_runtime_s,
         chunked: None,
+        priority: common.priority,
+        queue: common.queue,
+        notify_format: common.notify_format,
     })
 }
 
@@ -309,11 +327,58 @@ fn common_fields(payload: &Map<String, Value>) -> Result<Common, CodedError> {
             ))
         }
     };
+    let priority = match payload.get("priority") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Number(n)) => match n.as_i64().map(i32::try_from) {
+            Some(Ok(v)) if PRIORITIES.contains(&v) => v,
+            _ => return Err(bad_priority()),
+        },
+        Some(_) => return Err(bad_priority()),
+    };
+    let queue = match payload.get("queue") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) if crate::presets::name_ok(name) => Some(name.clone()),
+        Some(_) => {
+            return Err(err(
+                ErrorCode::InvalidField,
+                "queue must be a queue name: 1 to 64 of a-z, 0-9, _ and -",
+            ))
+        }
+    };
+    let notify_format = match payload.get("notify_format") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name.parse().map_err(|_| {
+            err(
+                ErrorCode::InvalidField,
+                "notify_format must be \"json\" or \"form\"",
+            )
+        })?),
+        Some(_) => {
+            return Err(err(
+                ErrorCode::InvalidField,
+                "notify_format must be \"json\" or \"form\"",
+            ))
+        }
+    };
     Ok(Common {
         notify_url,
         max_attempts,
         max_runtime_s,
+        priority,
+        queue,
+        notify_format,
     })
+}
+
+fn bad_priority() -> CodedError {
+    err(
+        ErrorCode::InvalidField,
+        format!(
+            "priority must be an integer from {} to {}",
+            PRIORITIES.start(),
+            PRIORITIES.end()
+        ),
+    )
 }
 
 fn parse_plain(payload: &Map<String, Value>, allow: &Allowlist) -> Result<Submission, CodedError> {
@@ -359,6 +424,9 @@ fn parse_plain(payload: &Map<String, Value>, allow: &Allowlist) -> Result<Submis
         notify_url,
         max_attempts,
         max_runtime_s,
+        priority,
+        queue,
+        notify_format,
     } = common_fields(payload)?;
 
     let chunked = crate::chunked::ChunkRequest::parse(payload.get("chunked"))?;
@@ -399,6 +467,9 @@ fn parse_plain(payload: &Map<String, Value>, allow: &Allowlist) -> Result<Submis
         max_attempts,
         max_runtime_s,
         chunked,
+        priority,
+        queue,
+        notify_format,
     })
 }
 

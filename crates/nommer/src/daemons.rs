@@ -62,9 +62,26 @@ pub fn feederd_config(s: &Settings, loopback: bool) -> anyhow::Result<FeederdCon
             .map_err(|e| anyhow::anyhow!("presets.{name}: {}", e.message))?;
         presets.push(checked);
     }
+    let mut queues = vec![(nommer_model::submit::DEFAULT_QUEUE.to_string(), None)];
+    for (name, queue) in &s.queues {
+        if !nommer_model::presets::name_ok(name) {
+            anyhow::bail!("queues.{name}: a queue name is 1 to 64 of a-z, 0-9, _ and -");
+        }
+        if queue.max_concurrency == Some(0) {
+            anyhow::bail!(
+                "queues.{name}: max_concurrency is at least 1 (pause a queue to stop it)"
+            );
+        }
+        queues.retain(|(n, _)| n != name);
+        queues.push((name.clone(), queue.max_concurrency));
+    }
     Ok(FeederdConfig {
         intermediate_store: s.intermediate_store.clone(),
         presets,
+        queues,
+        idempotency_ttl: Duration::from_secs(s.idempotency_ttl.max(1)),
+        job_retention: Duration::from_secs(s.job_retention.max(1)),
+        webhook_format: s.webhook_format,
         tokens: Arc::new(TokenSet::new(s.tokens()?)),
         webhook_secret: s.webhook_secret.clone(),
         file_roots: file_roots(s, loopback),

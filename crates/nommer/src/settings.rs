@@ -67,6 +67,15 @@ pub struct NamedToken {
     pub role: nommer_feederd::auth::Role,
 }
 
+/// One `[queues.NAME]` table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueEntry {
+    /// The most of its tasks running at once; none: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
 /// `NOMMER_API_TOKENS=a,b` gives bare tokens.
 impl From<String> for TokenEntry {
     fn from(token: String) -> TokenEntry {
@@ -128,6 +137,16 @@ pub struct Settings {
     pub intermediate_store: Option<String>,
     /// Presets of the operator's own (`[presets.NAME]`), in the API's shape.
     pub presets: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Queues jobs may name (`[queues.NAME] max_concurrency = N`); `default`
+    /// always exists, without a limit unless given one here.
+    pub queues: std::collections::BTreeMap<String, QueueEntry>,
+    /// Seconds an `Idempotency-Key` is kept.
+    pub idempotency_ttl: u64,
+    /// Seconds an ended job (and a node unseen) is kept before it is deleted.
+    pub job_retention: u64,
+    /// The webhook body of v1 jobs that do not say (`json` or `form`); the
+    /// seed's `/job/submit` always sends the seed's form.
+    pub webhook_format: nommer_model::kinds::NotifyFormat,
     pub allow_link_local_addresses: bool,
     /// Refuse private and loopback addresses in http(s) sources and
     /// notify_urls. Default: true when feederd listens beyond loopback.
@@ -259,6 +278,10 @@ impl Default for Settings {
             file_roots: Vec::new(),
             intermediate_store: None,
             presets: Default::default(),
+            queues: Default::default(),
+            idempotency_ttl: 86_400,
+            job_retention: 30 * 86_400,
+            webhook_format: nommer_model::kinds::NotifyFormat::Json,
             allow_link_local_addresses: false,
             forbid_private_addresses: None,
             max_body_bytes: 1024 * 1024,

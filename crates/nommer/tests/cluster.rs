@@ -131,16 +131,10 @@ async fn fifty_jobs_survive_killing_the_leader_and_a_worker() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut finished: HashMap<String, HashSet<String>> = HashMap::new();
-        for (headers, body) in receiver.hits.lock().unwrap().iter() {
-            let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
-                .into_owned()
-                .collect();
-            if form["job_state"] == "FINISHED" {
-                let id = headers["webhook-id"].to_str().unwrap().to_string();
-                finished
-                    .entry(form["unique_id"].clone())
-                    .or_default()
-                    .insert(id);
+        for hook in receiver.hooks() {
+            if hook.state == "FINISHED" {
+                let id = hook.headers["webhook-id"].to_str().unwrap().to_string();
+                finished.entry(hook.job_id).or_default().insert(id);
             }
         }
         if finished.len() == 50 {

@@ -31,6 +31,8 @@ async fn seed_example_and_web_medium_encode_with_webhooks() {
         let mut body = ffmpeg_job(&source, &dest, options);
         body["dest_path"] = json!(format!("file://{}", dest.display()).replace(' ', "%20"));
         body["notify_url"] = json!(hook);
+        // The seed's form, as the seed's clients read it.
+        body["notify_format"] = json!("form");
         let job = api.submit(&body).await;
         ids.push((job["id"].as_str().unwrap().to_string(), dest));
     }
@@ -56,9 +58,9 @@ async fn seed_example_and_web_medium_encode_with_webhooks() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let finished = receiver
-            .forms()
+            .hooks()
             .iter()
-            .filter(|f| f.iter().any(|(k, v)| k == "job_state" && v == "FINISHED"))
+            .filter(|h| h.state == "FINISHED")
             .count();
         if finished == 2 {
             break;
@@ -66,7 +68,7 @@ async fn seed_example_and_web_medium_encode_with_webhooks() {
         assert!(
             std::time::Instant::now() < deadline,
             "webhooks missing: {:?}",
-            receiver.forms()
+            receiver.hooks()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

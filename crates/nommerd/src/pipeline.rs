@@ -647,7 +647,9 @@ impl Pipeline {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
-        let mut wait = Duration::from_millis(200);
+        let backoff =
+            nommer_model::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut retries = 0;
         let give_up = tokio::time::Instant::now() + REPORT_PATIENCE;
         loop {
             match call().await {
@@ -663,8 +665,8 @@ impl Pipeline {
                 }
                 Err(e) if e.is_retryable() && tokio::time::Instant::now() < give_up => {
                     tracing::warn!(job_id = %job.job_id, error = %e, "feederd unavailable; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    retries += 1;
+                    tokio::time::sleep(backoff.delay(retries)).await;
                 }
                 Err(e) => {
                     tracing::error!(job_id = %job.job_id, error = %e, "cannot report to feederd");

@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::{Id, JoinError, JoinSet};
 
+/// Between failed lease requests: 500 ms, doubling to 8 s.
+const LEASE_BACKOFF: nommer_model::backoff::Backoff =
+    nommer_model::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
+
 pub struct Shared {
     pub config: Arc<NommerdConfig>,
     pub client: Client,
@@ -248,7 +252,7 @@ pub async fn run_in(
             }
             Err(e) => {
                 failures += 1;
-                let wait = Duration::from_millis(250 * 2u64.pow(failures.min(5)));
+                let wait = LEASE_BACKOFF.delay(failures);
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot lease from feederd");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

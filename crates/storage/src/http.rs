@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const ATTEMPTS: u32 = 3;
+/// Between upload attempts: 1 s, then 2 s.
+const PUT_BACKOFF: nommer_model::backoff::Backoff =
+    nommer_model::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
 
 /// Drop the first `skip` bytes of a stream.
 fn skip_bytes(
@@ -161,7 +164,7 @@ impl StagedPut {
                 Err(e) if e.kind == StorageErrorKind::Transient => {
                     tracing::warn!(attempt, error = %e.message, "upload failed, retrying");
                     last = Some(e);
-                    tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+                    tokio::time::sleep(PUT_BACKOFF.delay(attempt)).await;
                 }
                 Err(e) => return Err(e),
             }

@@ -16,6 +16,11 @@ use tokio::io::AsyncWriteExt;
 
 /// Retries after the first attempt, per transfer.
 pub const RETRIES: u32 = 3;
+/// Before each resume: 1 s, 2 s, 4 s.
+const RESUME_BACKOFF: nommer_model::backoff::Backoff = nommer_model::backoff::Backoff::new(
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(30),
+);
 /// A transfer stalls out when no byte arrives for this long.
 const READ_IDLE: Duration = Duration::from_secs(60);
 
@@ -172,7 +177,7 @@ where
             }
             Err(e) if e.kind == StorageErrorKind::Transient && retries < RETRIES => {
                 retries += 1;
-                let wait = Duration::from_millis(500 << retries);
+                let wait = RESUME_BACKOFF.delay(retries);
                 tracing::warn!(source = %uri.redacted(), error = %e.message, at_byte = offset, retry = retries, "transfer interrupted; resuming");
                 tokio::time::sleep(wait).await;
             }

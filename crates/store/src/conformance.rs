@@ -1,9 +1,12 @@
 //! One suite of behaviour every backend must show. Each backend's test file
 //! runs every case here against a fresh store with [`POLICY`].
 
+mod scheduling;
+
 use crate::*;
 use nommer_model::api::{LeaseReport, NodeReport, Progress};
 use nommer_model::JobId;
+use scheduling::*;
 
 pub const POLICY: LeasePolicy = LeasePolicy {
     ttl_ms: 30_000,
@@ -45,6 +48,10 @@ pub fn new_job(now: i64, notify: bool) -> NewJob {
             nommer_model::TaskKind::Ffmpeg,
         )],
         work_uri: None,
+        priority: 0,
+        queue: "default".into(),
+        notify_format: nommer_model::kinds::NotifyFormat::Form,
+        retry_of: None,
         created_at: now,
     }
 }
@@ -99,6 +106,12 @@ cases!(
     a_canceled_chunked_job_still_cleans_up,
     a_cancel_while_planning_cancels_what_the_plan_adds,
     presets_are_written_read_and_deleted,
+    fair_share_serves_each_token_in_turn,
+    higher_priority_runs_first,
+    queues_cap_and_pause,
+    idempotency_keys_replay_or_refuse,
+    event_feed_and_redelivery,
+    retention_prunes_ended_jobs,
 );
 
 async fn presets_are_written_read_and_deleted(store: &dyn Store) {
@@ -819,10 +832,12 @@ async fn error_codes_runtime_limits_and_sandboxes_are_kept(store: &dyn Store) {
 
 /// The regression guard on the hot path: SQL statements a job costs from
 /// submit to FINISHED. Raising it needs a reason (and BENCHMARKS.md updated).
-/// Still six with tasks: the submit's INSERT makes the job's tasks (the
+/// Six with tasks: the submit's INSERT makes the job's tasks (the
 /// jobs_tasks trigger), the claim reads its jobs in the same statement, and
 /// each report is one statement (a job of one task follows it by trigger).
-pub const STATEMENTS_PER_JOB: u64 = 6;
+/// Seven with fair share: a submit's batch numbers each owner's jobs with
+/// one upsert (`fair_shares`) before its INSERT.
+pub const STATEMENTS_PER_JOB: u64 = 7;
 
 async fn statements_per_job_lifecycle(store: &dyn Store) {
     let before = store.statements();

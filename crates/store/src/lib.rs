@@ -93,8 +93,12 @@ pub struct LeasePolicy {
 
 impl LeasePolicy {
     pub fn backoff_ms(&self, attempts: u32) -> i64 {
-        let exponent = attempts.saturating_sub(1).min(20);
-        (self.retry_backoff_ms.saturating_mul(1 << exponent)).min(self.retry_backoff_max_ms)
+        let ms = |ms: i64| std::time::Duration::from_millis(ms.max(0) as u64);
+        nommer_model::backoff::Backoff::new(
+            ms(self.retry_backoff_ms),
+            ms(self.retry_backoff_max_ms),
+        )
+        .delay_ms(attempts)
     }
 }
 
@@ -120,6 +124,22 @@ pub enum DeliveryOutcome {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn insert_job(&self, job: &NewJob) -> StoreResult<JobRecord>;
+    /// Insert a job unless `key` was used within its time to live: then the
+    /// first job, if the body was the same.
+    async fn insert_job_once(&self, job: &NewJob, key: &IdempotencyKey) -> StoreResult<Inserted>;
+    /// What a retry of the job takes from it: its URIs and its planned tasks.
+    async fn resubmission(&self, id: &str) -> StoreResult<Option<Resubmission>>;
+    /// Events of every job (or one) after `after`, oldest first.
+    async fn events_after(
+        &self,
+        after: i64,
+        job: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>>;
+    /// The newest event's id (0 when there is none).
+    async fn last_event_seq(&self) -> StoreResult<i64>;
+    /// Jobs with a task leased, newest first (of one owner, when given).
+    async fn running_jobs(&self, owner: Option<&str>, limit: u32) -> StoreResult<Vec<JobRecord>>;
     async fn get_job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
     /// Newest first, a page at a time.
     async fn list_jobs(&self, query: &JobQuery<'_>) -> StoreResult<Vec<JobRecord>>;
@@ -214,7 +234,23 @@ pub trait Store: Send + Sync + 'static {
     async fn deliveries(&self, job_id: &str)
         -> StoreResult<Vec<(EventRecord, Vec<AttemptRecord>)>>;
 
+    /// Deliver one event of the job again (same `webhook-id`), whatever
+    /// became of it before; whether the job has that event with a webhook.
+    async fn redeliver(&self, job_id: &str, seq: i64, now: i64) -> StoreResult<bool>;
+
     async fn list_nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+
+    /// Write each queue's limit from config (a queue's pause stays).
+    async fn sync_queues(&self, queues: &[(String, Option<u32>)], now: i64) -> StoreResult<()>;
+    /// Pause or resume a queue; whether there is one of that name.
+    async fn set_queue_paused(&self, name: &str, paused: bool, now: i64) -> StoreResult<bool>;
+    /// Every queue with its depth, by name.
+    async fn list_queues(&self) -> StoreResult<Vec<QueueRecord>>;
+
+    /// Delete up to `limit` jobs that ended before `before`, with their
+    /// tasks, events, delivery attempts and idempotency keys, and nodes
+    /// unseen since then.
+    async fn prune(&self, before: i64, limit: u32) -> StoreResult<Pruned>;
 
     /// Write a preset (checked, canonical); whether it is new.
     async fn put_preset(&self, name: &str, body: &serde_json::Value, now: i64)

@@ -1,6 +1,7 @@
 //! Rows as the store returns them, and their API views.
 
 use nommer_model::api::{self, Progress};
+use nommer_model::kinds::NotifyFormat;
 use nommer_model::tasks::{TaskPlan, TaskSpec};
 use nommer_model::{rfc3339, FleetKind, JobState, NodeState, TaskKind};
 use serde_json::Value;
@@ -27,6 +28,13 @@ pub struct NewJob {
     /// A chunked job's work prefix, chosen once at submit; sealed with the
     /// URIs (it may hold the destination's credentials).
     pub work_uri: Option<String>,
+    /// Higher runs first (-50 to 50).
+    pub priority: i32,
+    /// A queue feederd's config names.
+    pub queue: String,
+    pub notify_format: NotifyFormat,
+    /// The job this one retries.
+    pub retry_of: Option<String>,
     pub created_at: i64,
 }
 
@@ -50,6 +58,10 @@ pub struct JobRecord {
     pub job_options: Value,
     pub node_id: Option<String>,
     pub cancel_requested: bool,
+    pub priority: i32,
+    pub queue: String,
+    pub notify_format: NotifyFormat,
+    pub retry_of: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub state_changed_at: i64,
@@ -113,6 +125,10 @@ impl JobRecord {
             node_id: self.node_id.clone(),
             outputs: self.outputs_view(),
             preset: self.job_options["preset"].as_str().map(str::to_string),
+            priority: self.priority,
+            queue: self.queue.clone(),
+            notify_format: self.notify_format,
+            retry_of: self.retry_of.clone(),
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
         }
@@ -291,4 +307,56 @@ pub struct HolderReport<'a> {
     pub result: Option<&'a serde_json::Value>,
     /// A plan task's FINISHED report: the tasks it adds to its job.
     pub adds: &'a [nommer_model::tasks::TaskPlan],
+}
+
+/// A submit's `Idempotency-Key`: who it belongs to, and its body's digest.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    /// The token's name ('' when tokens are off: one global scope).
+    pub scope: String,
+    pub key: String,
+    /// SHA-256 of the body as canonical JSON.
+    pub digest: String,
+    /// A key written before this time has expired and may be used again.
+    pub expired_before: i64,
+}
+
+/// What became of a submit under an idempotency key.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    New(JobRecord),
+    /// The key's first submit had the same body: its job.
+    Replayed(JobRecord),
+    /// The key's first submit had a different body.
+    Conflict,
+}
+
+/// What a retry of a job takes from it beside its record.
+#[derive(Debug, Clone)]
+pub struct Resubmission {
+    pub source_uri: String,
+    pub dest_uri: String,
+    pub notify_url: Option<String>,
+    /// It had a work prefix (a chunked job): the retry gets its own.
+    pub chunked: bool,
+    pub tasks: Vec<TaskPlan>,
+}
+
+/// A queue as the store keeps it, with its depth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRecord {
+    pub name: String,
+    pub max_concurrency: Option<u32>,
+    pub paused: bool,
+    /// Tasks waiting to be claimed (claimable now or later).
+    pub pending: u64,
+    /// Tasks leased.
+    pub running: u64,
+}
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub jobs: u64,
+    pub nodes: u64,
 }

@@ -5,9 +5,10 @@ use crate::error::{read_body, ApiError, ApiResult};
 use crate::{submit, AppState};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use nommer_model::api::{Delivery, DeliveryList, Job, JobList, TaskList};
+use nommer_model::api::{Delivery, DeliveryList, Job, JobEvent, JobEventList, JobList, TaskList};
 use nommer_model::{now_ms, rfc3339, ErrorCode, JobId, JobState};
 use serde::Deserialize;
 use std::time::Duration;
@@ -49,18 +50,124 @@ fn job_id(id: &str) -> ApiResult<&str> {
     ))
 }
 
+/// The header that makes a submit idempotent, and the one on its replays.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const REPLAYED: &str = "idempotent-replayed";
+
 /// Submit a job. The body is the seed's (`source_path`, `dest_path`,
-/// `notify_url`, `job_options`) plus the optional `max_attempts`.
+/// `notify_url`, `job_options`) plus the optional `max_attempts`,
+/// `priority`, `queue`, `notify_format`, `outputs` and `preset`. With an
+/// `Idempotency-Key`, a repeat with the same body answers 200 with the
+/// first job and `Idempotent-Replayed: true`.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body(content = Object),
-    responses((status = 201, body = Job), (status = 400, body = nommer_model::error::ApiErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submit return the first job (per token, for idempotency_ttl)")),
+    responses((status = 201, body = Job), (status = 200, body = Job, description = "A replay of an earlier submit with the same Idempotency-Key and body"),
+        (status = 400, body = nommer_model::error::ApiErrorBody), (status = 409, body = nommer_model::error::ApiErrorBody)))]
 pub async fn submit_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Job>)> {
+) -> ApiResult<Response> {
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::InvalidField,
+                        "Idempotency-Key must be visible ASCII",
+                    )
+                })?
+                .to_string(),
+        ),
+    };
     let bytes = read_body(body, &state.config).await?;
-    let job = submit::accept(&state, &caller, &bytes).await?;
+    let request = submit::Request {
+        legacy: false,
+        idempotency_key,
+    };
+    let accepted = submit::accept(&state, &caller, &bytes, &request).await?;
+    let job = Json(accepted.job.to_api());
+    if accepted.replayed {
+        return Ok((StatusCode::OK, [(REPLAYED, "true")], job).into_response());
+    }
+    Ok((StatusCode::CREATED, job).into_response())
+}
+
+/// Submit an ERROR or CANCELED job again, as a new job with the same spec
+/// (`retry_of` names the old one).
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 201, body = Job), (status = 404, body = nommer_model::error::ApiErrorBody), (status = 409, body = nommer_model::error::ApiErrorBody)))]
+pub async fn retry_job(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Job>)> {
+    let id = job_id(&id)?;
+    let old = visible_job(&state, &caller, id).await?;
+    let job = submit::retry(&state, &old).await?;
     Ok((StatusCode::CREATED, Json(job.to_api())))
+}
+
+/// The job's state changes, oldest first.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobEventList), (status = 404, body = nommer_model::error::ApiErrorBody)))]
+pub async fn job_events(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobEventList>> {
+    let id = job_id(&id)?;
+    visible_job(&state, &caller, id).await?;
+    let events = state
+        .store
+        .job_events(id)
+        .await?
+        .iter()
+        .map(event_view)
+        .collect();
+    Ok(Json(JobEventList { events }))
+}
+
+pub fn event_view(event: &nommer_store::EventRecord) -> JobEvent {
+    JobEvent {
+        id: event.seq,
+        state: event.state,
+        details: event.details.clone(),
+        at: rfc3339(event.created_at),
+    }
+}
+
+/// Send one of the job's webhooks again, with the same `webhook-id`.
+#[utoipa::path(post, path = "/v1/jobs/{id}/deliveries/{event_id}/redeliver", tag = "jobs",
+    params(("id" = String, Path), ("event_id" = i64, Path)),
+    responses((status = 202, body = Delivery), (status = 404, body = nommer_model::error::ApiErrorBody)))]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, event_id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Delivery>)> {
+    let id = job_id(&id)?;
+    visible_job(&state, &caller, id).await?;
+    let no_delivery = || {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("job {id} has no webhook {event_id}"),
+        )
+    };
+    let seq: i64 = event_id.parse().map_err(|_| no_delivery())?;
+    if !state.store.redeliver(id, seq, now_ms()).await? {
+        return Err(no_delivery());
+    }
+    tracing::info!(job_id = %id, event_id = seq, by = caller.name.as_deref().unwrap_or(""), "webhook redelivery requested");
+    let delivery = deliveries_of(&state, id)
+        .await?
+        .into_iter()
+        .find(|d| d.event_id == seq)
+        .ok_or_else(no_delivery)?;
+    Ok((StatusCode::ACCEPTED, Json(delivery)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -222,12 +329,18 @@ pub async fn job_deliveries(
 ) -> ApiResult<Json<DeliveryList>> {
     let id = job_id(&id)?;
     visible_job(&state, &caller, id).await?;
-    let deliveries = state
+    let deliveries = deliveries_of(&state, id).await?;
+    Ok(Json(DeliveryList { deliveries }))
+}
+
+async fn deliveries_of(state: &AppState, id: &str) -> ApiResult<Vec<Delivery>> {
+    Ok(state
         .store
         .deliveries(id)
         .await?
         .into_iter()
         .map(|(event, attempts)| Delivery {
+            event_id: event.seq,
             webhook_id: event.webhook_id(),
             job_state: event.state,
             job_state_details: event.details.clone(),
@@ -239,8 +352,7 @@ pub async fn job_deliveries(
                 .map(rfc3339),
             attempts: attempts.iter().map(|a| a.to_api()).collect(),
         })
-        .collect();
-    Ok(Json(DeliveryList { deliveries }))
+        .collect())
 }
 
 /// The tasks that carry the job out, in order, with the node each last ran on.

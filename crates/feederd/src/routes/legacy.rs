@@ -35,10 +35,14 @@ async fn handle(state: AppState, caller: Caller, body: Body) -> Response {
         Ok(bytes) => bytes,
         Err(e) => return legacy_failure(e),
     };
-    match submit::accept(&state, &caller, &bytes).await {
-        Ok(job) => Json(LegacySubmitResponse {
+    let request = submit::Request {
+        legacy: true,
+        idempotency_key: None,
+    };
+    match submit::accept(&state, &caller, &bytes, &request).await {
+        Ok(accepted) => Json(LegacySubmitResponse {
             success: true,
-            job_id: Some(job.id),
+            job_id: Some(accepted.job.id),
             message: None,
             error_code: None,
         })

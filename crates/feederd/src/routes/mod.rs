@@ -3,11 +3,13 @@
 //! which puts the access check on it as a layer; a test walks the table and
 //! the OpenAPI document together.
 
+mod events;
 mod health;
 mod jobs;
 mod legacy;
 mod nodes;
 mod presets;
+mod queues;
 mod workers;
 
 use crate::auth::{Access, Guard, Shape};
@@ -21,16 +23,18 @@ use nommer_model::ErrorCode;
 use tower_http::trace::TraceLayer;
 
 pub use crate::autoscaler::__path_fleet_view;
+pub use events::__path_events;
 pub use health::{__path_healthz, __path_openapi};
 pub use jobs::{
-    __path_cancel_job, __path_get_job, __path_job_deliveries, __path_job_tasks, __path_list_jobs,
-    __path_submit_job,
+    __path_cancel_job, __path_get_job, __path_job_deliveries, __path_job_events, __path_job_tasks,
+    __path_list_jobs, __path_redeliver, __path_retry_job, __path_submit_job,
 };
 pub use legacy::{__path_legacy_submit, __path_legacy_submit_with_path_token, legacy_failure};
 pub use nodes::__path_list_nodes;
 pub use presets::{
     __path_delete_preset, __path_get_preset, __path_list_presets, __path_put_preset,
 };
+pub use queues::{__path_list_queues, __path_pause_queue, __path_resume_queue};
 pub use workers::{
     __path_heartbeat, __path_lease, __path_release, __path_report_state, __path_report_states,
 };
@@ -155,6 +159,43 @@ fn routes(state: Option<&AppState>) -> Routes {
             "/v1/jobs/{id}/tasks",
             ReadJobs,
             get(jobs::job_tasks),
+        )
+        .add(
+            Method::GET,
+            "/v1/jobs/{id}/events",
+            ReadJobs,
+            get(jobs::job_events),
+        )
+        .add(
+            Method::POST,
+            "/v1/jobs/{id}/retry",
+            CancelJobs,
+            post(jobs::retry_job),
+        )
+        .add(
+            Method::POST,
+            "/v1/jobs/{id}/deliveries/{event_id}/redeliver",
+            CancelJobs,
+            post(jobs::redeliver),
+        )
+        .add(Method::GET, "/v1/events", ReadJobs, get(events::events))
+        .add(
+            Method::GET,
+            "/v1/queues",
+            ReadJobs,
+            get(queues::list_queues),
+        )
+        .add(
+            Method::POST,
+            "/v1/queues/{name}/pause",
+            Admin,
+            post(queues::pause_queue),
+        )
+        .add(
+            Method::POST,
+            "/v1/queues/{name}/resume",
+            Admin,
+            post(queues::resume_queue),
         )
         .add(
             Method::GET,

@@ -445,17 +445,56 @@ impl Receiver {
         (receiver, url)
     }
 
-    pub fn forms(&self) -> Vec<Vec<(String, String)>> {
+    /// Every webhook received, read whichever its format: a v1 job's JSON
+    /// (`{"type", "timestamp", "data"}`) or the seed's form.
+    pub fn hooks(&self) -> Vec<Hook> {
         self.hits
             .lock()
             .unwrap()
             .iter()
-            .map(|(_, body)| {
-                url::form_urlencoded::parse(body.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
+            .map(|(headers, body)| Hook::read(headers, body))
             .collect()
+    }
+}
+
+/// One webhook as a receiver reads it.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub headers: HeaderMap,
+    pub body: String,
+    pub job_id: String,
+    pub state: String,
+    pub details: String,
+    /// The JSON body, for a JSON webhook.
+    pub json: Option<Value>,
+}
+
+impl Hook {
+    fn read(headers: &HeaderMap, body: &str) -> Hook {
+        let json = headers["content-type"] == "application/json";
+        let field = |form_key: &str, json_key: &str| -> String {
+            match json {
+                true => {
+                    let value: Value = serde_json::from_str(body).unwrap();
+                    value["data"][json_key]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                }
+                false => url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == form_key)
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default(),
+            }
+        };
+        Hook {
+            headers: headers.clone(),
+            body: body.to_string(),
+            job_id: field("unique_id", "id"),
+            state: field("job_state", "state"),
+            details: field("job_state_details", "state_details"),
+            json: json.then(|| serde_json::from_str(body).unwrap()),
+        }
     }
 }
 

@@ -35,6 +35,26 @@ impl Dialect {
         }
     }
 
+    /// A claim's lock on the tasks it picks (not on the queues it reads).
+    pub fn lock_claimed(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE OF tasks SKIP LOCKED",
+        }
+    }
+
+    /// The most tasks one claim takes from a queue with a `max_concurrency`.
+    /// SQLite's claims run one at a time, so a claim may fill the queue's
+    /// room; PostgreSQL's replicas claim at once, each seeing the same room,
+    /// so each takes at most one: a queue is over its limit by at most one
+    /// task per replica, for a moment.
+    pub fn per_capped_queue(self, limit: u32) -> u32 {
+        match self {
+            Dialect::Sqlite => limit,
+            Dialect::Postgres => 1,
+        }
+    }
+
     /// A fresh lease token (32 hex digits of randomness), made by the database
     /// so one statement can lease many jobs, each with its own.
     pub fn random_token(self) -> &'static str {

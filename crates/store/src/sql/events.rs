@@ -17,6 +17,57 @@ impl SqlStore {
         rows.iter().map(rows::event).collect()
     }
 
+    pub(super) async fn events_since(
+        &self,
+        after: i64,
+        job: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.count(1);
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM job_events WHERE seq > $1 AND ($2 IS NULL OR job_id = $2)
+             ORDER BY seq LIMIT $3"
+        ))
+        .bind(after)
+        .bind(job)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    pub(super) async fn newest_event(&self) -> StoreResult<i64> {
+        self.count(1);
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM job_events")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// One event of the job back to pending, due now; its attempts so far stay.
+    pub(super) async fn deliver_again(
+        &self,
+        job_id: &str,
+        seq: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.count(1);
+        let done = sqlx::query(
+            "UPDATE job_events SET delivery = 'pending', next_attempt_at = $1
+             WHERE seq = $2 AND job_id = $3 AND delivery != 'none' AND notify_url IS NOT NULL",
+        )
+        .bind(now)
+        .bind(seq)
+        .bind(job_id)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if done > 0 {
+            self.events_signal.notify_waiters();
+        }
+        Ok(done > 0)
+    }
+
     pub(super) async fn due(&self, now: i64, limit: u32) -> StoreResult<Vec<EventRecord>> {
         self.count(1);
         let rows = sqlx::query(&format!(

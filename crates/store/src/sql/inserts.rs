@@ -1,15 +1,16 @@
 //! Submissions that arrive together share one multi-row INSERT: one
 //! statement and one commit for many jobs. A lone submission goes at once;
-//! while one INSERT runs, the next batch gathers.
+//! while one INSERT runs, the next batch gathers. Each job is numbered for
+//! fair share in the same transaction ([`number_jobs`]).
 
 use super::rows::{self, JOB_COLUMNS};
 use crate::*;
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
-/// Rows per INSERT: 15 values each stays far below both backends' limits.
+/// Rows per INSERT: 20 values each stays far below both backends' limits.
 const MAX_ROWS: usize = 100;
 
 /// A job to insert, its URIs already sealed.
@@ -51,8 +52,8 @@ async fn run(
     while rx.recv_many(&mut batch, MAX_ROWS).await > 0 {
         let (sealed, answers): (Vec<Sealed>, Vec<_>) =
             std::mem::take(&mut batch).into_iter().unzip();
-        let result = insert_all(&writer, &sealed).await;
-        statements.fetch_add(1, Ordering::Relaxed);
+        let result = insert_in_transaction(&writer, &sealed).await;
+        statements.fetch_add(1 + owners(&sealed).len() as u64, Ordering::Relaxed);
         match result {
             Ok(mut by_id) => {
                 for (sealed, answer) in sealed.iter().zip(answers) {
@@ -72,14 +73,89 @@ async fn run(
     }
 }
 
+async fn insert_in_transaction(
+    writer: &AnyPool,
+    batch: &[Sealed],
+) -> StoreResult<HashMap<String, JobRecord>> {
+    let mut tx = writer.begin().await?;
+    let inserted = insert_all(&mut tx, batch).await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// Who a job's fair share belongs to: its token, or everyone without tokens.
+fn owner(job: &NewJob) -> &str {
+    job.submitted_by.as_deref().unwrap_or("")
+}
+
+/// Each owner in the batch with its number of jobs, in first-seen order.
+fn owners(batch: &[Sealed]) -> Vec<(&str, i64)> {
+    let mut owners: Vec<(&str, i64)> = Vec::new();
+    for sealed in batch {
+        let name = owner(&sealed.job);
+        match owners.iter_mut().find(|(o, _)| *o == name) {
+            Some((_, n)) => *n += 1,
+            None => owners.push((name, 1)),
+        }
+    }
+    owners
+}
+
+/// Number each job for fair share: an owner's jobs take consecutive numbers
+/// in submission order, starting no earlier than the head of the claim
+/// order (the next task a claim would take, in an open queue), so a token
+/// that had nothing queued takes its turn next instead of after every job
+/// already waiting. One upsert per owner in the batch, which also orders
+/// concurrent submits by the same owner on PostgreSQL (its row's lock).
+async fn number_jobs(conn: &mut AnyConnection, batch: &[Sealed]) -> StoreResult<Vec<i64>> {
+    let mut next: HashMap<&str, i64> = HashMap::new();
+    for (name, n) in owners(batch) {
+        let last: i64 = sqlx::query_scalar(
+            "WITH head AS (
+               SELECT COALESCE(
+                 (SELECT fair_seq FROM tasks WHERE state = 'PENDING' AND run_after IS NOT NULL
+                    AND queue IN (SELECT name FROM queues WHERE paused = 0)
+                  ORDER BY priority DESC, fair_seq LIMIT 1) - 1,
+                 (SELECT MAX(last_seq) FROM fair_shares), 0) AS h)
+             INSERT INTO fair_shares (owner, last_seq) SELECT $1, h + $2 FROM head WHERE true
+             ON CONFLICT (owner) DO UPDATE SET last_seq = CASE
+               WHEN fair_shares.last_seq > excluded.last_seq - $2 THEN fair_shares.last_seq + $2
+               ELSE excluded.last_seq END
+             RETURNING last_seq",
+        )
+        .bind(name)
+        .bind(n)
+        .fetch_one(&mut *conn)
+        .await?;
+        next.insert(name, last - n + 1);
+    }
+    Ok(batch
+        .iter()
+        .map(|sealed| {
+            let seq = next
+                .get_mut(owner(&sealed.job))
+                .expect("every owner numbered");
+            *seq += 1;
+            *seq - 1
+        })
+        .collect())
+}
+
+/// Columns bound per job in [`insert_all`].
+const BOUND: usize = 20;
+
 /// One INSERT for every job; their tasks come from the jobs_tasks trigger and
 /// the PENDING events from the jobs_event trigger, in the same statement.
-async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<String, JobRecord>> {
+pub async fn insert_all(
+    conn: &mut AnyConnection,
+    batch: &[Sealed],
+) -> StoreResult<HashMap<String, JobRecord>> {
+    let seqs = number_jobs(conn, batch).await?;
     let values: Vec<String> = (0..batch.len())
         .map(|i| {
-            let p = |n: usize| format!("${}", i * 15 + n);
+            let p = |n: usize| format!("${}", i * BOUND + n);
             format!(
-                "({}, 'PENDING', {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {t}, {t}, {t})",
+                "({}, 'PENDING', {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {t}, {t}, {t})",
                 p(1),
                 p(2),
                 p(3),
@@ -94,21 +170,29 @@ async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<S
                 p(12),
                 p(13),
                 p(14),
-                t = p(15),
+                p(15),
+                p(16),
+                p(17),
+                p(18),
+                p(19),
+                t = p(20),
             )
         })
         .collect();
     let sql = format!(
-        "INSERT INTO jobs (id, state, warnings, max_attempts, max_runtime_s, source_path, dest_path, secret_uris, notify_url, notify_url_shown, submitted_by, nommer, job_options, tasks_total, tasks_plan, created_at, updated_at, state_changed_at)
+        "INSERT INTO jobs (id, state, warnings, max_attempts, max_runtime_s, source_path, dest_path, secret_uris, notify_url, notify_url_shown, submitted_by, nommer, job_options, tasks_total, tasks_plan, priority, queue, fair_seq, notify_format, retry_of, created_at, updated_at, state_changed_at)
          VALUES {} RETURNING {JOB_COLUMNS}",
         values.join(", ")
     );
     let mut query = sqlx::query(&sql);
-    for Sealed {
-        job,
-        secret_uris,
-        notify_url,
-    } in batch
+    for (
+        Sealed {
+            job,
+            secret_uris,
+            notify_url,
+        },
+        seq,
+    ) in batch.iter().zip(seqs)
     {
         query = query
             .bind(&job.id)
@@ -130,9 +214,14 @@ async fn insert_all(writer: &AnyPool, batch: &[Sealed]) -> StoreResult<HashMap<S
             // The tasks its progress counts (a cleanup does not count).
             .bind(job.tasks.iter().filter(|t| t.kind.counts_for_job()).count() as i64)
             .bind(serde_json::to_string(&job.tasks).unwrap_or_default())
+            .bind(job.priority as i64)
+            .bind(&job.queue)
+            .bind(seq)
+            .bind(job.notify_format.as_str())
+            .bind(&job.retry_of)
             .bind(job.created_at);
     }
-    let inserted = query.fetch_all(writer).await?;
+    let inserted = query.fetch_all(&mut *conn).await?;
     inserted
         .iter()
         .map(|row| rows::job(row).map(|job| (job.id.clone(), job)))

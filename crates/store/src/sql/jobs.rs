@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 const UNFINISHED: &str = "'PENDING', 'DOWNLOADING', 'ENCODING', 'UPLOADING'";
 
 impl SqlStore {
-    pub(super) async fn insert(&self, job: &NewJob) -> StoreResult<JobRecord> {
+    fn seal(&self, job: &NewJob) -> StoreResult<inserts::Sealed> {
         if job.tasks.is_empty() {
             return Err(StoreError::Other("a job needs at least one task".into()));
         }
@@ -24,15 +24,102 @@ impl SqlStore {
             &serde_json::json!({"source": job.source_uri, "dest": job.dest_uri, "work": job.work_uri})
                 .to_string(),
         );
-        let sealed = inserts::Sealed {
+        Ok(inserts::Sealed {
             job: job.clone(),
             secret_uris,
             notify_url: job
                 .notify_url
                 .as_deref()
                 .map(|url| crate::sealer::seal(self.sealer.as_ref(), url)),
-        };
+        })
+    }
+
+    pub(super) async fn insert(&self, job: &NewJob) -> StoreResult<JobRecord> {
+        let sealed = self.seal(job)?;
         self.inserter.insert(sealed).await
+    }
+
+    /// Insert a job under an idempotency key in one transaction: the key's
+    /// row is written first, so of two submits with one key (on any
+    /// replicas) the second waits for the first and then finds its job.
+    pub(super) async fn insert_once(
+        &self,
+        job: &NewJob,
+        key: &IdempotencyKey,
+    ) -> StoreResult<Inserted> {
+        let sealed = self.seal(job)?;
+        let mut tx = self.writer.begin().await?;
+        let taken: Option<String> = sqlx::query_scalar(
+            "INSERT INTO idempotency_keys (scope, key, digest, job_id, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (scope, key) DO UPDATE SET digest = excluded.digest, job_id = excluded.job_id,
+               created_at = excluded.created_at
+             WHERE idempotency_keys.created_at < $6 RETURNING job_id",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(&key.digest)
+        .bind(&job.id)
+        .bind(job.created_at)
+        .bind(key.expired_before)
+        .fetch_optional(&mut *tx)
+        .await?;
+        self.count(1);
+        if taken.is_none() {
+            let row = sqlx::query(
+                "SELECT digest, job_id FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            )
+            .bind(&key.scope)
+            .bind(&key.key)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            self.count(1);
+            let (digest, id): (String, String) = (row.try_get("digest")?, row.try_get("job_id")?);
+            if digest != key.digest {
+                return Ok(Inserted::Conflict);
+            }
+            let job = self.job(&id).await?.ok_or(StoreError::NotFound)?;
+            return Ok(Inserted::Replayed(job));
+        }
+        let mut inserted = inserts::insert_all(&mut tx, std::slice::from_ref(&sealed)).await?;
+        tx.commit().await?;
+        self.count(2);
+        self.jobs_signal.notify_waiters();
+        inserted
+            .remove(&job.id)
+            .map(Inserted::New)
+            .ok_or_else(|| StoreError::Other("the INSERT returned no row for a job".into()))
+    }
+
+    /// What a retry needs of a job: its URIs unsealed, and its planned tasks.
+    pub(super) async fn resubmission(&self, id: &str) -> StoreResult<Option<Resubmission>> {
+        self.count(1);
+        let Some(row) =
+            sqlx::query("SELECT secret_uris, notify_url, tasks_plan FROM jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let unseal = |sealed: &str| {
+            crate::sealer::unseal(self.sealer.as_ref(), sealed)
+                .map_err(|e| StoreError::Other(e.to_string()))
+        };
+        let uris: serde_json::Value =
+            serde_json::from_str(&unseal(row.try_get("secret_uris")?)?).unwrap_or_default();
+        let notify_url = match row.try_get::<Option<String>, _>("notify_url")? {
+            Some(sealed) => Some(unseal(&sealed)?),
+            None => None,
+        };
+        let plan: String = row.try_get("tasks_plan")?;
+        Ok(Some(Resubmission {
+            source_uri: uris["source"].as_str().unwrap_or_default().to_string(),
+            dest_uri: uris["dest"].as_str().unwrap_or_default().to_string(),
+            chunked: !uris["work"].is_null(),
+            notify_url,
+            tasks: serde_json::from_str(&plan).map_err(|e| StoreError::Other(e.to_string()))?,
+        }))
     }
 
     pub(super) async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
@@ -42,6 +129,24 @@ impl SqlStore {
             .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(rows::job).transpose()
+    }
+
+    pub(super) async fn running(
+        &self,
+        owner: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<JobRecord>> {
+        self.count(1);
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (
+               SELECT job_id FROM tasks WHERE state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING'))
+               AND ($1 IS NULL OR submitted_by = $1) ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(owner)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(rows::job).collect()
     }
 
     pub(super) async fn jobs(&self, query: &JobQuery<'_>) -> StoreResult<Vec<JobRecord>> {
@@ -84,7 +189,7 @@ impl SqlStore {
         let rows = sqlx::query(&format!(
             "SELECT state, COUNT(*) AS n FROM jobs WHERE state IN ({UNFINISHED})
                AND id IN (SELECT job_id FROM tasks WHERE state IN ({UNFINISHED})) GROUP BY state
-             UNION ALL SELECT state, n FROM job_totals WHERE n > 0
+             UNION ALL SELECT state, n FROM job_totals WHERE n != 0
              UNION ALL SELECT state, COUNT(*) AS n FROM job_total_deltas GROUP BY state"
         ))
         .fetch_all(&self.reader)

@@ -32,7 +32,8 @@ impl SqlStore {
         let target = Target::Claimable {
             now,
             limit: max,
-            skip_locked: self.dialect.skip_locked(),
+            per_capped_queue: self.dialect.per_capped_queue(max),
+            lock: self.dialect.lock_claimed(),
             random_token: self.dialect.random_token(),
         };
         let transition = Transition {

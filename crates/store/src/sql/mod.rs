@@ -12,6 +12,8 @@ mod leases;
 mod listen;
 mod nodes;
 mod presets;
+mod queues;
+mod retention;
 mod rows;
 mod tasks;
 mod transition;
@@ -130,6 +132,51 @@ fn progress_json(progress: &Progress) -> String {
 impl Store for SqlStore {
     async fn insert_job(&self, job: &NewJob) -> StoreResult<JobRecord> {
         self.insert(job).await
+    }
+
+    async fn insert_job_once(&self, job: &NewJob, key: &IdempotencyKey) -> StoreResult<Inserted> {
+        self.insert_once(job, key).await
+    }
+
+    async fn resubmission(&self, id: &str) -> StoreResult<Option<Resubmission>> {
+        SqlStore::resubmission(self, id).await
+    }
+
+    async fn events_after(
+        &self,
+        after: i64,
+        job: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        self.events_since(after, job, limit).await
+    }
+
+    async fn last_event_seq(&self) -> StoreResult<i64> {
+        self.newest_event().await
+    }
+
+    async fn running_jobs(&self, owner: Option<&str>, limit: u32) -> StoreResult<Vec<JobRecord>> {
+        self.running(owner, limit).await
+    }
+
+    async fn redeliver(&self, job_id: &str, seq: i64, now: i64) -> StoreResult<bool> {
+        self.deliver_again(job_id, seq, now).await
+    }
+
+    async fn sync_queues(&self, queues: &[(String, Option<u32>)], now: i64) -> StoreResult<()> {
+        self.write_queues(queues, now).await
+    }
+
+    async fn set_queue_paused(&self, name: &str, paused: bool, now: i64) -> StoreResult<bool> {
+        self.pause_queue(name, paused, now).await
+    }
+
+    async fn list_queues(&self) -> StoreResult<Vec<QueueRecord>> {
+        self.queues().await
+    }
+
+    async fn prune(&self, before: i64, limit: u32) -> StoreResult<Pruned> {
+        self.prune_ended(before, limit).await
     }
 
     async fn get_job(&self, id: &str) -> StoreResult<Option<JobRecord>> {

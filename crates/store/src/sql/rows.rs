@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::str::FromStr;
 
-pub const JOB_COLUMNS: &str = "id, state, state_details, error_code, warnings, progress, attempts, max_attempts, max_runtime_s, source_path, dest_path, notify_url, notify_url_shown, submitted_by, nommer, job_options, node_id, cancel_requested, tasks_total, created_at, updated_at, state_changed_at";
+pub const JOB_COLUMNS: &str = "id, state, state_details, error_code, warnings, progress, attempts, max_attempts, max_runtime_s, source_path, dest_path, notify_url, notify_url_shown, submitted_by, nommer, job_options, node_id, cancel_requested, tasks_total, priority, queue, notify_format, retry_of, created_at, updated_at, state_changed_at";
 pub const TASK_COLUMNS: &str = "job_id, task, kind, state, state_details, error_code, spec, progress, attempts, max_attempts, node_id, lease_expires_at, cancel_requested, mirrored, notifies, started_at, finished_at, result";
 pub const EVENT_COLUMNS: &str =
     "seq, job_id, state, details, created_at, delivery, notify_url, next_attempt_at, attempts";
@@ -64,6 +64,10 @@ pub fn job(row: &AnyRow) -> StoreResult<JobRecord> {
         job_options: serde_json::from_str(&job_options).unwrap_or_default(),
         node_id: row.try_get("node_id")?,
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        priority: row.try_get::<i64, _>("priority")? as i32,
+        queue: row.try_get("queue")?,
+        notify_format: parse(row.try_get("notify_format")?)?,
+        retry_of: row.try_get("retry_of")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         state_changed_at: row.try_get("state_changed_at")?,

@@ -133,8 +133,9 @@ impl SqlStore {
             let waits = task.kind.waits() != nommer_model::kinds::Waits::Nothing;
             sqlx::query(
                 "INSERT INTO tasks (job_id, task, kind, state, spec, max_attempts, run_after, mirrored, notifies,
-                                    finished_at, updated_at, state_changed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $10)",
+                                    priority, queue, fair_seq, finished_at, updated_at, state_changed_at)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, 0, $8, priority, queue, fair_seq, $9, $10, $10
+                 FROM jobs WHERE id = $1",
             )
             .bind(&plan.job_id)
             .bind(first + i as i64)

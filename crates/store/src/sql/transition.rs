@@ -99,13 +99,16 @@ pub enum Target<'a> {
         job_id: &'a str,
         task: u32,
     },
-    /// Up to `limit` claimable tasks, the oldest first, straight off the
-    /// (state, run_after, job_id, task) index; on PostgreSQL passing over
+    /// Up to `limit` claimable tasks in open queues with room, by priority
+    /// (higher first) and then fair share, straight off the (state,
+    /// priority, fair_seq, job_id, task) index; on PostgreSQL passing over
     /// rows another replica is claiming.
     Claimable {
         now: i64,
         limit: u32,
-        skip_locked: &'static str,
+        /// The most taken from one queue with a `max_concurrency`.
+        per_capped_queue: u32,
+        lock: &'static str,
         random_token: &'static str,
     },
 }
@@ -263,17 +266,44 @@ where
         Target::Claimable {
             now: claim_at,
             limit,
-            skip_locked,
+            per_capped_queue,
+            lock,
             ..
-        } => format!(
-            "WITH picked AS (
-               SELECT job_id AS picked_job, task AS picked_task FROM tasks WHERE state = 'PENDING' AND run_after <= {}
-               ORDER BY run_after, job_id, task LIMIT {}{skip_locked})
-             UPDATE tasks SET {set} FROM picked
-             WHERE tasks.job_id = picked.picked_job AND tasks.task = picked.picked_task AND tasks.state IN ({sources}){fence} {returning}",
-            p.push(claim_at),
-            p.push(limit as i64),
-        ),
+        } => {
+            let (claim_at, capped) = (p.push(claim_at), p.push(per_capped_queue as i64));
+            // Candidates are read ahead of the lock, enough of them that a
+            // queue without room left rarely crowds out the rest.
+            let window = p.push(limit as i64 * 4 + 16);
+            let limit = p.push(limit as i64);
+            format!(
+                "WITH busy AS (
+                   SELECT queue AS busy_queue, COUNT(*) AS running FROM tasks
+                   WHERE state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING') GROUP BY queue),
+                 open_queues AS (
+                   SELECT q.name AS open_queue,
+                     CASE WHEN q.max_concurrency IS NULL THEN {window}
+                          WHEN q.max_concurrency - COALESCE(b.running, 0) > {capped} THEN {capped}
+                          ELSE q.max_concurrency - COALESCE(b.running, 0) END AS room
+                   FROM queues q LEFT JOIN busy b ON b.busy_queue = q.name WHERE q.paused = 0),
+                 candidates AS (
+                   SELECT job_id AS c_job, task AS c_task, queue AS c_queue, priority AS c_priority, fair_seq AS c_seq
+                   FROM tasks WHERE state = 'PENDING' AND run_after <= {claim_at}
+                     AND queue IN (SELECT open_queue FROM open_queues WHERE room > 0)
+                   ORDER BY priority DESC, fair_seq, job_id, task LIMIT {window}),
+                 ranked AS (
+                   SELECT c_job, c_task, c_queue, c_priority, c_seq,
+                     ROW_NUMBER() OVER (PARTITION BY c_queue ORDER BY c_priority DESC, c_seq, c_job, c_task) AS turn
+                   FROM candidates),
+                 picked AS (
+                   SELECT tasks.job_id AS picked_job, tasks.task AS picked_task FROM tasks
+                   JOIN ranked ON tasks.job_id = ranked.c_job AND tasks.task = ranked.c_task
+                   JOIN open_queues ON open_queues.open_queue = ranked.c_queue
+                   WHERE ranked.turn <= open_queues.room
+                   ORDER BY ranked.c_priority DESC, ranked.c_seq, ranked.c_job, ranked.c_task LIMIT {limit}{lock})
+                 UPDATE tasks SET {set} FROM picked
+                 WHERE tasks.job_id = picked.picked_job AND tasks.task = picked.picked_task AND tasks.state IN ({sources}){fence} {returning}"
+            )
+        }
     };
     let claim = matches!(target, Target::Claimable { .. });
     let rows = sqlx::query_with(&sql, p.into_args())
