@@ -168,6 +168,32 @@ impl Client {
         .await
     }
 
+    /// The event stream (`GET /v1/events`), from `after` when given.
+    pub async fn events(&self, after: Option<i64>) -> Result<Events, ClientError> {
+        let mut request = self.http.get(format!("{}/v1/events", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(after) = after {
+            request = request.header("Last-Event-ID", after.to_string());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        if !response.status().is_success() {
+            return Err(ClientError::Api {
+                status: response.status().as_u16(),
+                code: "http".into(),
+                message: "the event stream was refused".into(),
+            });
+        }
+        Ok(Events {
+            response,
+            buffer: String::new(),
+        })
+    }
+
     pub async fn cancel(&self, id: &str) -> Result<Job, ClientError> {
         self.call(
             Method::POST,
@@ -265,5 +291,62 @@ impl Client {
             Self::SHORT,
         )
         .await
+    }
+}
+
+/// One Server-Sent Event of `GET /v1/events`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// `state` or `progress`.
+    pub kind: String,
+    /// A state event's outbox id; progress events have none.
+    pub id: Option<i64>,
+    pub data: serde_json::Value,
+}
+
+/// An open event stream.
+pub struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    /// The next event; None when the stream ends.
+    pub async fn next(&mut self) -> Result<Option<Event>, ClientError> {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = Event {
+                    kind: "message".into(),
+                    id: None,
+                    data: serde_json::Value::Null,
+                };
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event.kind = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        event.id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                // A comment line alone is a keep-alive.
+                if data.is_empty() {
+                    continue;
+                }
+                event.data = serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
+                return Ok(Some(event));
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            let Some(chunk) = chunk else {
+                return Ok(None);
+            };
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::error::ApiError;
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use nommer_model::{CodedError, ErrorCode};
@@ -224,7 +224,7 @@ impl Caller {
 }
 
 /// Compares digests, so neither a token's bytes nor its length shows in the time taken.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     let (a, b) = (Sha256::digest(a), Sha256::digest(b));
     a.iter()
@@ -243,7 +243,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The API token `presented` is, comparing with every token in constant time.
-fn find<'a>(tokens: &'a Tokens, presented: &str) -> Option<&'a ApiToken> {
+pub(crate) fn find<'a>(tokens: &'a Tokens, presented: &str) -> Option<&'a ApiToken> {
     let mut found = None;
     for token in &tokens.api {
         if constant_time_eq(token.secret.as_bytes(), presented.as_bytes()) {
@@ -277,18 +277,43 @@ fn refuse(shape: Shape, code: ErrorCode, message: &str) -> Response {
     }
 }
 
+/// Where a request's token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenFrom {
+    Header,
+    Path,
+    /// The dashboard's session cookie: a state change must carry its CSRF token.
+    Session,
+}
+
 /// The token a request presents: the bearer header, or for the seed's
-/// path form the segment after `/t/`.
-fn presented(access: Access, request: &Request) -> Option<String> {
+/// path form the segment after `/t/`, or the dashboard's session cookie.
+fn presented(access: Access, request: &Request) -> Option<(String, TokenFrom)> {
     if access == Access::SubmitByPath {
         let path = request.uri().path();
         let token = path.strip_prefix("/t/")?.split('/').next()?;
         return percent_encoding::percent_decode_str(token)
             .decode_utf8()
             .ok()
-            .map(|t| t.into_owned());
+            .map(|t| (t.into_owned(), TokenFrom::Path));
     }
-    bearer(request.headers()).map(str::to_string)
+    if let Some(token) = bearer(request.headers()) {
+        return Some((token.to_string(), TokenFrom::Header));
+    }
+    crate::session::token(request.headers()).map(|t| (t, TokenFrom::Session))
+}
+
+/// A session's request that changes state without the session's CSRF token.
+fn forged(request: &Request, token: &str) -> bool {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return false;
+    }
+    let sent = request
+        .headers()
+        .get(crate::session::CSRF_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    !constant_time_eq(sent, crate::session::csrf(token).as_bytes())
 }
 
 /// The layer: 401 without a valid token, 403 with one whose role may not.
@@ -314,19 +339,31 @@ pub async fn guard(State(guard): State<Guard>, mut request: Request, next: Next)
             let caller = if tokens.api.is_empty() {
                 Caller::open()
             } else {
-                let Some(token) = presented(access, &request).and_then(|t| {
-                    find(&tokens, &t).map(|t| Caller {
-                        name: Some(t.name.clone()),
-                        role: t.role,
-                    })
-                }) else {
+                let Some((token, from)) = presented(access, &request) else {
                     return refuse(
                         shape,
                         ErrorCode::Unauthorized,
                         "a valid API token is required",
                     );
                 };
-                token
+                let Some(found) = find(&tokens, &token) else {
+                    return refuse(
+                        shape,
+                        ErrorCode::Unauthorized,
+                        "a valid API token is required",
+                    );
+                };
+                if from == TokenFrom::Session && forged(&request, &token) {
+                    return refuse(
+                        shape,
+                        ErrorCode::Forbidden,
+                        "a signed-in page must send its X-CSRF-Token with each change",
+                    );
+                }
+                Caller {
+                    name: Some(found.name.clone()),
+                    role: found.role,
+                }
             };
             if !access.roles().contains(&caller.role) {
                 let message = format!(

@@ -10,11 +10,13 @@ pub mod loops;
 pub mod metrics;
 pub mod notifier;
 pub mod openapi;
+pub mod phases;
 pub mod presets;
 pub mod reaper;
 pub mod retention;
 pub mod routes;
 pub mod serve;
+pub mod session;
 pub mod submit;
 
 use crate::config::FeederdConfig;
@@ -60,7 +62,7 @@ impl AppState {
             shutdown: watch::channel(false).1,
             config: Arc::new(config),
             leadership,
-            metrics: Arc::default(),
+            metrics: Arc::new(metrics::Metrics::new()),
             loops: Arc::default(),
             storage,
             fleet: None,

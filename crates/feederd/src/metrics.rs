@@ -6,9 +6,10 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Counters since this replica started.
 #[derive(Default)]
@@ -19,12 +20,143 @@ pub struct Metrics {
     pub webhooks_delivered: AtomicU64,
     pub webhooks_retried: AtomicU64,
     pub webhooks_failed: AtomicU64,
+    /// Each finished job's phases, observed by the replica that took its
+    /// last report: queue wait, download, encode, upload.
+    pub phases: [Histogram; 4],
+    pub encode_speed: Histogram,
+    /// The jobs observed lately, so a job's later reports (its cleanup
+    /// task) do not count it twice.
+    observed: Mutex<VecDeque<String>>,
+}
+
+/// The phases, as `nommer_phase_seconds` labels them.
+pub const PHASES: [&str; 4] = ["queue_wait", "download", "encode", "upload"];
+const SECONDS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+const SPEEDS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
+/// A Prometheus histogram: counts per upper bound, their sum and count.
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// The sum, in millionths.
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            if value <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros
+            .fetch_add((value.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
+        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram::new(SECONDS)
+    }
 }
 
 impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics {
+            encode_speed: Histogram::new(SPEEDS),
+            ..Default::default()
+        }
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// Count a finished job's phases, once per job.
+    pub fn observe_finished(&self, job_id: &str, phases: &crate::phases::Phases) {
+        {
+            let mut seen = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.iter().any(|id| id == job_id) {
+                return;
+            }
+            if seen.len() >= 4096 {
+                seen.pop_front();
+            }
+            seen.push_back(job_id.to_string());
+        }
+        let values = [
+            phases.queue_wait_s,
+            phases.download_s,
+            phases.encode_s,
+            phases.upload_s,
+        ];
+        for (histogram, value) in self.phases.iter().zip(values) {
+            if let Some(value) = value {
+                histogram.observe(value);
+            }
+        }
+        if let Some(speed) = phases.encode_speed {
+            self.encode_speed.observe(speed);
+        }
+    }
+}
+
+/// Read a job that just finished and count its phases (off the request path).
+pub fn job_finished(state: &AppState, job_id: &str) {
+    let (state, job_id) = (state.clone(), job_id.to_string());
+    tokio::spawn(async move {
+        let (events, tasks) = match tokio::try_join!(
+            state.store.job_events(&job_id),
+            state.store.job_tasks(&job_id)
+        ) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::debug!(job_id = %job_id, error = %e, "cannot read a finished job's phases");
+                return;
+            }
+        };
+        let events: Vec<_> = events.iter().map(|e| (e.state, e.created_at)).collect();
+        let results: Vec<_> = tasks.into_iter().filter_map(|t| t.result).collect();
+        state
+            .metrics
+            .observe_finished(&job_id, &crate::phases::of(&events, &results));
+    });
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -36,6 +168,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let jobs = state.store.count_jobs().await?;
     let nodes = state.store.list_nodes().await?;
+    let queues = state.store.list_queues().await?;
     let m = &state.metrics;
     let mut out = String::new();
 
@@ -144,6 +277,92 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         "nommer_store_statements_total {}",
         state.store.statements()
     );
+    family(
+        &mut out,
+        "nommer_queue_tasks",
+        "gauge",
+        "Tasks of each queue, waiting and leased.",
+    );
+    for q in &queues {
+        let _ = writeln!(
+            out,
+            "nommer_queue_tasks{{queue=\"{}\",state=\"pending\"}} {}",
+            q.name, q.pending
+        );
+        let _ = writeln!(
+            out,
+            "nommer_queue_tasks{{queue=\"{}\",state=\"running\"}} {}",
+            q.name, q.running
+        );
+    }
+    family(
+        &mut out,
+        "nommer_queue_paused",
+        "gauge",
+        "1 for a paused queue.",
+    );
+    for q in &queues {
+        let _ = writeln!(
+            out,
+            "nommer_queue_paused{{queue=\"{}\"}} {}",
+            q.name,
+            u8::from(q.paused)
+        );
+    }
+    family(
+        &mut out,
+        "nommer_phase_seconds",
+        "histogram",
+        "Each finished job's time in a phase (seen by the replica that took its last report).",
+    );
+    for (phase, histogram) in PHASES.iter().zip(&m.phases) {
+        histogram.write(
+            &mut out,
+            "nommer_phase_seconds",
+            &format!("phase=\"{phase}\""),
+        );
+    }
+    family(
+        &mut out,
+        "nommer_encode_speed",
+        "histogram",
+        "Each finished job's encode speed: media seconds per second of encoding.",
+    );
+    m.encode_speed.write(&mut out, "nommer_encode_speed", "");
+    let loops = state.loops.snapshot();
+    for (name, kind, help) in [
+        (
+            "nommer_loop_runs_total",
+            "counter",
+            "Passes of each background loop on this replica.",
+        ),
+        (
+            "nommer_loop_errors_total",
+            "counter",
+            "Failed passes of each background loop on this replica.",
+        ),
+        (
+            "nommer_loop_failing",
+            "gauge",
+            "Failed passes in a row of each background loop (0: healthy).",
+        ),
+        (
+            "nommer_loop_last_run_timestamp_seconds",
+            "gauge",
+            "When each background loop last ended a pass (Unix seconds).",
+        ),
+    ] {
+        family(&mut out, name, kind, help);
+        for l in &loops {
+            let value = match name {
+                "nommer_loop_runs_total" => l.runs as f64,
+                "nommer_loop_errors_total" => l.errors as f64,
+                "nommer_loop_failing" => f64::from(l.failing),
+                _ => l.last_run_s.unwrap_or(0.0),
+            };
+            let _ = writeln!(out, "{name}{{loop=\"{}\"}} {value}", l.name);
+        }
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -176,6 +176,131 @@ pub async fn jobs(settings: &Settings, state: Option<&str>, limit: u32) -> anyho
     Ok(0)
 }
 
+/// One row of the live table.
+struct Row {
+    id: String,
+    state: String,
+    percent: String,
+    detail: String,
+}
+
+fn row_line(row: &Row) -> String {
+    format!(
+        "{:<50}  {:<11}  {:>5}  {}",
+        row.id, row.state, row.percent, row.detail
+    )
+}
+
+/// `nommer jobs --watch`: the list, then each change from the event stream.
+/// On a terminal the table is redrawn in place; otherwise each change is a line.
+pub async fn watch_jobs(
+    settings: &Settings,
+    state: Option<&str>,
+    limit: u32,
+) -> anyhow::Result<u8> {
+    use std::io::IsTerminal;
+    let client = client(settings);
+    let tty = std::io::stdout().is_terminal();
+    // The stream first: every change after the list is read is on it.
+    let mut events = client.events(None).await?;
+    let mut rows: Vec<Row> = client
+        .jobs(state, limit, None)
+        .await?
+        .jobs
+        .into_iter()
+        .map(|job| Row {
+            percent: job
+                .progress
+                .as_ref()
+                .map(|p| format!("{:.0}", p.percent))
+                .unwrap_or_default(),
+            detail: job.dest_path.clone(),
+            state: job.state.to_string(),
+            id: job.id,
+        })
+        .collect();
+    let draw = |rows: &[Row]| {
+        let mut out = String::from("\x1b[H\x1b[2J");
+        out.push_str(&format!(
+            "{:<50}  {:<11}  {:>5}  DESTINATION\n",
+            "ID", "STATE", "PCT"
+        ));
+        for row in rows.iter().take(limit as usize) {
+            out.push_str(&row_line(row));
+            out.push('\n');
+        }
+        out.push_str("\nlive from the event stream; Ctrl-C ends\n");
+        print!("{out}");
+    };
+    if tty {
+        draw(&rows);
+    } else {
+        println!("{:<50}  {:<11}  {:>5}  DESTINATION", "ID", "STATE", "PCT");
+        for row in &rows {
+            println!("{}", row_line(row));
+        }
+    }
+    loop {
+        let next = tokio::select! {
+            next = events.next() => next?,
+            _ = tokio::signal::ctrl_c() => return Ok(0),
+        };
+        let Some(event) = next else {
+            anyhow::bail!("the event stream ended");
+        };
+        let id = event.data["job_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let job_state = event.data["state"].as_str().unwrap_or_default().to_string();
+        if state.is_some_and(|s| s != job_state) && !rows.iter().any(|r| r.id == id) {
+            continue;
+        }
+        let percent = match event.kind.as_str() {
+            "progress" => format!(
+                "{:.0}",
+                event.data["progress"]["percent"].as_f64().unwrap_or(0.0)
+            ),
+            _ if job_state == "FINISHED" => "100".into(),
+            _ => String::new(),
+        };
+        let index = match rows.iter().position(|r| r.id == id) {
+            Some(i) => i,
+            None => {
+                let detail = match client.job(&id).await {
+                    Ok(job) => job.dest_path,
+                    Err(_) => String::new(),
+                };
+                rows.insert(
+                    0,
+                    Row {
+                        id: id.clone(),
+                        state: String::new(),
+                        percent: String::new(),
+                        detail,
+                    },
+                );
+                0
+            }
+        };
+        let row = &mut rows[index];
+        let changed =
+            row.state != job_state || (event.kind == "progress" && row.percent != percent);
+        row.state = job_state;
+        if !percent.is_empty() || event.kind == "state" {
+            row.percent = percent;
+        }
+        if !changed {
+            continue;
+        }
+        if tty {
+            draw(&rows);
+        } else {
+            println!("{}", row_line(&rows[index]));
+        }
+    }
+}
+
 pub async fn cancel(settings: &Settings, id: &str) -> anyhow::Result<u8> {
     let job = client(settings).cancel(id).await?;
     println!(

@@ -76,6 +76,10 @@ enum Command {
         state: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Keep the table live from the event stream (Ctrl-C ends it); a
+        /// line per change when stdout is not a terminal.
+        #[arg(long)]
+        watch: bool,
     },
     /// Cancel a job.
     Cancel { id: String },
@@ -177,7 +181,12 @@ fn main() -> std::process::ExitCode {
             Command::Nommerd { .. } => daemons::nommerd(settings).await.map(|_| 0),
             Command::Submit { job, wait } => commands::submit(&settings, &job, wait).await,
             Command::Status { id, json } => commands::status(&settings, &id, json).await,
-            Command::Jobs { state, limit } => {
+            Command::Jobs {
+                state,
+                limit,
+                watch: true,
+            } => commands::watch_jobs(&settings, state.as_deref(), limit).await,
+            Command::Jobs { state, limit, .. } => {
                 commands::jobs(&settings, state.as_deref(), limit).await
             }
             Command::Cancel { id } => commands::cancel(&settings, &id).await,

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 /// The request the seed's Python 2 client sends: `urllib2.Request(url, json.dumps(data))`.
@@ -132,8 +133,24 @@ impl Probe {
         status: u16,
         code: &str,
     ) {
+        self.expect_with(method, path, &[], body, status, code)
+            .await
+    }
+
+    async fn expect_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+        status: u16,
+        code: &str,
+    ) {
         let url = format!("{}{path}", self.api.url);
         let mut request = self.api.http.request(method.parse().unwrap(), url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(body) = body {
             request = request.body(body);
         }
@@ -437,6 +454,40 @@ async fn every_error_code_is_answered() {
     )
     .await;
 
+    // Queues, idempotency keys and retries.
+    p.expect(
+        post,
+        "/v1/jobs",
+        Some(with("queue", json!("nosuch"))),
+        400,
+        "unknown_queue",
+    )
+    .await;
+    let key = [("Idempotency-Key", "k-1")];
+    p.expect_with(post, "/v1/jobs", &key, Some(job(json!([{}]))), 201, "")
+        .await;
+    p.expect_with(
+        post,
+        "/v1/jobs",
+        &key,
+        Some(with("priority", json!(3))),
+        409,
+        "idempotency_conflict",
+    )
+    .await;
+    let pending = p
+        .api
+        .submit_id(&serde_json::from_str(&job(json!([{}]))).unwrap())
+        .await;
+    p.expect(
+        post,
+        &format!("/v1/jobs/{pending}/retry"),
+        None,
+        409,
+        "not_retryable",
+    )
+    .await;
+
     let node = json!({"node_id": "n", "fleet": "static", "version": "t", "max_jobs": 1,
         "running_jobs": 0, "state": "active"});
     let leases: Vec<Value> = (0..257)
@@ -711,4 +762,90 @@ async fn a_job_read_can_wait_for_its_next_state() {
         started.elapsed() < Duration::from_secs(10),
         "the wait ended with the change, not at its deadline"
     );
+}
+
+/// Every metric `deploy/grafana/nommer.json` queries is one `/metrics`
+/// serves; a finished job is counted in the phase and speed histograms
+/// once, and each background loop reports its passes.
+#[tokio::test]
+async fn the_grafana_dashboard_names_only_metrics_that_exist() {
+    let feederd = Feederd::start("");
+    let _worker = feederd.worker(1, "");
+    let api = Api::new(&feederd.url);
+    let body = ffmpeg_job(
+        &clip("metrics.mp4", 2, "320x240"),
+        &feederd.dir.path().join("metrics-out.mp4"),
+        json!([{"outfile_options": [["vcodec", "libx264"], ["preset", "ultrafast"]]}]),
+    );
+    let id = api.submit_id(&body).await;
+    let job = api
+        .wait_for(&id, &["FINISHED", "ERROR"], Duration::from_secs(60))
+        .await;
+    assert_eq!(job["state"], "FINISHED", "{job}");
+    let scrape = || async {
+        reqwest::get(format!("{}/metrics", feederd.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // The phases are read off the request path: wait for them to land.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape().await;
+        if text.contains("nommer_phase_seconds_count{phase=\"upload\"} 1") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no phases counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for phase in ["queue_wait", "download", "encode", "upload"] {
+        let line = format!("nommer_phase_seconds_count{{phase=\"{phase}\"}} 1");
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    assert!(
+        text.lines().any(|l| l == "nommer_encode_speed_count 1"),
+        "{text}"
+    );
+    for name in ["reaper", "notifier", "retention"] {
+        let runs = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("nommer_loop_runs_total{{loop=\"{name}\"}} ")))
+            .and_then(|n| n.parse::<f64>().ok());
+        assert!(runs.is_some_and(|n| n >= 1.0), "{name}: {runs:?}");
+    }
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/nommer.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut named = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("nommer_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                named.insert(name);
+            }
+        }
+    }
+    assert!(named.len() >= 10, "{named:?}");
+    let served: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    for name in &named {
+        assert!(
+            served.contains(name.as_str()),
+            "the dashboard queries {name}, which /metrics does not serve"
+        );
+    }
 }

@@ -602,3 +602,64 @@ async fn retention_deletes_ended_jobs_with_their_events() {
         "an unfinished job stays"
     );
 }
+
+#[tokio::test]
+async fn nommer_jobs_watch_prints_each_change_as_it_happens() {
+    use std::io::{BufRead, BufReader};
+    let feederd = Feederd::start("");
+    let _worker = feederd.worker(1, "");
+    let api = Api::new(&feederd.url);
+    let earlier = api.submit_id(&a_job(&feederd, "earlier.mp4")).await;
+    api.wait_for(&earlier, &["FINISHED", "ERROR"], MINUTE).await;
+    let mut watch = std::process::Command::new(BIN)
+        .args(["--feederd", &feederd.url, "jobs", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || {
+        lines_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a line")
+    };
+    assert!(next_line().starts_with("ID"), "the table's head first");
+    let listed = next_line();
+    assert!(
+        listed.starts_with(&earlier) && listed.contains("FINISHED"),
+        "{listed}"
+    );
+    let id = api.submit_id(&a_job(&feederd, "watched.mp4")).await;
+    let mut states = Vec::new();
+    while states.last().map(String::as_str) != Some("FINISHED") {
+        let line = next_line();
+        let mut fields = line.split_whitespace();
+        if fields.next() != Some(id.as_str()) {
+            continue;
+        }
+        let state = fields.next().unwrap().to_string();
+        if states.last() != Some(&state) {
+            states.push(state);
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(
+        states,
+        [
+            "PENDING",
+            "DOWNLOADING",
+            "ENCODING",
+            "UPLOADING",
+            "FINISHED"
+        ]
+    );
+}

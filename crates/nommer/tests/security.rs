@@ -59,6 +59,14 @@ async fn call(
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
+    // An event stream never ends: its status is the answer.
+    if response
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t == "text/event-stream")
+    {
+        return (status, Value::Null);
+    }
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }

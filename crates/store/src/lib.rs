@@ -136,6 +136,9 @@ pub trait Store: Send + Sync + 'static {
         job: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<EventRecord>>;
+    /// Up to `limit` jobs that finished since `since`, newest first, with
+    /// their events and task results.
+    async fn finished_since(&self, since: i64, limit: u32) -> StoreResult<Vec<FinishedJob>>;
     /// The newest event's id (0 when there is none).
     async fn last_event_seq(&self) -> StoreResult<i64>;
     /// Jobs with a task leased, newest first (of one owner, when given).

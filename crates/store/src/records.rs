@@ -360,3 +360,13 @@ pub struct Pruned {
     pub jobs: u64,
     pub nodes: u64,
 }
+
+/// A job that finished, with what its phases are read from.
+#[derive(Debug, Clone)]
+pub struct FinishedJob {
+    pub id: String,
+    /// Its events' states and times, oldest first.
+    pub events: Vec<(JobState, i64)>,
+    /// Its tasks' results.
+    pub results: Vec<Value>,
+}

@@ -94,6 +94,12 @@ pub async fn events(
         })?),
         None => None,
     };
+    // The start is fixed before the answer goes out, so a client that saw
+    // the stream open misses nothing after it.
+    let (cursor, history) = match resume {
+        Some(after) => (after, false),
+        None => (state.store.last_event_seq().await?, true),
+    };
     let (tx, mut rx) = mpsc::channel::<Event>(64);
     let stream = Streamer {
         state: state.clone(),
@@ -103,7 +109,7 @@ pub async fn events(
         owners: HashMap::new(),
         progress: HashMap::new(),
     };
-    tokio::spawn(stream.run(resume));
+    tokio::spawn(stream.run(cursor, history));
     let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok)));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
@@ -120,8 +126,8 @@ struct Streamer {
 }
 
 impl Streamer {
-    async fn run(mut self, resume: Option<i64>) {
-        if let Err(e) = self.stream(resume).await {
+    async fn run(mut self, cursor: i64, history: bool) {
+        if let Err(e) = self.stream(cursor, history).await {
             tracing::debug!(error = %e, "event stream ended");
         }
     }
@@ -133,22 +139,16 @@ impl Streamer {
             .map_err(|_| "the client went away".to_string())
     }
 
-    async fn stream(&mut self, resume: Option<i64>) -> Result<(), String> {
+    /// Events after `cursor`; with `history`, a one-job stream first sends
+    /// that job's events up to it.
+    async fn stream(&mut self, mut cursor: i64, history: bool) -> Result<(), String> {
         let store = self.state.store.clone();
-        let mut cursor = match resume {
-            Some(after) => after,
-            None => {
-                let newest = store.last_event_seq().await.map_err(|e| e.to_string())?;
-                // A new stream on one job starts with its history.
-                if let Some(id) = self.job.clone() {
-                    let history = store.job_events(&id).await.map_err(|e| e.to_string())?;
-                    for event in history.iter().filter(|e| e.seq <= newest) {
-                        self.send(state_event(event)).await?;
-                    }
-                }
-                newest
+        if let (true, Some(id)) = (history, self.job.clone()) {
+            let past = store.job_events(&id).await.map_err(|e| e.to_string())?;
+            for event in past.iter().filter(|e| e.seq <= cursor) {
+                self.send(state_event(event)).await?;
             }
-        };
+        }
         let changes = store.changes_signal();
         let mut gap_since: Option<Instant> = None;
         let mut last_progress = Instant::now() - TICK;

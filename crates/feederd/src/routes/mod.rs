@@ -3,6 +3,7 @@
 //! which puts the access check on it as a layer; a test walks the table and
 //! the OpenAPI document together.
 
+mod dashboard;
 mod events;
 mod health;
 mod jobs;
@@ -10,6 +11,7 @@ mod legacy;
 mod nodes;
 mod presets;
 mod queues;
+mod summary;
 mod workers;
 
 use crate::auth::{Access, Guard, Shape};
@@ -23,6 +25,10 @@ use nommer_model::ErrorCode;
 use tower_http::trace::TraceLayer;
 
 pub use crate::autoscaler::__path_fleet_view;
+pub use dashboard::{
+    __path_app_css, __path_app_js, __path_get_session, __path_index, __path_sign_in,
+    __path_sign_out,
+};
 pub use events::__path_events;
 pub use health::{__path_healthz, __path_openapi};
 pub use jobs::{
@@ -35,6 +41,7 @@ pub use presets::{
     __path_delete_preset, __path_get_preset, __path_list_presets, __path_put_preset,
 };
 pub use queues::{__path_list_queues, __path_pause_queue, __path_resume_queue};
+pub use summary::__path_summary;
 pub use workers::{
     __path_heartbeat, __path_lease, __path_release, __path_report_state, __path_report_states,
 };
@@ -107,6 +114,27 @@ fn routes(state: Option<&AppState>) -> Routes {
         table: Vec::new(),
     };
     routes
+        .add(Method::GET, "/", Public, get(dashboard::index))
+        .add(Method::GET, "/ui/app.js", Public, get(dashboard::app_js))
+        .add(Method::GET, "/ui/app.css", Public, get(dashboard::app_css))
+        .add(
+            Method::GET,
+            "/ui/session",
+            Public,
+            get(dashboard::get_session),
+        )
+        .add(
+            Method::POST,
+            "/ui/session",
+            Public,
+            post(dashboard::sign_in),
+        )
+        .add(
+            Method::DELETE,
+            "/ui/session",
+            Public,
+            delete(dashboard::sign_out),
+        )
         .add(Method::GET, "/healthz", Public, get(health::healthz))
         .add(Method::GET, "/openapi.json", Public, get(health::openapi))
         .add(
@@ -222,6 +250,7 @@ fn routes(state: Option<&AppState>) -> Routes {
             delete(presets::delete_preset),
         )
         .add(Method::GET, "/v1/nodes", ReadFleet, get(nodes::list_nodes))
+        .add(Method::GET, "/v1/summary", ReadFleet, get(summary::summary))
         .add(
             Method::GET,
             "/v1/fleet",

@@ -141,6 +141,9 @@ pub async fn report_state(
     match result {
         Ok(change) => {
             tracing::info!(job_id = %id, task = change.task, state = %change.state, job_state = %change.job_state, "task state changed");
+            if change.job_state == nommer_model::JobState::Finished {
+                crate::metrics::job_finished(&state, &id);
+            }
             Ok(Json(current_job(&state, &id).await?))
         }
         Err(e) => {
@@ -187,6 +190,9 @@ pub async fn report_states(
         .map(|(report, outcome)| match outcome {
             Ok(change) => {
                 tracing::info!(job_id = %report.job_id, task = change.task, state = %change.state, job_state = %change.job_state, "task state changed");
+                if change.job_state == nommer_model::JobState::Finished {
+                    crate::metrics::job_finished(&state, &change.job_id);
+                }
                 StateReportResult {
                     job_id: change.job_id,
                     task: change.task,

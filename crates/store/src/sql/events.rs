@@ -36,6 +36,56 @@ impl SqlStore {
         rows.iter().map(rows::event).collect()
     }
 
+    pub(super) async fn recently_finished(
+        &self,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<FinishedJob>> {
+        self.count(2);
+        // Off jobs_ended_at: the ended jobs of the window, never the table.
+        let recent = "SELECT id FROM jobs WHERE state IN ('FINISHED', 'ERROR', 'ABANDONED', 'CANCELED')
+                        AND state = 'FINISHED' AND state_changed_at >= $1 ORDER BY state_changed_at DESC LIMIT $2";
+        let events = sqlx::query(&format!(
+            "SELECT job_id, state, created_at FROM job_events WHERE job_id IN ({recent}) ORDER BY job_id, seq"
+        ))
+        .bind(since)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        let results = sqlx::query(&format!(
+            "SELECT job_id, result FROM tasks WHERE job_id IN ({recent}) AND result IS NOT NULL"
+        ))
+        .bind(since)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut jobs: Vec<FinishedJob> = Vec::new();
+        for row in &events {
+            let id: String = row.try_get("job_id")?;
+            let state = rows::parse_state(row.try_get("state")?)?;
+            let at: i64 = row.try_get("created_at")?;
+            match jobs.last_mut() {
+                Some(job) if job.id == id => job.events.push((state, at)),
+                _ => jobs.push(FinishedJob {
+                    id,
+                    events: vec![(state, at)],
+                    results: Vec::new(),
+                }),
+            }
+        }
+        for row in &results {
+            let id: String = row.try_get("job_id")?;
+            let text: String = row.try_get("result")?;
+            if let (Some(job), Ok(value)) = (
+                jobs.iter_mut().find(|j| j.id == id),
+                serde_json::from_str(&text),
+            ) {
+                job.results.push(value);
+            }
+        }
+        Ok(jobs)
+    }
+
     pub(super) async fn newest_event(&self) -> StoreResult<i64> {
         self.count(1);
         let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM job_events")

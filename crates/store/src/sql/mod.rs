@@ -151,6 +151,10 @@ impl Store for SqlStore {
         self.events_since(after, job, limit).await
     }
 
+    async fn finished_since(&self, since: i64, limit: u32) -> StoreResult<Vec<FinishedJob>> {
+        self.recently_finished(since, limit).await
+    }
+
     async fn last_event_seq(&self) -> StoreResult<i64> {
         self.newest_event().await
     }
