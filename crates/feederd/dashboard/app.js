@@ -29,7 +29,7 @@ function bar(job) {
   const p = job.progress;
   const done = job.state === "FINISHED";
   const pct = done ? 100 : p ? Math.max(0, Math.min(100, p.percent || 0)) : 0;
-  const label = done ? "" : p ? `${esc(p.phase)} ${pct.toFixed(0)}%${p.speed ? ` · ${p.speed.toFixed(1)}×` : ""}` : "";
+  const label = done ? "" : p ? `${esc(p.phase)} ${pct.toFixed(0)}%${Number(p.speed) ? ` · ${Number(p.speed).toFixed(1)}×` : ""}` : "";
   return `<div class="bar ${done ? "done" : ""}" data-progress="${pct.toFixed(0)}"><span style="width:${pct}%"></span></div><div class="muted" style="font-size:11.5px">${label}</div>`;
 }
 
@@ -164,7 +164,7 @@ async function summaryPage(id) {
 function queuesTable(queues) {
   if (!queues || !queues.length) return `<div class="empty">No queues.</div>`;
   return `<table><tr><th>Queue</th><th>Pending</th><th>Running</th><th>Limit</th><th>State</th><th></th></tr>${queues.map((q) => `
-    <tr data-queue="${esc(q.name)}"><td class="mono">${esc(q.name)}</td><td>${esc(q.pending)}</td><td>${esc(q.running)}</td><td>${q.max_concurrency ?? "—"}</td>
+    <tr data-queue="${esc(q.name)}"><td class="mono">${esc(q.name)}</td><td>${esc(q.pending)}</td><td>${esc(q.running)}</td><td>${esc(q.max_concurrency ?? "—")}</td>
     <td>${q.paused ? pill("paused") : pill("active")}</td>
     <td>${session.role === "admin" ? `<button data-queue-action="${q.paused ? "resume" : "pause"}" data-name="${esc(q.name)}">${q.paused ? "Resume" : "Pause"}</button>` : ""}</td></tr>`).join("")}</table>`;
 }

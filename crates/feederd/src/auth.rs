@@ -316,6 +316,40 @@ fn forged(request: &Request, token: &str) -> bool {
     !constant_time_eq(sent, crate::session::csrf(token).as_bytes())
 }
 
+/// A request a browser marks as from another site (`Sec-Fetch-Site`, or an
+/// `Origin` that is not this host) may not change anything: it could ride
+/// the dashboard's session cookie, or an API open on loopback. Clients
+/// other than browsers send neither header.
+pub async fn same_site_changes(request: Request, next: Next) -> Response {
+    let changes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if changes && cross_site(request.headers()) {
+        return refuse(
+            Shape::V1,
+            ErrorCode::Forbidden,
+            "a page of another site may not change anything here",
+        );
+    }
+    next.run(request).await
+}
+
+fn cross_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let (Some(origin), Some(host)) = (
+        headers.get(axum::http::header::ORIGIN),
+        headers.get(axum::http::header::HOST),
+    ) else {
+        return false;
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    !origin_host.eq_ignore_ascii_case(host.to_str().unwrap_or_default())
+}
+
 /// The layer: 401 without a valid token, 403 with one whose role may not.
 pub async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
     let tokens = guard.tokens.current();
@@ -394,6 +428,31 @@ mod tests {
             secret: secret.into(),
             role,
         }
+    }
+
+    #[test]
+    fn a_browser_request_from_another_site_is_told_apart() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        assert!(!cross_site(&headers(&[])), "curl and SDKs send neither");
+        assert!(!cross_site(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(cross_site(&headers(&[("sec-fetch-site", "same-site")])));
+        let same = [
+            ("origin", "http://127.0.0.1:8001"),
+            ("host", "127.0.0.1:8001"),
+        ];
+        assert!(!cross_site(&headers(&same)));
+        let other = [
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:8001"),
+        ];
+        assert!(cross_site(&headers(&other)));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct AppState {
     /// Slots for workers' lease waits, as many again: clients cannot starve
     /// the workers of theirs.
     pub lease_polls: Arc<tokio::sync::Semaphore>,
+    /// Slots for event streams (`GET /v1/events`), as many again.
+    pub streams: Arc<tokio::sync::Semaphore>,
     /// Turns true when feederd stops: long-polls answer at once.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -59,6 +61,7 @@ impl AppState {
             store,
             long_polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls.max(1))),
             lease_polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls.max(1))),
+            streams: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls.max(1))),
             shutdown: watch::channel(false).1,
             config: Arc::new(config),
             leadership,

@@ -10,23 +10,32 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 pub const COOKIE: &str = "nommer_session";
+/// Its name over https: a `__Host-` cookie cannot be set by a subdomain.
+pub const HOST_COOKIE: &str = "__Host-nommer_session";
 /// The header a signed-in page sends its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// The API token in the request's session cookie, if it has one.
+/// The API token in the request's session cookie, if it has exactly one:
+/// two (one planted beside it by another host of the domain) are refused.
 pub fn token(headers: &HeaderMap) -> Option<String> {
+    let mut found = Vec::new();
     for value in headers.get_all(axum::http::header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
         for pair in text.split(';') {
-            if let Some(encoded) = pair.trim().strip_prefix(&format!("{COOKIE}=")) {
-                let bytes = B64.decode(encoded).ok()?;
-                return String::from_utf8(bytes).ok();
+            let Some((name, encoded)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            if name == COOKIE || name == HOST_COOKIE {
+                found.push(encoded.to_string());
             }
         }
     }
-    None
+    let [encoded] = found.as_slice() else {
+        return None;
+    };
+    String::from_utf8(B64.decode(encoded).ok()?).ok()
 }
 
 /// The CSRF token of a session on `token`.
@@ -43,19 +52,25 @@ pub fn csrf(token: &str) -> String {
 /// The `Set-Cookie` value that starts a session; `Secure` when the page
 /// came over https (as a TLS-terminating proxy says).
 pub fn set_cookie(token: &str, headers: &HeaderMap) -> String {
-    let secure = headers
+    let encoded = B64.encode(token.as_bytes());
+    match https(headers) {
+        true => format!("{HOST_COOKIE}={encoded}; Path=/; HttpOnly; SameSite=Strict; Secure"),
+        false => format!("{COOKIE}={encoded}; Path=/; HttpOnly; SameSite=Strict"),
+    }
+}
+
+fn https(headers: &HeaderMap) -> bool {
+    headers
         .get("x-forwarded-proto")
-        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
-    format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
-        B64.encode(token.as_bytes()),
-        if secure { "; Secure" } else { "" }
-    )
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
 /// The `Set-Cookie` value that ends one.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+pub fn clear_cookie(headers: &HeaderMap) -> String {
+    match https(headers) {
+        true => format!("{HOST_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=0"),
+        false => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    }
 }
 
 #[cfg(test)]
@@ -74,9 +89,16 @@ mod tests {
             format!("other=1; {value}").parse().unwrap(),
         );
         assert_eq!(token(&headers).as_deref(), Some("s3cret; with=odd chars"));
+        let mut twice = headers.clone();
+        twice.append(
+            axum::http::header::COOKIE,
+            format!("{COOKIE}=dGhlaXJz").parse().unwrap(),
+        );
+        assert_eq!(token(&twice), None, "a second session cookie is refused");
         assert_eq!(csrf("a"), csrf("a"));
         assert_ne!(csrf("a"), csrf("b"));
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
-        assert!(set_cookie("t", &headers).ends_with("; Secure"));
+        let secure = set_cookie("t", &headers);
+        assert!(secure.starts_with("__Host-") && secure.ends_with("; Secure"));
     }
 }

@@ -119,6 +119,25 @@ pub async fn validate(state: &AppState, body: &[u8]) -> Result<Submission, Coded
     Ok(submission)
 }
 
+fn check_queue(state: &AppState, queue: &str) -> Result<(), CodedError> {
+    if state.config.queues.iter().any(|(name, _)| name == queue) {
+        return Ok(());
+    }
+    Err(CodedError::new(
+        ErrorCode::UnknownQueue,
+        format!(
+            "no queue {queue}; the queues are: {}",
+            state
+                .config
+                .queues
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
+}
+
 /// How a submit arrived: which API, and the client's idempotency key.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -169,21 +188,7 @@ pub async fn accept(
         .queue
         .clone()
         .unwrap_or_else(|| submit::DEFAULT_QUEUE.to_string());
-    if !state.config.queues.iter().any(|(name, _)| *name == queue) {
-        return Err(CodedError::new(
-            ErrorCode::UnknownQueue,
-            format!(
-                "no queue {queue}; the queues are: {}",
-                state
-                    .config
-                    .queues
-                    .iter()
-                    .map(|(name, _)| name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
+    check_queue(state, &queue)?;
     let notify_format = submission.notify_format.unwrap_or(match request.legacy {
         true => NotifyFormat::Form,
         false => state.config.webhook_format,
@@ -266,6 +271,34 @@ pub async fn accept(
     Ok(accepted)
 }
 
+/// A retry is checked against today's config, as a new submit would be:
+/// its queue, its URIs' schemes and roots, and its options against the
+/// allowlist (which may have changed since the job was submitted).
+fn recheck(
+    state: &AppState,
+    old: &JobRecord,
+    spec: &nommer_store::Resubmission,
+) -> Result<(), CodedError> {
+    check_queue(state, &old.queue)?;
+    let mut body = serde_json::json!({"source_path": spec.source_uri, "dest_path": spec.dest_uri});
+    match old.job_options.get("outputs") {
+        Some(outputs) => body["outputs"] = outputs.clone(),
+        None => {
+            body["job_options"] = serde_json::json!({
+                "nommer": old.job_options["nommer"], "options": old.job_options["options"]})
+        }
+    }
+    let serde_json::Value::Object(payload) = body else {
+        unreachable!("built as an object");
+    };
+    let submission = submit::parse_payload(&payload, &state.config.allowlist)?;
+    check_location(state, "source_path", &submission.source)?;
+    for dest in &submission.writes {
+        check_location(state, "dest_path", dest)?;
+    }
+    Ok(())
+}
+
 /// Submit an ERROR or CANCELED job again as a new job with the same spec,
 /// linked to it by `retry_of`.
 pub async fn retry(state: &AppState, old: &JobRecord) -> Result<JobRecord, CodedError> {
@@ -288,6 +321,7 @@ pub async fn retry(state: &AppState, old: &JobRecord) -> Result<JobRecord, Coded
         .await
         .map_err(stored)?
         .ok_or_else(|| CodedError::new(ErrorCode::NotFound, format!("no job {}", old.id)))?;
+    recheck(state, old, &spec)?;
     let now = now_ms();
     let id = JobId::generate(now).0;
     let work_uri = match spec.chunked {

@@ -67,6 +67,7 @@ error_codes! {
     Unauthorized = ("unauthorized", 401, "No valid bearer token was given."),
     Forbidden = ("forbidden", 403, "The token is valid, but its role may not do this (see the roles in docs/API.md)."),
     RequestTimeout = ("request_timeout", 408, "The request body did not arrive within the body timeout (60 s)."),
+    TooManyStreams = ("too_many_streams", 503, "This replica already holds max_long_polls event streams; retry later, or on another replica."),
     TooManyLeases = ("too_many_leases", 400, "A heartbeat listed more leases than max_heartbeat_leases (256)."),
     NotFound = ("not_found", 404, "No such job, or no such route."),
     MethodNotAllowed = ("method_not_allowed", 405, "The route exists but not for this method."),

@@ -555,6 +555,21 @@ async fn every_error_code_is_answered() {
     p.seen
         .extend(["uri_not_allowed", "forbidden", "request_timeout"].map(String::from));
 
+    // One event stream a replica: the second waits for none.
+    let narrow = Feederd::start("max_long_polls = 1\n");
+    let open = reqwest::get(format!("{}/v1/events", narrow.url))
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+    let mut r = Probe {
+        api: Api::new(&narrow.url),
+        seen: BTreeSet::new(),
+    };
+    r.expect("GET", "/v1/events", None, 503, "too_many_streams")
+        .await;
+    drop(open);
+    p.seen.extend(r.seen);
+
     // Not reachable from outside on a healthy machine: a down store, an internal
     // bug. source_not_found needs an S3 server: tests/s3.rs answers it.
     let unreachable = ["store_unavailable", "internal", "source_not_found"];

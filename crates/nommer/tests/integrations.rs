@@ -140,6 +140,19 @@ async fn queues_pause_and_resume_and_jobs_name_their_queue_and_priority() {
         (400, Some("invalid_field"))
     );
 
+    // A page of another site cannot ride the open API on loopback.
+    for header in [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Origin", "https://evil.example"),
+    ] {
+        let (status, _, refused) =
+            post(&url("/v1/queues/default/pause"), None, &[header], None).await;
+        assert_eq!(
+            (status, refused["error_code"].as_str()),
+            (403, Some("forbidden")),
+            "{header:?}"
+        );
+    }
     let (status, _, paused) = post(&url("/v1/queues/default/pause"), None, &[], None).await;
     assert_eq!((status, &paused["paused"]), (200, &json!(true)), "{paused}");
     let mut waiting = a_job(&feederd, "waiting.mp4");

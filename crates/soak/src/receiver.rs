@@ -25,12 +25,25 @@ pub struct Receiver {
     running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
+/// Reads either body: a v1 job's JSON (`data.id`, `data.state`) or the
+/// seed's form (`unique_id`, `job_state`).
 async fn record(State(seen): State<Seen>, headers: HeaderMap, body: Bytes) -> &'static str {
-    let field = |name: &str| {
-        url::form_urlencoded::parse(&body)
+    let json = headers
+        .get("content-type")
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    let value: serde_json::Value = match json {
+        true => serde_json::from_slice(&body).unwrap_or_default(),
+        false => serde_json::Value::Null,
+    };
+    let field = |name: &str| match json {
+        true => {
+            let key = if name == "unique_id" { "id" } else { "state" };
+            value["data"][key].as_str().unwrap_or_default().to_string()
+        }
+        false => url::form_urlencoded::parse(&body)
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+            .unwrap_or_default(),
     };
     let delivery = Delivery {
         webhook_id: headers

@@ -112,6 +112,7 @@ cases!(
     idempotency_keys_replay_or_refuse,
     event_feed_and_redelivery,
     retention_prunes_ended_jobs,
+    concurrent_claims_keep_a_queue_to_its_limit,
 );
 
 async fn presets_are_written_read_and_deleted(store: &dyn Store) {

@@ -104,9 +104,9 @@ pub async fn sign_in(
 
 /// Sign out: the session cookie is cleared.
 #[utoipa::path(delete, path = "/ui/session", tag = "dashboard", responses((status = 200, body = Object)))]
-pub async fn sign_out() -> Response {
+pub async fn sign_out(headers: HeaderMap) -> Response {
     let mut response = Json(json!({"signed_in": false})).into_response();
-    if let Ok(value) = HeaderValue::from_str(&crate::session::clear_cookie()) {
+    if let Ok(value) = HeaderValue::from_str(&crate::session::clear_cookie(&headers)) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response

@@ -100,8 +100,15 @@ pub async fn events(
         Some(after) => (after, false),
         None => (state.store.last_event_seq().await?, true),
     };
+    let Ok(slot) = state.streams.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            ErrorCode::TooManyStreams,
+            "this replica holds as many event streams as it may (max_long_polls)",
+        ));
+    };
     let (tx, mut rx) = mpsc::channel::<Event>(64);
     let stream = Streamer {
+        _slot: slot,
         state: state.clone(),
         caller,
         job,
@@ -115,6 +122,8 @@ pub async fn events(
 }
 
 struct Streamer {
+    /// Held while the stream runs.
+    _slot: tokio::sync::OwnedSemaphorePermit,
     state: AppState,
     caller: Caller,
     job: Option<String>,
@@ -179,6 +188,9 @@ impl Streamer {
             }
             if last_progress.elapsed() >= TICK {
                 last_progress = Instant::now();
+                if self.revoked() {
+                    return Ok(());
+                }
                 self.send_progress().await?;
             }
             if full && gap_since.is_none() {
@@ -191,6 +203,19 @@ impl Streamer {
                 _ = self.state.stopping() => return Ok(()),
             }
         }
+    }
+
+    /// The caller's token was removed, or its role changed, since the
+    /// stream opened (tokens reload on SIGHUP): the stream ends.
+    fn revoked(&self) -> bool {
+        let Some(name) = &self.caller.name else {
+            return false;
+        };
+        let tokens = self.state.config.tokens.current();
+        !tokens
+            .api
+            .iter()
+            .any(|t| &t.name == name && t.role == self.caller.role)
     }
 
     /// Whether this stream shows the event: its job, and one the caller may see.

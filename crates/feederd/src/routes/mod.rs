@@ -310,6 +310,7 @@ pub fn router(state: AppState) -> Router {
         .router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(crate::auth::same_site_changes))
         .layer(TraceLayer::new_for_http().make_span_with(span_for))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

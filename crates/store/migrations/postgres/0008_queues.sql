@@ -2,9 +2,9 @@
 -- webhooks. SQLite's 0008 keeps the same schema.
 --
 -- A claim orders PENDING tasks by priority (higher first), then by fair_seq:
--- each submitting token's jobs are numbered in submission order, starting
--- no earlier than the head of the queue (fair_shares), so tokens take turns
--- whatever each has queued. A job's tasks carry its priority, queue and
+-- each submitting token's jobs of a priority are numbered in submission
+-- order, starting no earlier than the head of that priority's queue
+-- (fair_shares), so tokens take turns whatever each has queued. A job's tasks carry its priority, queue and
 -- number.
 
 ALTER TABLE jobs ADD COLUMN priority BIGINT NOT NULL DEFAULT 0;
@@ -31,10 +31,13 @@ CREATE TABLE queues (
 );
 INSERT INTO queues (name, max_concurrency, paused, updated_at) VALUES ('default', NULL, 0, 0);
 
--- The last number given to each submitting token's jobs ('' without tokens).
+-- The last number given to each submitting token's jobs of each priority
+-- ('' without tokens).
 CREATE TABLE fair_shares (
-    owner            TEXT PRIMARY KEY NOT NULL,
-    last_seq         BIGINT NOT NULL
+    owner            TEXT NOT NULL,
+    priority         BIGINT NOT NULL,
+    last_seq         BIGINT NOT NULL,
+    PRIMARY KEY (owner, priority)
 );
 
 -- A submit's Idempotency-Key, per token, with the digest of its canonical body.

@@ -23,8 +23,10 @@ CREATE TABLE queues (
 INSERT INTO queues (name, max_concurrency, paused, updated_at) VALUES ('default', NULL, 0, 0);
 
 CREATE TABLE fair_shares (
-    owner            TEXT PRIMARY KEY NOT NULL,
-    last_seq         INTEGER NOT NULL
+    owner            TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    last_seq         INTEGER NOT NULL,
+    PRIMARY KEY (owner, priority)
 );
 
 CREATE TABLE idempotency_keys (

@@ -286,6 +286,29 @@ pub async fn event_feed_and_redelivery(store: &dyn Store) {
     );
 }
 
+/// Record every due webhook as delivered, until none is left.
+async fn deliver_all(store: &dyn Store, now: i64) {
+    loop {
+        let due = store.due_deliveries(now, 100).await.unwrap();
+        if due.is_empty() {
+            return;
+        }
+        for event in due {
+            let ok = AttemptRecord {
+                attempt: 1,
+                attempted_at: now,
+                status_code: Some(204),
+                error: None,
+                duration_ms: 1,
+            };
+            store
+                .record_delivery(event.seq, &ok, DeliveryOutcome::Delivered)
+                .await
+                .unwrap();
+        }
+    }
+}
+
 /// Ended jobs past retention go with everything of theirs; running ones,
 /// and recent ones, stay; the counts follow.
 pub async fn retention_prunes_ended_jobs(store: &dyn Store) {
@@ -310,11 +333,17 @@ pub async fn retention_prunes_ended_jobs(store: &dyn Store) {
     expected.sort();
     assert_eq!(ended, expected);
     assert_eq!(store.prune(T0, 10).await.unwrap().jobs, 0, "not old enough");
-    let pruned = store.prune(T0 + 1_000, 1).await.unwrap();
-    assert_eq!(pruned.jobs, 1, "a bounded batch");
-    assert_eq!(pruned.nodes, 1, "the node unseen since");
     let pruned = store.prune(T0 + 1_000, 10).await.unwrap();
-    assert_eq!(pruned.jobs, 1);
+    assert_eq!(pruned.jobs, 1, "the job without webhooks");
+    assert_eq!(pruned.nodes, 1, "the node unseen since");
+    assert!(store.get_job(&keyed.id).await.unwrap().is_none());
+    assert!(
+        store.get_job(&old.id).await.unwrap().is_some(),
+        "a job with webhooks still to deliver is kept"
+    );
+    deliver_all(store, T0 + 100).await;
+    let pruned = store.prune(T0 + 1_000, 10).await.unwrap();
+    assert_eq!(pruned.jobs, 1, "once they are delivered");
     for id in [&old.id, &keyed.id] {
         assert!(store.get_job(id).await.unwrap().is_none());
         assert!(store.job_events(id).await.unwrap().is_empty());
@@ -339,4 +368,46 @@ pub async fn retention_prunes_ended_jobs(store: &dyn Store) {
         ),
         "the pruned job's key went with it"
     );
+}
+
+/// Claims at once on one replica fill a limited queue to its limit and no
+/// further, and the unlimited queue's tasks all go.
+pub async fn concurrent_claims_keep_a_queue_to_its_limit(store: &dyn Store) {
+    store
+        .sync_queues(&[("default".into(), None), ("gpu".into(), Some(3))], T0)
+        .await
+        .unwrap();
+    let mut gpu_jobs = std::collections::HashSet::new();
+    for i in 0..10 {
+        let mut job = owned("app", T0 + i);
+        job.queue = "gpu".into();
+        gpu_jobs.insert(store.insert_job(&job).await.unwrap().id);
+    }
+    for i in 0..4 {
+        store.insert_job(&owned("app", T0 + 20 + i)).await.unwrap();
+    }
+    let mut claimed = Vec::new();
+    // Rounds of six claims at once, until one round takes nothing.
+    for round in 0..5 {
+        let claims = (0..6)
+            .map(|i| async move { claim_all(store, &format!("n{round}-{i}"), 2, T0 + 100).await });
+        let got: Vec<Claimed> = futures::future::join_all(claims)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if got.is_empty() {
+            break;
+        }
+        claimed.extend(got);
+    }
+    let gpu = claimed
+        .iter()
+        .filter(|c| gpu_jobs.contains(&c.job.id))
+        .count();
+    assert_eq!(gpu, 3, "the limited queue fills to its limit, no further");
+    assert_eq!(claimed.len(), 7, "and every unlimited task goes");
+    let queues = store.list_queues().await.unwrap();
+    let q = queues.iter().find(|q| q.name == "gpu").unwrap();
+    assert_eq!((q.running, q.pending), (3, 7));
 }

@@ -45,9 +45,10 @@ impl Dialect {
 
     /// The most tasks one claim takes from a queue with a `max_concurrency`.
     /// SQLite's claims run one at a time, so a claim may fill the queue's
-    /// room; PostgreSQL's replicas claim at once, each seeing the same room,
-    /// so each takes at most one: a queue is over its limit by at most one
-    /// task per replica, for a moment.
+    /// room. On PostgreSQL a replica's claims then run one at a time too
+    /// (`SqlStore::claims`), but replicas claim at once, each seeing the same
+    /// room; each takes at most one, so a queue is over its limit by at most
+    /// one task per other replica, until those tasks end.
     pub fn per_capped_queue(self, limit: u32) -> u32 {
         match self {
             Dialect::Sqlite => limit,

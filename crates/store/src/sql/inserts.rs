@@ -88,53 +88,60 @@ fn owner(job: &NewJob) -> &str {
     job.submitted_by.as_deref().unwrap_or("")
 }
 
-/// Each owner in the batch with its number of jobs, in first-seen order.
-fn owners(batch: &[Sealed]) -> Vec<(&str, i64)> {
-    let mut owners: Vec<(&str, i64)> = Vec::new();
+/// Each (owner, priority) of the batch with its number of jobs, sorted, so
+/// concurrent batches on two replicas lock their `fair_shares` rows in one
+/// order and never wait on each other in a cycle.
+fn owners(batch: &[Sealed]) -> Vec<((&str, i32), i64)> {
+    let mut owners: std::collections::BTreeMap<(&str, i32), i64> = Default::default();
     for sealed in batch {
-        let name = owner(&sealed.job);
-        match owners.iter_mut().find(|(o, _)| *o == name) {
-            Some((_, n)) => *n += 1,
-            None => owners.push((name, 1)),
-        }
+        *owners
+            .entry((owner(&sealed.job), sealed.job.priority))
+            .or_default() += 1;
     }
-    owners
+    owners.into_iter().collect()
 }
 
-/// Number each job for fair share: an owner's jobs take consecutive numbers
-/// in submission order, starting no earlier than the head of the claim
-/// order (the next task a claim would take, in an open queue), so a token
-/// that had nothing queued takes its turn next instead of after every job
-/// already waiting. One upsert per owner in the batch, which also orders
-/// concurrent submits by the same owner on PostgreSQL (its row's lock).
+/// Number each job for fair share: an owner's jobs of one priority take
+/// consecutive numbers in submission order, starting no earlier than the
+/// head of that priority's claim order (the next task a claim would take
+/// there, in an open queue), so a token that had nothing queued takes its
+/// turn next instead of after every job already waiting. One upsert per
+/// (owner, priority) in the batch, which also orders concurrent submits by
+/// the same owner on PostgreSQL (its row's lock).
 async fn number_jobs(conn: &mut AnyConnection, batch: &[Sealed]) -> StoreResult<Vec<i64>> {
-    let mut next: HashMap<&str, i64> = HashMap::new();
-    for (name, n) in owners(batch) {
+    let now = batch
+        .iter()
+        .map(|s| s.job.created_at)
+        .max()
+        .unwrap_or_default();
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for ((name, priority), n) in owners(batch) {
         let last: i64 = sqlx::query_scalar(
             "WITH head AS (
                SELECT COALESCE(
-                 (SELECT fair_seq FROM tasks WHERE state = 'PENDING' AND run_after IS NOT NULL
+                 (SELECT fair_seq FROM tasks WHERE state = 'PENDING' AND priority = $3 AND run_after <= $4
                     AND queue IN (SELECT name FROM queues WHERE paused = 0)
-                  ORDER BY priority DESC, fair_seq LIMIT 1) - 1,
-                 (SELECT MAX(last_seq) FROM fair_shares), 0) AS h)
-             INSERT INTO fair_shares (owner, last_seq) SELECT $1, h + $2 FROM head WHERE true
-             ON CONFLICT (owner) DO UPDATE SET last_seq = CASE
+                  ORDER BY fair_seq LIMIT 1) - 1,
+                 (SELECT MAX(last_seq) FROM fair_shares WHERE priority = $3), 0) AS h)
+             INSERT INTO fair_shares (owner, priority, last_seq) SELECT $1, $3, h + $2 FROM head WHERE true
+             ON CONFLICT (owner, priority) DO UPDATE SET last_seq = CASE
                WHEN fair_shares.last_seq > excluded.last_seq - $2 THEN fair_shares.last_seq + $2
                ELSE excluded.last_seq END
              RETURNING last_seq",
         )
         .bind(name)
         .bind(n)
+        .bind(priority as i64)
+        .bind(now)
         .fetch_one(&mut *conn)
         .await?;
-        next.insert(name, last - n + 1);
+        next.insert((name, priority), last - n + 1);
     }
     Ok(batch
         .iter()
         .map(|sealed| {
-            let seq = next
-                .get_mut(owner(&sealed.job))
-                .expect("every owner numbered");
+            let key = (owner(&sealed.job), sealed.job.priority);
+            let seq = next.get_mut(&key).expect("every owner numbered");
             *seq += 1;
             *seq - 1
         })

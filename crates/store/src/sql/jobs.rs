@@ -197,13 +197,18 @@ impl SqlStore {
         self.count(2 + fold.len() as u64);
         // A job that ended after the fold is in the deltas still: one read
         // sees every job exactly once.
-        let mut counts: BTreeMap<&'static str, (JobState, u64)> = BTreeMap::new();
+        // Summed signed: retention takes pruned jobs off the totals, which
+        // may go below zero until the deltas of their ending are folded in.
+        let mut counts: BTreeMap<&'static str, (JobState, i64)> = BTreeMap::new();
         for row in &rows {
             let state = rows::parse_state(row.try_get("state")?)?;
-            counts.entry(state.as_str()).or_insert((state, 0)).1 +=
-                row.try_get::<i64, _>("n")? as u64;
+            counts.entry(state.as_str()).or_insert((state, 0)).1 += row.try_get::<i64, _>("n")?;
         }
-        Ok(counts.into_values().collect())
+        Ok(counts
+            .into_values()
+            .filter(|(_, n)| *n > 0)
+            .map(|(state, n)| (state, n as u64))
+            .collect())
     }
 
     /// Cancel: every PENDING task ends at once; every leased one is flagged
@@ -294,7 +299,11 @@ impl SqlStore {
         for _ in 0..64 {
             let mut tx = self.writer.begin().await?;
             let ids: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE state = 'PENDING' AND state_changed_at <= $1 ORDER BY id LIMIT $2",
+                // A paused queue's jobs wait on purpose; one resumed lately
+                // gets the threshold again from its resume.
+                "SELECT id FROM jobs WHERE state = 'PENDING' AND state_changed_at <= $1
+                   AND queue IN (SELECT name FROM queues WHERE paused = 0 AND updated_at <= $1)
+                 ORDER BY id LIMIT $2",
             )
             .bind(now - threshold_ms)
             .bind(BATCH as i64)

@@ -45,6 +45,12 @@ impl SqlStore {
             progress: Some(Some(progress)),
             ..Transition::to(JobState::Downloading, None)
         };
+        let serial = self.dialect == super::dialect::Dialect::Postgres
+            && self.capped.load(std::sync::atomic::Ordering::Relaxed);
+        let _one_at_a_time = match serial {
+            true => Some(self.claims.lock().await),
+            false => None,
+        };
         let leased = apply(&self.writer, target, Guard::Feederd, transition, now).await?;
         self.count(1);
         let mut claimed = Vec::with_capacity(leased.len());

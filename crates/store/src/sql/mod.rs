@@ -46,6 +46,12 @@ pub struct SqlStore {
     /// When this replica last wrote each node's row, and in what state: a
     /// lease request within a second of that writes it no more.
     nodes_written: std::sync::Mutex<HashMap<String, (i64, NodeState)>>,
+    /// Some queue has a `max_concurrency`: on PostgreSQL this replica's
+    /// claims then run one at a time (`claims`), so each sees the last one's
+    /// leases and a limited queue is over its limit by at most one task per
+    /// replica.
+    capped: std::sync::atomic::AtomicBool,
+    claims: tokio::sync::Mutex<()>,
 }
 
 impl SqlStore {
@@ -82,6 +88,8 @@ impl SqlStore {
             changes_signal: Arc::new(Notify::new()),
             statements,
             nodes_written: Default::default(),
+            capped: Default::default(),
+            claims: Default::default(),
         };
         if dialect == Dialect::Postgres {
             listen::spawn(url, store.jobs_signal.clone(), store.events_signal.clone());

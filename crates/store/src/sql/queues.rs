@@ -25,6 +25,10 @@ impl SqlStore {
         }
         tx.commit().await?;
         self.count(queues.len() as u64);
+        self.capped.store(
+            queues.iter().any(|(_, max)| max.is_some()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
     }
 
@@ -50,28 +54,45 @@ impl SqlStore {
     }
 
     pub(super) async fn queues(&self) -> StoreResult<Vec<QueueRecord>> {
-        self.count(1);
-        let rows = sqlx::query(
-            "SELECT q.name, q.max_concurrency, q.paused,
-               (SELECT COUNT(*) FROM tasks t WHERE t.state = 'PENDING' AND t.queue = q.name) AS pending,
-               (SELECT COUNT(*) FROM tasks t WHERE t.state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING')
-                  AND t.queue = q.name) AS running
-             FROM queues q ORDER BY q.name",
+        self.count(2);
+        let rows = sqlx::query("SELECT name, max_concurrency, paused FROM queues ORDER BY name")
+            .fetch_all(&self.reader)
+            .await?;
+        // One pass over unfinished tasks (off tasks_claimable), waiting
+        // tasks (run_after NULL) not counted as pending, as the autoscaler
+        // does not count them.
+        let depths = sqlx::query(
+            "SELECT queue, CASE WHEN state = 'PENDING' THEN 'pending' ELSE 'running' END AS kind, COUNT(*) AS n
+             FROM tasks WHERE (state = 'PENDING' AND run_after IS NOT NULL)
+               OR state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING')
+             GROUP BY queue, CASE WHEN state = 'PENDING' THEN 'pending' ELSE 'running' END",
         )
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(QueueRecord {
-                    name: row.try_get("name")?,
-                    max_concurrency: row
-                        .try_get::<Option<i64>, _>("max_concurrency")?
-                        .map(|n| n as u32),
-                    paused: row.try_get::<i64, _>("paused")? != 0,
-                    pending: row.try_get::<i64, _>("pending")? as u64,
-                    running: row.try_get::<i64, _>("running")? as u64,
-                })
-            })
-            .collect()
+        let mut queues = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let name: String = row.try_get("name")?;
+            let (mut pending, mut running) = (0, 0);
+            for depth in &depths {
+                if depth.try_get::<String, _>("queue")? != name {
+                    continue;
+                }
+                let n = depth.try_get::<i64, _>("n")? as u64;
+                match depth.try_get::<String, _>("kind")?.as_str() {
+                    "pending" => pending = n,
+                    _ => running = n,
+                }
+            }
+            queues.push(QueueRecord {
+                max_concurrency: row
+                    .try_get::<Option<i64>, _>("max_concurrency")?
+                    .map(|n| n as u32),
+                paused: row.try_get::<i64, _>("paused")? != 0,
+                pending,
+                running,
+                name,
+            });
+        }
+        Ok(queues)
     }
 }

@@ -12,10 +12,13 @@ const ENDED: &str = "'FINISHED', 'ERROR', 'ABANDONED', 'CANCELED'";
 impl SqlStore {
     pub(super) async fn prune_ended(&self, before: i64, limit: u32) -> StoreResult<Pruned> {
         let mut tx = self.writer.begin().await?;
-        // A job whose cleanup still runs keeps its row until it ends too.
+        // A job whose cleanup still runs, or with a webhook still to
+        // deliver (retried for webhook_retry_period, or redelivered), is
+        // kept until that ends too.
         let rows = sqlx::query(&format!(
             "SELECT id, state FROM jobs WHERE state IN ({ENDED}) AND state_changed_at < $1
                AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.job_id = jobs.id AND tasks.state NOT IN ({ENDED}))
+               AND NOT EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = jobs.id AND e.delivery = 'pending')
              ORDER BY state_changed_at LIMIT $2"
         ))
         .bind(before)
@@ -64,7 +67,8 @@ impl SqlStore {
             .await?
             .rows_affected();
         tx.commit().await?;
-        self.count(8 + by_state.len() as u64);
+        let deletes = if ids.is_empty() { 0 } else { 5 };
+        self.count(2 + deletes + by_state.len() as u64);
         Ok(Pruned {
             jobs: ids.len() as u64,
             nodes,

@@ -28,7 +28,8 @@ impl SqlStore {
     pub(super) async fn task_counts(&self) -> StoreResult<TaskCounts> {
         self.count(1);
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM tasks WHERE state = 'PENDING' AND run_after IS NOT NULL) AS pending,
+            "SELECT (SELECT COUNT(*) FROM tasks WHERE state = 'PENDING' AND run_after IS NOT NULL
+                       AND queue IN (SELECT name FROM queues WHERE paused = 0)) AS pending,
                     (SELECT COUNT(*) FROM tasks WHERE lease_expires_at IS NOT NULL) AS running",
         )
         .fetch_one(&self.reader)

@@ -102,7 +102,7 @@ pub enum Target<'a> {
     /// Up to `limit` claimable tasks in open queues with room, by priority
     /// (higher first) and then fair share, straight off the (state,
     /// priority, fair_seq, job_id, task) index; on PostgreSQL passing over
-    /// rows another replica is claiming.
+    /// rows another claim holds.
     Claimable {
         now: i64,
         limit: u32,
@@ -271,8 +271,10 @@ where
             ..
         } => {
             let (claim_at, capped) = (p.push(claim_at), p.push(per_capped_queue as i64));
-            // Candidates are read ahead of the lock, enough of them that a
-            // queue without room left rarely crowds out the rest.
+            // Candidates are locked as they are read (on PostgreSQL passing
+            // over those another claim holds, so concurrent claims rank
+            // disjoint sets), enough of them that a queue without room left
+            // rarely crowds out the rest; the UPDATE takes `limit` of them.
             let window = p.push(limit as i64 * 4 + 16);
             let limit = p.push(limit as i64);
             format!(
@@ -289,17 +291,16 @@ where
                    SELECT job_id AS c_job, task AS c_task, queue AS c_queue, priority AS c_priority, fair_seq AS c_seq
                    FROM tasks WHERE state = 'PENDING' AND run_after <= {claim_at}
                      AND queue IN (SELECT open_queue FROM open_queues WHERE room > 0)
-                   ORDER BY priority DESC, fair_seq, job_id, task LIMIT {window}),
+                   ORDER BY priority DESC, fair_seq, job_id, task LIMIT {window}{lock}),
                  ranked AS (
                    SELECT c_job, c_task, c_queue, c_priority, c_seq,
                      ROW_NUMBER() OVER (PARTITION BY c_queue ORDER BY c_priority DESC, c_seq, c_job, c_task) AS turn
                    FROM candidates),
                  picked AS (
-                   SELECT tasks.job_id AS picked_job, tasks.task AS picked_task FROM tasks
-                   JOIN ranked ON tasks.job_id = ranked.c_job AND tasks.task = ranked.c_task
+                   SELECT c_job AS picked_job, c_task AS picked_task FROM ranked
                    JOIN open_queues ON open_queues.open_queue = ranked.c_queue
                    WHERE ranked.turn <= open_queues.room
-                   ORDER BY ranked.c_priority DESC, ranked.c_seq, ranked.c_job, ranked.c_task LIMIT {limit}{lock})
+                   ORDER BY c_priority DESC, c_seq, c_job, c_task LIMIT {limit})
                  UPDATE tasks SET {set} FROM picked
                  WHERE tasks.job_id = picked.picked_job AND tasks.task = picked.picked_task AND tasks.state IN ({sources}){fence} {returning}"
             )
