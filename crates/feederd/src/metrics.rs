@@ -6,10 +6,9 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// Counters since this replica started.
 #[derive(Default)]
@@ -20,13 +19,12 @@ pub struct Metrics {
     pub webhooks_delivered: AtomicU64,
     pub webhooks_retried: AtomicU64,
     pub webhooks_failed: AtomicU64,
-    /// Each finished job's phases, observed by the replica that took its
-    /// last report: queue wait, download, encode, upload.
+    /// Phases as this replica saw them: each job's wait for its first
+    /// lease, and each task's download, encode and upload.
     pub phases: [Histogram; 4],
     pub encode_speed: Histogram,
-    /// The jobs observed lately, so a job's later reports (its cleanup
-    /// task) do not count it twice.
-    observed: Mutex<VecDeque<String>>,
+    /// The running tasks this replica leased, for their phases.
+    pub tracker: crate::phases::Tracker,
 }
 
 /// The phases, as `nommer_phase_seconds` labels them.
@@ -108,18 +106,9 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Count a finished job's phases, once per job.
-    pub fn observe_finished(&self, job_id: &str, phases: &crate::phases::Phases) {
-        {
-            let mut seen = self.observed.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.iter().any(|id| id == job_id) {
-                return;
-            }
-            if seen.len() >= 4096 {
-                seen.pop_front();
-            }
-            seen.push_back(job_id.to_string());
-        }
+    /// Count a task's phases (its FINISHED report) and a job's wait for a
+    /// worker (its first lease).
+    pub fn observe(&self, phases: &crate::phases::Phases) {
         let values = [
             phases.queue_wait_s,
             phases.download_s,
@@ -135,28 +124,6 @@ impl Metrics {
             self.encode_speed.observe(speed);
         }
     }
-}
-
-/// Read a job that just finished and count its phases (off the request path).
-pub fn job_finished(state: &AppState, job_id: &str) {
-    let (state, job_id) = (state.clone(), job_id.to_string());
-    tokio::spawn(async move {
-        let (events, tasks) = match tokio::try_join!(
-            state.store.job_events(&job_id),
-            state.store.job_tasks(&job_id)
-        ) {
-            Ok(both) => both,
-            Err(e) => {
-                tracing::debug!(job_id = %job_id, error = %e, "cannot read a finished job's phases");
-                return;
-            }
-        };
-        let events: Vec<_> = events.iter().map(|e| (e.state, e.created_at)).collect();
-        let results: Vec<_> = tasks.into_iter().filter_map(|t| t.result).collect();
-        state
-            .metrics
-            .observe_finished(&job_id, &crate::phases::of(&events, &results));
-    });
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -313,7 +280,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         &mut out,
         "nommer_phase_seconds",
         "histogram",
-        "Each finished job's time in a phase (seen by the replica that took its last report).",
+        "Time in each phase: a job's wait for its first lease; a task's download, encode and upload (each counted by the replica that leased it and took its reports).",
     );
     for (phase, histogram) in PHASES.iter().zip(&m.phases) {
         histogram.write(
@@ -326,7 +293,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         &mut out,
         "nommer_encode_speed",
         "histogram",
-        "Each finished job's encode speed: media seconds per second of encoding.",
+        "Each finished task's encode speed: media seconds per second of encoding.",
     );
     m.encode_speed.write(&mut out, "nommer_encode_speed", "");
     let loops = state.loops.snapshot();

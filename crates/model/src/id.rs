@@ -27,6 +27,12 @@ impl JobId {
         &self.0
     }
 
+    /// When a job id was made (ms since the Unix epoch), from its first 12
+    /// characters.
+    pub fn created_ms(id: &str) -> Option<i64> {
+        i64::from_str_radix(id.get(..12)?, 16).ok()
+    }
+
     /// Whether a string could be a job id; anything else is answered 404
     /// without a store lookup.
     pub fn looks_valid(s: &str) -> bool {
@@ -53,5 +59,9 @@ mod tests {
         assert!(a < b);
         assert_ne!(JobId::generate(1_000), JobId::generate(1_000));
         assert!(!JobId::looks_valid("xyz"));
+        assert_eq!(
+            JobId::created_ms(&JobId::generate(1_234_567).0),
+            Some(1_234_567)
+        );
     }
 }

@@ -581,6 +581,16 @@ async fn the_event_stream_resumes_from_last_event_id_on_another_replica() {
     let expected: Vec<String> = states[2..].iter().map(|e| e.id.clone().unwrap()).collect();
     assert_eq!(resumed_ids, expected);
     assert!(resumed.iter().all(|e| e.event == "state"), "{resumed:?}");
+
+    // An idempotency key holds across the replicas too.
+    let key = [("Idempotency-Key", "replicated-1")];
+    let once = a_job(&a, "once-across.mp4");
+    let (status, _, first) = post(&format!("{}/v1/jobs", a.url), None, &key, Some(&once)).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, headers, again) =
+        post(&format!("{}/v1/jobs", b.url), None, &key, Some(&once)).await;
+    assert_eq!((status, &again["id"]), (200, &first["id"]), "{again}");
+    assert_eq!(headers["idempotent-replayed"], "true");
 }
 
 #[tokio::test]

@@ -49,6 +49,13 @@ pub async fn lease(State(state): State<AppState>, request: Body) -> ApiResult<Js
                 .into_iter()
                 .map(|c| {
                     tracing::info!(job_id = %c.job.id, task = c.task.task, kind = %c.task.kind, node_id = %request.node.node_id, attempt = c.task.attempts, "task leased");
+                    let waited = state.metrics.tracker.leased(&c.job.id, c.task.task, c.task.attempts, now_ms());
+                    if let Some(queue_wait_s) = waited {
+                        state.metrics.observe(&crate::phases::Phases {
+                            queue_wait_s: Some(queue_wait_s),
+                            ..Default::default()
+                        });
+                    }
                     LeaseGrant {
                         job_id: c.job.id.clone(),
                         task: c.task.task,
@@ -141,9 +148,7 @@ pub async fn report_state(
     match result {
         Ok(change) => {
             tracing::info!(job_id = %id, task = change.task, state = %change.state, job_state = %change.job_state, "task state changed");
-            if change.job_state == nommer_model::JobState::Finished {
-                crate::metrics::job_finished(&state, &id);
-            }
+            observe(&state, &change, report.result.as_ref());
             Ok(Json(current_job(&state, &id).await?))
         }
         Err(e) => {
@@ -190,9 +195,7 @@ pub async fn report_states(
         .map(|(report, outcome)| match outcome {
             Ok(change) => {
                 tracing::info!(job_id = %report.job_id, task = change.task, state = %change.state, job_state = %change.job_state, "task state changed");
-                if change.job_state == nommer_model::JobState::Finished {
-                    crate::metrics::job_finished(&state, &change.job_id);
-                }
+                observe(&state, &change, report.result);
                 StateReportResult {
                     job_id: change.job_id,
                     task: change.task,
@@ -239,6 +242,20 @@ pub async fn release(
         .await?;
     tracing::info!(job_id = %id, task = request.task, reason = %request.reason, "task handed back");
     Ok(Json(current_job(&state, &id).await?))
+}
+
+/// A task's state change, for the phase histograms.
+fn observe(
+    state: &AppState,
+    change: &nommer_store::TaskChange,
+    result: Option<&serde_json::Value>,
+) {
+    let tracker = &state.metrics.tracker;
+    if let Some(phases) =
+        tracker.reported(&change.job_id, change.task, change.state, result, now_ms())
+    {
+        state.metrics.observe(&phases);
+    }
 }
 
 /// The job as it is after a report on one of its tasks.

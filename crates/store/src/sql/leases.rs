@@ -29,10 +29,11 @@ impl SqlStore {
             phase: "downloading".into(),
             ..Default::default()
         });
+        let capped = self.capped.load(std::sync::atomic::Ordering::Relaxed);
         let target = Target::Claimable {
             now,
             limit: max,
-            per_capped_queue: self.dialect.per_capped_queue(max),
+            per_capped_queue: capped.then(|| self.dialect.per_capped_queue(max)),
             lock: self.dialect.lock_claimed(),
             random_token: self.dialect.random_token(),
         };
@@ -45,8 +46,7 @@ impl SqlStore {
             progress: Some(Some(progress)),
             ..Transition::to(JobState::Downloading, None)
         };
-        let serial = self.dialect == super::dialect::Dialect::Postgres
-            && self.capped.load(std::sync::atomic::Ordering::Relaxed);
+        let serial = self.dialect == super::dialect::Dialect::Postgres && capped;
         let _one_at_a_time = match serial {
             true => Some(self.claims.lock().await),
             false => None,

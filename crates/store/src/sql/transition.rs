@@ -106,8 +106,9 @@ pub enum Target<'a> {
     Claimable {
         now: i64,
         limit: u32,
-        /// The most taken from one queue with a `max_concurrency`.
-        per_capped_queue: u32,
+        /// The most taken from one queue with a `max_concurrency`; None when
+        /// no queue has one (the claim then needs no counts or ranks).
+        per_capped_queue: Option<u32>,
         lock: &'static str,
         random_token: &'static str,
     },
@@ -266,7 +267,24 @@ where
         Target::Claimable {
             now: claim_at,
             limit,
-            per_capped_queue,
+            per_capped_queue: None,
+            lock,
+            ..
+        } => format!(
+            "WITH picked AS (
+               SELECT job_id AS picked_job, task AS picked_task FROM tasks
+               WHERE state = 'PENDING' AND run_after <= {}
+                 AND queue IN (SELECT name FROM queues WHERE paused = 0)
+               ORDER BY priority DESC, fair_seq, job_id, task LIMIT {}{lock})
+             UPDATE tasks SET {set} FROM picked
+             WHERE tasks.job_id = picked.picked_job AND tasks.task = picked.picked_task AND tasks.state IN ({sources}){fence} {returning}",
+            p.push(claim_at),
+            p.push(limit as i64),
+        ),
+        Target::Claimable {
+            now: claim_at,
+            limit,
+            per_capped_queue: Some(per_capped_queue),
             lock,
             ..
         } => {
