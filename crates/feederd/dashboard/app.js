@@ -254,7 +254,13 @@ async function jobsPage(id, params) {
   };
   bindCancel(body, (job) => refresh(job.id));
   follow("/v1/events", {
-    state: (e) => refresh(e.job_id),
+    // A row on the page takes its new state from the event; a job not on it
+    // (a new one) and one that ended (its buttons and outputs change) are read.
+    state: (e) => {
+      const row = rowOf(e.job_id);
+      if (!row || TERMINAL.includes(e.state)) { refresh(e.job_id); return; }
+      row.querySelector(".state").innerHTML = pill(e.state);
+    },
     progress: (e) => {
       const row = rowOf(e.job_id);
       if (!row) return;

@@ -141,6 +141,8 @@ pub trait Store: Send + Sync + 'static {
     async fn finished_since(&self, since: i64, limit: u32) -> StoreResult<Vec<FinishedJob>>;
     /// The newest event's id (0 when there is none).
     async fn last_event_seq(&self) -> StoreResult<i64>;
+    /// Tasks leased now, by job and task (up to `limit`).
+    async fn running_tasks(&self, limit: u32) -> StoreResult<Vec<TaskRecord>>;
     /// Jobs with a task leased, newest first (of one owner, when given).
     async fn running_jobs(&self, owner: Option<&str>, limit: u32) -> StoreResult<Vec<JobRecord>>;
     async fn get_job(&self, id: &str) -> StoreResult<Option<JobRecord>>;

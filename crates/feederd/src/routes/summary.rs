@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 const WINDOW_MS: i64 = 3_600_000;
 /// Finished jobs read for the figures.
 const SAMPLE: u32 = 500;
-/// Running jobs whose tasks are listed.
-const RUNNING: u32 = 200;
+/// Running tasks listed.
+const RUNNING: u32 = 500;
 
 #[utoipa::path(get, path = "/v1/summary", tag = "nodes", responses((status = 200, body = Object)))]
 pub async fn summary(State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -41,18 +41,15 @@ pub async fn summary(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         .into_iter()
         .map(|q| json!({"name": q.name, "max_concurrency": q.max_concurrency, "paused": q.paused, "pending": q.pending, "running": q.running}))
         .collect();
-    let mut running = Vec::new();
-    for job in store.running_jobs(None, RUNNING).await? {
-        for task in store.job_tasks(&job.id).await? {
-            if task.state.is_terminal() || task.state == nommer_model::JobState::Pending {
-                continue;
-            }
-            running.push(
-                json!({"job_id": job.id, "task": task.task, "kind": task.kind, "state": task.state,
-                "node_id": task.node_id, "percent": task.progress.as_ref().map(|p| p.percent)}),
-            );
-        }
-    }
+    let running: Vec<Value> = store
+        .running_tasks(RUNNING)
+        .await?
+        .into_iter()
+        .map(|task| {
+            json!({"job_id": task.job_id, "task": task.task, "kind": task.kind, "state": task.state,
+                "node_id": task.node_id, "percent": task.progress.as_ref().map(|p| p.percent)})
+        })
+        .collect();
     Ok(Json(json!({
         "jobs": jobs,
         "last_hour": {

@@ -98,6 +98,15 @@ pub async fn queues_cap_and_pause(store: &dyn Store) {
         got, expected,
         "one of the slow queue, and the default's job"
     );
+    let mut running: Vec<String> = store
+        .running_tasks(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.job_id)
+        .collect();
+    running.sort();
+    assert_eq!(running, expected, "the tasks leased now");
     assert!(
         claim_all(store, "n2", 4, T0 + 11).await.is_empty(),
         "slow is full"

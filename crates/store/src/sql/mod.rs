@@ -167,6 +167,10 @@ impl Store for SqlStore {
         self.newest_event().await
     }
 
+    async fn running_tasks(&self, limit: u32) -> StoreResult<Vec<TaskRecord>> {
+        self.leased_tasks(limit).await
+    }
+
     async fn running_jobs(&self, owner: Option<&str>, limit: u32) -> StoreResult<Vec<JobRecord>> {
         self.running(owner, limit).await
     }

@@ -25,6 +25,19 @@ impl SqlStore {
 
     /// Off two indexes: PENDING tasks (`tasks_claimable`) and leased ones
     /// (`tasks_lease_expiry`); no finished task is read.
+    /// Off `tasks_claimable`'s state prefix: only tasks running now are read.
+    pub(super) async fn leased_tasks(&self, limit: u32) -> StoreResult<Vec<TaskRecord>> {
+        self.count(1);
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('DOWNLOADING', 'ENCODING', 'UPLOADING')
+             ORDER BY job_id, task LIMIT $1"
+        ))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(rows::task).collect()
+    }
+
     pub(super) async fn task_counts(&self) -> StoreResult<TaskCounts> {
         self.count(1);
         let row = sqlx::query(
