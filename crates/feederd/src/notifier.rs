@@ -57,12 +57,10 @@ fn reported_outputs(event: &EventRecord, tasks: &[TaskRecord]) -> Option<String>
 }
 
 /// The JSON body: the job as `GET /v1/jobs/{id}` shows it, at the event's
-/// state and details, with the event's id.
+/// state and details, with the event's id. `tasks` are read for an event
+/// that ended the job only, as that view reads them.
 pub fn json_body(event: &EventRecord, job: &JobRecord, tasks: &[TaskRecord]) -> String {
-    let mut view = match event.state.is_terminal() {
-        true => job.to_api_with(tasks),
-        false => job.to_api(),
-    };
+    let mut view = job.to_api_with(tasks);
     view.state = event.state;
     view.state_details = event.details.clone();
     let mut data = serde_json::to_value(&view).unwrap_or_default();
