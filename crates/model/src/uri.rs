@@ -20,38 +20,104 @@ use percent_encoding::percent_decode_str;
 use std::fmt;
 use std::path::PathBuf;
 
+/// How a scheme's URIs are written, and so how they are parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scheme {
+pub enum Form {
+    /// `scheme:///abs/path`
     File,
+    /// A URL: `scheme://host[:port]/path?query`
     Http,
-    Https,
-    S3,
-    Gs,
-    Az,
+    /// `scheme://bucket/key`, or the seed's `scheme://KEY:SECRET@bucket/key`
+    Object,
 }
 
+/// A URI scheme: its name and the form of its URIs. The storage registry
+/// (`nommer_storage::registry`) serves each scheme with one backend; the
+/// schemes it serves are the ones URIs parse with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Scheme {
+    name: &'static str,
+    form: Form,
+}
+
+/// Schemes registered beyond [`Scheme::BUILTIN`] (a registry's own).
+static REGISTERED: std::sync::RwLock<Vec<Scheme>> = std::sync::RwLock::new(Vec::new());
+
 impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::File => "file",
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-            Scheme::S3 => "s3",
-            Scheme::Gs => "gs",
-            Scheme::Az => "az",
-        }
+    pub const FILE: Scheme = Scheme::new("file", Form::File);
+    pub const HTTP: Scheme = Scheme::new("http", Form::Http);
+    pub const HTTPS: Scheme = Scheme::new("https", Form::Http);
+    pub const S3: Scheme = Scheme::new("s3", Form::Object);
+    pub const GS: Scheme = Scheme::new("gs", Form::Object);
+    pub const AZ: Scheme = Scheme::new("az", Form::Object);
+    /// The schemes of the builtin storage registry. They are known to every
+    /// crate, those that link no storage (the store, this model) included.
+    pub const BUILTIN: [Scheme; 6] = [
+        Scheme::FILE,
+        Scheme::HTTP,
+        Scheme::HTTPS,
+        Scheme::S3,
+        Scheme::GS,
+        Scheme::AZ,
+    ];
+
+    pub const fn new(name: &'static str, form: Form) -> Scheme {
+        Scheme { name, form }
     }
 
-    fn parse(s: &str) -> Option<Scheme> {
-        Some(match s {
-            "file" => Scheme::File,
-            "http" => Scheme::Http,
-            "https" => Scheme::Https,
-            "s3" => Scheme::S3,
-            "gs" => Scheme::Gs,
-            "az" => Scheme::Az,
-            _ => return None,
-        })
+    pub fn as_str(self) -> &'static str {
+        self.name
+    }
+
+    pub fn form(self) -> Form {
+        self.form
+    }
+
+    /// Make `scheme` parse from now on (a registry adding a backend). A name
+    /// already known with another form is refused.
+    pub fn register(scheme: Scheme) -> Result<(), String> {
+        match Scheme::lookup(scheme.name) {
+            Some(known) if known == scheme => return Ok(()),
+            Some(known) => {
+                return Err(format!(
+                    "the scheme {} is already registered as {:?}",
+                    known.name, known.form
+                ))
+            }
+            None => {}
+        }
+        let valid = !scheme.name.is_empty()
+            && scheme.name.len() <= 32
+            && scheme
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-'));
+        if !valid {
+            return Err(format!("{:?} is not a scheme name", scheme.name));
+        }
+        REGISTERED
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(scheme);
+        Ok(())
+    }
+
+    /// Every scheme that parses, builtin first.
+    pub fn all() -> Vec<Scheme> {
+        let registered = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+        Scheme::BUILTIN
+            .iter()
+            .chain(registered.iter())
+            .copied()
+            .collect()
+    }
+
+    fn lookup(name: &str) -> Option<Scheme> {
+        if let Some(builtin) = Scheme::BUILTIN.iter().find(|s| s.name == name) {
+            return Some(*builtin);
+        }
+        let registered = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+        registered.iter().find(|s| s.name == name).copied()
     }
 }
 
@@ -121,23 +187,25 @@ impl MediaUri {
                 ),
             ));
         };
-        let Some(scheme) = Scheme::parse(scheme_str) else {
+        let Some(scheme) = Scheme::lookup(scheme_str) else {
+            let known: Vec<&str> = Scheme::all().iter().map(|s| s.as_str()).collect();
             return Err(CodedError::new(
                 ErrorCode::UriUnknownScheme,
                 format!(
-                    "Unknown URI scheme \"{}\" in \"{}\"; known: file, http, https, s3, gs, az",
+                    "Unknown URI scheme \"{}\" in \"{}\"; known: {}",
                     scheme_str.chars().take(32).collect::<String>(),
-                    redact_str(raw)
+                    redact_str(raw),
+                    known.join(", ")
                 ),
             ));
         };
         if raw.chars().any(|c| c.is_control()) {
             return Err(malformed(raw, "control characters are not allowed"));
         }
-        let location = match scheme {
-            Scheme::File => parse_file(raw)?,
-            Scheme::Http | Scheme::Https => parse_http(raw)?,
-            Scheme::S3 | Scheme::Gs | Scheme::Az => parse_object(raw, rest)?,
+        let location = match scheme.form() {
+            Form::File => parse_file(raw, rest)?,
+            Form::Http => parse_http(raw)?,
+            Form::Object => parse_object(raw, rest)?,
         };
         Ok(MediaUri {
             raw: raw.to_string(),
@@ -201,7 +269,7 @@ impl MediaUri {
     }
 }
 
-fn parse_file(raw: &str) -> Result<Location, CodedError> {
+fn parse_file(raw: &str, rest: &str) -> Result<Location, CodedError> {
     let url = url::Url::parse(raw).map_err(|e| malformed(raw, &e.to_string()))?;
     match url.host_str() {
         None | Some("") | Some("localhost") => {}
@@ -213,7 +281,7 @@ fn parse_file(raw: &str) -> Result<Location, CodedError> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(malformed(raw, "a file:// URI takes no query or fragment"));
     }
-    let decoded = file_path(raw)?;
+    let decoded = file_path(raw, rest)?;
     if !decoded.starts_with('/') || decoded.len() < 2 || decoded.ends_with('/') {
         return Err(malformed(
             raw,
@@ -229,14 +297,13 @@ fn parse_file(raw: &str) -> Result<Location, CodedError> {
 /// the URL parser would fold `..`, `%2e%2e` and `\\` away before anything
 /// could see them. A segment that is `.` or `..` once decoded, or that holds
 /// `/`, `\\` or NUL, is refused, so a checked path means what it says.
-fn file_path(raw: &str) -> Result<String, CodedError> {
+fn file_path(raw: &str, rest: &str) -> Result<String, CodedError> {
     let not_allowed = |why: &str| {
         CodedError::new(
             ErrorCode::UriNotAllowed,
             format!("file:// path in \"{}\" {why}", redact_str(raw)),
         )
     };
-    let rest = &raw["file://".len()..];
     let path = match rest.get(..9) {
         Some(host) if host.eq_ignore_ascii_case("localhost") => &rest[9..],
         _ => rest,
@@ -349,10 +416,10 @@ pub fn redact_str(raw: &str) -> String {
         let scheme: String = scheme.chars().take(32).collect();
         format!("{scheme}://REDACTED")
     };
-    match Scheme::parse(scheme) {
+    match Scheme::lookup(scheme).map(Scheme::form) {
         // The bucket and key need not be valid to locate the secret, but a
         // second `@` means the secret held one unescaped: its end is unknown.
-        Some(Scheme::S3 | Scheme::Gs | Scheme::Az) => match split_seed_credentials(rest) {
+        Some(Form::Object) => match split_seed_credentials(rest) {
             (Some(_), after) if !after.contains('@') => format!("{scheme}://REDACTED@{after}"),
             (Some(_), _) => scheme_only(),
             // No credentials read, but text before an `@` that holds a `:`
@@ -363,9 +430,7 @@ pub fn redact_str(raw: &str) -> String {
             },
         },
         // A file URI has no userinfo unless its authority holds an `@`.
-        Some(Scheme::File) if !rest.split('/').next().unwrap_or("").contains('@') => {
-            raw.to_string()
-        }
+        Some(Form::File) if !rest.split('/').next().unwrap_or("").contains('@') => raw.to_string(),
         _ => match url::Url::parse(raw) {
             Ok(url) if url.has_host() => redact_url(&url),
             _ => scheme_only(),

@@ -2,15 +2,18 @@
 //! beside the destination and renamed into place on commit. Every job path is
 //! opened beneath its root (`beneath.rs`); scratch files are the worker's own.
 
+use crate::backend::{Backend, Pending, Rules, Staged, Writer};
 use crate::beneath;
 use crate::roots::Anchor;
 use crate::transfer::Opened;
-use crate::{StorageError, StorageErrorKind};
+use crate::{ProgressFn, StorageError, StorageErrorKind, Transferred};
+use async_trait::async_trait;
+use bytes::Bytes;
 use futures::StreamExt;
-use nommer_model::uri::MediaUri;
+use nommer_model::uri::{Location, MediaUri};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncSeekExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 const CHUNK: usize = 1024 * 1024;
 
@@ -249,5 +252,207 @@ pub async fn stage(
             staged.abort().await;
             Err(e)
         }
+    }
+}
+
+/// The `file://` backend: every path checked against the rules' file roots
+/// and opened beneath its root.
+pub struct FileBackend;
+
+/// A `file://` URI's checked path and the root to open it beneath.
+fn anchor(rules: &Rules, uri: &MediaUri) -> Result<Anchor, StorageError> {
+    let Location::File { path } = uri.location() else {
+        return Err(StorageError::unsupported(uri, "read this URI"));
+    };
+    rules
+        .file_roots
+        .anchor(path)
+        .map_err(|e| StorageError::new(StorageErrorKind::Denied, e.message))
+}
+
+/// A source opened beneath its root and within the size bound.
+fn open_bounded(rules: &Rules, uri: &MediaUri) -> Result<(std::fs::File, Anchor), StorageError> {
+    let anchor = anchor(rules, uri)?;
+    let file = open_source(uri, &anchor)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > rules.max_download_bytes {
+        return Err(crate::transfer::too_large(
+            uri,
+            size,
+            rules.max_download_bytes,
+        ));
+    }
+    Ok((file, anchor))
+}
+
+#[async_trait]
+impl Backend for FileBackend {
+    async fn open(
+        &self,
+        rules: &Rules,
+        uri: &MediaUri,
+        offset: u64,
+    ) -> Result<Opened, StorageError> {
+        let (file, anchor) = open_bounded(rules, uri)?;
+        stream(file, &anchor.path, offset).await
+    }
+
+    async fn head(&self, rules: &Rules, uri: &MediaUri) -> Result<Option<u64>, StorageError> {
+        match open_source(uri, &anchor(rules, uri)?) {
+            Ok(file) => Ok(Some(file.metadata().map(|m| m.len()).unwrap_or(0))),
+            Err(e) if e.kind == StorageErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn writer(
+        &self,
+        rules: &Rules,
+        uri: &MediaUri,
+        _size_hint: Option<u64>,
+    ) -> Result<Box<dyn Writer>, StorageError> {
+        let anchor = anchor(rules, uri)?;
+        let (staged, writer) = StagedFile::beside(&anchor).await?;
+        Ok(Box::new(FileWriter {
+            staged,
+            file: tokio::fs::File::from_std(writer),
+        }))
+    }
+
+    async fn delete(&self, rules: &Rules, uri: &MediaUri) -> Result<(), StorageError> {
+        let anchor = anchor(rules, uri)?;
+        let dir = match beneath::open_dir(&anchor.parent()) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(StorageError::new(
+                    StorageErrorKind::Failed,
+                    format!("removing {}: {e}", anchor.path.display()),
+                ))
+            }
+        };
+        let name = anchor
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        beneath::remove_in(&dir, &name);
+        Ok(())
+    }
+
+    async fn remove_prefix(
+        &self,
+        rules: &Rules,
+        probe: &MediaUri,
+        _probe_name: &str,
+    ) -> Result<u64, StorageError> {
+        let dir = anchor(rules, probe)?.parent();
+        let shown = dir.path.display().to_string();
+        tokio::task::spawn_blocking(move || beneath::remove_flat_dir(&dir))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|e| {
+                StorageError::new(StorageErrorKind::Failed, format!("removing {shown}: {e}"))
+            })
+    }
+
+    async fn make_prefix(&self, rules: &Rules, probe: &MediaUri) -> Result<(), StorageError> {
+        let dir = anchor(rules, probe)?.parent();
+        beneath::make_dir(&dir).map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Failed,
+                format!("making {}: {e}", dir.path.display()),
+            )
+        })
+    }
+
+    /// File to file: the kernel copies, beside the destination.
+    async fn server_copy(
+        &self,
+        rules: &Rules,
+        src: &MediaUri,
+        dest: &MediaUri,
+        progress: ProgressFn,
+    ) -> Result<Option<(Staged, Transferred)>, StorageError> {
+        let (input, _) = open_bounded(rules, src)?;
+        let to = anchor(rules, dest)?;
+        let (staged, done) = stage(input, &to, rules.max_download_bytes, progress).await?;
+        Ok(Some((Staged::new(staged), done)))
+    }
+
+    async fn download_fast(
+        &self,
+        rules: &Rules,
+        uri: &MediaUri,
+        dest: &Path,
+        progress: ProgressFn,
+    ) -> Result<Option<Transferred>, StorageError> {
+        let (input, anchor) = open_bounded(rules, uri)?;
+        let output = std::fs::File::create(dest).map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Failed,
+                format!("creating {}: {e}", dest.display()),
+            )
+        })?;
+        copy(
+            input,
+            output,
+            &anchor.path,
+            rules.max_download_bytes,
+            progress,
+        )
+        .await
+        .map(Some)
+    }
+}
+
+/// Streamed bytes into a staged file.
+struct FileWriter {
+    staged: StagedFile,
+    file: tokio::fs::File,
+}
+
+impl FileWriter {
+    fn failed(&self, e: std::io::Error) -> StorageError {
+        StorageError::new(
+            StorageErrorKind::Failed,
+            format!("writing {}: {e}", self.staged.target.display()),
+        )
+    }
+}
+
+#[async_trait]
+impl Writer for FileWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        let written = self.file.write_all(&chunk).await;
+        written.map_err(|e| self.failed(e))
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<Staged, StorageError> {
+        // tokio writes in the background; flush returns the last write's error.
+        if let Err(e) = self.file.flush().await {
+            let e = self.failed(e);
+            self.staged.abort().await;
+            return Err(e);
+        }
+        Ok(Staged::new(self.staged))
+    }
+
+    async fn abort(self: Box<Self>) {
+        let FileWriter { staged, file } = *self;
+        drop(file);
+        staged.abort().await;
+    }
+}
+
+#[async_trait]
+impl Pending for StagedFile {
+    async fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        StagedFile::commit(*self).await
+    }
+
+    async fn abort(self: Box<Self>) {
+        StagedFile::abort(*self).await
     }
 }

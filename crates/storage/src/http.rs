@@ -2,14 +2,17 @@
 //! streamed PUT uploads (typically to presigned URLs), with timeouts and
 //! retries.
 
+use crate::backend::{Backend, Pending, Rules, Staged, Writer};
 use crate::transfer::Opened;
 use crate::{net, ProgressFn, StorageError, StorageErrorKind};
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use nommer_model::netpolicy::NetPolicy;
-use nommer_model::uri::MediaUri;
+use nommer_model::uri::{Location, MediaUri};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 const ATTEMPTS: u32 = 3;
@@ -18,7 +21,7 @@ const PUT_BACKOFF: nommer_model::backoff::Backoff =
     nommer_model::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
 
 /// Drop the first `skip` bytes of a stream.
-fn skip_bytes(
+pub(crate) fn skip_bytes(
     stream: BoxStream<'static, Result<Bytes, StorageError>>,
     skip: u64,
 ) -> BoxStream<'static, Result<Bytes, StorageError>> {
@@ -205,5 +208,119 @@ impl StagedPut {
             return Err(transient(message));
         }
         Err(StorageError::new(StorageErrorKind::Failed, message))
+    }
+}
+
+/// The `http(s)://` backend: a client per address policy, made once (a
+/// feederd's lease carries the same policy every time).
+#[derive(Default)]
+pub struct HttpBackend {
+    clients: Mutex<Vec<HttpStorage>>,
+}
+
+/// Clients kept, one per policy seen.
+const CLIENTS_KEPT: usize = 4;
+
+impl HttpBackend {
+    fn client(&self, policy: NetPolicy) -> HttpStorage {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.iter().find(|c| c.policy == policy) {
+            return client.clone();
+        }
+        if clients.len() >= CLIENTS_KEPT {
+            clients.remove(0);
+        }
+        let client = HttpStorage::new(policy);
+        clients.push(client.clone());
+        client
+    }
+
+    fn url(uri: &MediaUri) -> Result<&url::Url, StorageError> {
+        match uri.location() {
+            Location::Http { url } => Ok(url),
+            _ => Err(StorageError::unsupported(uri, "read this URI")),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for HttpBackend {
+    async fn open(
+        &self,
+        rules: &Rules,
+        uri: &MediaUri,
+        offset: u64,
+    ) -> Result<Opened, StorageError> {
+        let url = Self::url(uri)?;
+        self.client(rules.policy).open(uri, url, offset).await
+    }
+
+    async fn head(&self, _rules: &Rules, uri: &MediaUri) -> Result<Option<u64>, StorageError> {
+        Err(StorageError::unsupported(uri, "tell a size without a GET"))
+    }
+
+    async fn writer(
+        &self,
+        _rules: &Rules,
+        uri: &MediaUri,
+        _size_hint: Option<u64>,
+    ) -> Result<Box<dyn Writer>, StorageError> {
+        Err(StorageError::unsupported(uri, "take a streamed upload"))
+    }
+
+    async fn delete(&self, _rules: &Rules, uri: &MediaUri) -> Result<(), StorageError> {
+        Err(StorageError::unsupported(uri, "delete"))
+    }
+
+    async fn remove_prefix(
+        &self,
+        _rules: &Rules,
+        probe: &MediaUri,
+        _probe_name: &str,
+    ) -> Result<u64, StorageError> {
+        Err(StorageError::unsupported(probe, "remove a prefix"))
+    }
+
+    async fn stage_file(
+        &self,
+        rules: &Rules,
+        src: &Path,
+        uri: &MediaUri,
+        progress: ProgressFn,
+    ) -> Result<Option<Staged>, StorageError> {
+        let url = Self::url(uri)?;
+        let put = self.client(rules.policy).stage(uri, url, src, progress);
+        Ok(Some(Staged::new(put)))
+    }
+
+    fn streams_writes(&self) -> bool {
+        false
+    }
+}
+
+#[async_trait]
+impl Pending for StagedPut {
+    async fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        StagedPut::commit(*self).await
+    }
+
+    async fn abort(self: Box<Self>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_made_once_per_policy() {
+        let backend = HttpBackend::default();
+        let strict = NetPolicy {
+            forbid_private: true,
+            ..Default::default()
+        };
+        backend.client(strict);
+        backend.client(NetPolicy::default());
+        backend.client(strict);
+        assert_eq!(backend.clients.lock().unwrap().len(), 2);
     }
 }

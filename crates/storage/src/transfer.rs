@@ -3,7 +3,7 @@
 //! transfer goes on, up to `RETRIES` times with backoff. Chunks pass straight
 //! through, so memory does not grow with the file.
 
-use crate::object::ObjectSink;
+use crate::backend::Writer;
 use crate::{ProgressFn, StorageError, StorageErrorKind};
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -45,7 +45,8 @@ pub enum Sink {
         file: tokio::fs::File,
         path: PathBuf,
     },
-    Object(ObjectSink),
+    /// A backend's staged upload.
+    Writer(Box<dyn Writer>),
 }
 
 impl Sink {
@@ -87,9 +88,46 @@ impl Sink {
                     format!("writing {}: {e}", path.display()),
                 )
             }),
-            Sink::Object(sink) => sink.write(chunk).await,
+            Sink::Writer(writer) => writer.write(chunk).await,
         }
     }
+}
+
+pub(crate) fn too_large(uri: &MediaUri, size: u64, max: u64) -> StorageError {
+    StorageError::new(
+        StorageErrorKind::TooLarge,
+        format!(
+            "the source {} is larger than max_download_bytes ({size} > {max} bytes)",
+            uri.redacted()
+        ),
+    )
+}
+
+/// Cut a source's stream off past `max` bytes: a server that states no
+/// length, or lies about it, gets no further than the bound.
+pub fn bounded(
+    uri: &MediaUri,
+    offset: u64,
+    opened: Opened,
+    max: u64,
+) -> Result<Opened, StorageError> {
+    if let Some(total) = opened.total.filter(|t| *t > max) {
+        return Err(too_large(uri, total, max));
+    }
+    let error = too_large(uri, max.saturating_add(1), max);
+    let mut reached = offset;
+    let stream = opened.stream.map(move |chunk| {
+        let chunk = chunk?;
+        reached += chunk.len() as u64;
+        if reached > max {
+            return Err(error.clone());
+        }
+        Ok(chunk)
+    });
+    Ok(Opened {
+        total: opened.total,
+        stream: stream.boxed(),
+    })
 }
 
 fn transient(message: String) -> StorageError {

@@ -1,6 +1,8 @@
-//! What the test suites share: private PostgreSQL and S3 servers per test
-//! binary, and a fault-injecting TCP proxy.
+//! What the test suites share: private PostgreSQL, S3, GCS and Azure servers
+//! per test binary, and a fault-injecting TCP proxy.
 
+pub mod azurite;
+pub mod gcs;
 pub mod media;
 pub mod moto;
 pub mod postgres;

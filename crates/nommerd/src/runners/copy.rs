@@ -6,7 +6,6 @@
 use super::{Runner, TaskRun};
 use crate::pipeline::{retried, End};
 use nommer_model::{JobState, TaskKind};
-use nommer_storage::Storage;
 
 pub struct Copy;
 
@@ -17,7 +16,7 @@ impl Runner for Copy {
     }
 
     async fn run(&self, mut run: TaskRun<'_>) -> End {
-        if !Storage::streams_to(run.dest) {
+        if !run.storage.streams_to(run.dest) {
             let input = match run.pipeline.download(&mut run).await {
                 Ok(input) => input,
                 Err(end) => return end,

@@ -120,7 +120,9 @@ impl S3Config {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+const MIB: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct GcsConfig {
     /// A service account key file; unset means the standard chain
@@ -131,33 +133,84 @@ pub struct GcsConfig {
     pub allow_http: bool,
     /// Send unsigned requests (public buckets, emulators).
     pub anonymous: bool,
+    /// Resumable upload chunk size in MiB (at least 1): the memory an
+    /// upload holds, twice over at most.
+    pub chunk_size_mib: usize,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+impl Default for GcsConfig {
+    fn default() -> Self {
+        GcsConfig {
+            service_account_path: None,
+            endpoint: None,
+            allow_http: false,
+            anonymous: false,
+            chunk_size_mib: 8,
+        }
+    }
+}
+
+impl GcsConfig {
+    /// In bytes; a whole number of MiB is the multiple of 256 KiB GCS asks.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size_mib.max(1) * MIB
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct AzureConfig {
     /// The storage account `az://container/blob` URIs live in.
     pub account: Option<String>,
+    /// The account's shared key.
     pub access_key: Option<String>,
-    /// e.g. Azurite's `http://127.0.0.1:10000`.
+    /// A SAS token (`sv=...&sig=...`) for the account or a container.
+    pub sas_token: Option<String>,
+    /// Use the VM's (or pod's) managed identity, even where other
+    /// credentials are in the environment.
+    pub managed_identity: bool,
+    /// A user-assigned managed identity's client id.
+    pub client_id: Option<String>,
+    /// Another identity endpoint than the VM's metadata service.
+    pub msi_endpoint: Option<String>,
+    /// The blob service URL, e.g. Azurite's
+    /// `http://127.0.0.1:10000/devstoreaccount1`; unset means
+    /// `https://ACCOUNT.blob.core.windows.net`.
     pub endpoint: Option<String>,
     pub allow_http: bool,
     /// Send unsigned requests (public containers, emulators).
     pub anonymous: bool,
+    /// Block size in MiB (at least 1) for staged uploads.
+    pub part_size_mib: usize,
+    /// Blocks uploaded at once per transfer.
+    pub upload_concurrency: usize,
+}
+
+impl Default for AzureConfig {
+    fn default() -> Self {
+        AzureConfig {
+            account: None,
+            access_key: None,
+            sas_token: None,
+            managed_identity: false,
+            client_id: None,
+            msi_endpoint: None,
+            endpoint: None,
+            allow_http: false,
+            anonymous: false,
+            part_size_mib: 8,
+            upload_concurrency: 4,
+        }
+    }
+}
+
+impl AzureConfig {
+    pub fn part_size(&self) -> usize {
+        self.part_size_mib.max(1) * MIB
+    }
 }
 
 impl ObjectConfig {
-    /// Whether feederd holds credentials for `scheme` itself, so it may look
-    /// at sources at submit time.
-    pub fn has_static_credentials(&self, scheme: &str, bucket: &str) -> bool {
-        match scheme {
-            "s3" => self.s3.for_bucket(bucket).static_keys.is_some(),
-            "gs" => self.gcs.service_account_path.is_some(),
-            "az" => self.azure.access_key.is_some(),
-            _ => false,
-        }
-    }
-
     /// The same settings with every secret replaced, for display.
     pub fn redacted(&self) -> ObjectConfig {
         let hide = |v: &mut Option<String>| {
@@ -171,6 +224,7 @@ impl ObjectConfig {
             hide(&mut bucket.secret_access_key);
         }
         hide(&mut shown.azure.access_key);
+        hide(&mut shown.azure.sas_token);
         shown
     }
 }
@@ -221,6 +275,7 @@ mod tests {
         let mut config = ObjectConfig::default();
         config.s3.secret_access_key = Some("s3cret".into());
         config.azure.access_key = Some("azk3y".into());
+        config.azure.sas_token = Some("sv=1&sig=s4s".into());
         config.s3.buckets.insert(
             "b".into(),
             S3Bucket {
@@ -229,7 +284,7 @@ mod tests {
             },
         );
         let shown = format!("{:?}", config.redacted());
-        for secret in ["s3cret", "azk3y", "b-s3cret"] {
+        for secret in ["s3cret", "azk3y", "b-s3cret", "s4s"] {
             assert!(!shown.contains(secret), "{shown}");
         }
     }
