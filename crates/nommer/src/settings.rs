@@ -507,6 +507,29 @@ mod tests {
     use nommer_feederd::auth::Role;
 
     #[test]
+    fn docs_storage_examples_load() {
+        let docs = include_str!("../../../docs/STORAGE.md");
+        let dir = tempfile::tempdir().unwrap();
+        let blocks: Vec<&str> = docs
+            .split("```toml\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap())
+            .collect();
+        assert!(blocks.len() >= 8, "{} examples", blocks.len());
+        for (i, block) in blocks.iter().enumerate() {
+            let path = dir.path().join(format!("example-{i}.toml"));
+            std::fs::write(&path, block).unwrap();
+            Settings::load(Some(&path), &Overrides::default())
+                .unwrap_or_else(|e| panic!("docs/STORAGE.md example {i}: {e}\n{block}"));
+        }
+        // A misspelt key is refused, not ignored.
+        let path = dir.path().join("typo.toml");
+        std::fs::write(&path, "[gcs]\nservice_acount_path = \"/x.json\"\n").unwrap();
+        let e = Settings::load(Some(&path), &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("service_acount_path"), "{e}");
+    }
+
+    #[test]
     fn the_shipped_configs_load_and_tokens_take_both_forms() {
         let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
         for file in ["feederd.toml", "nommerd.toml"] {

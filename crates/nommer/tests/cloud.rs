@@ -272,6 +272,30 @@ async fn gcs_failures_end_in_clear_errors() {
     .await;
     assert!(gcs.list(&media, "never").await.is_empty());
 
+    // An emulator takes unsigned requests (`anonymous`); GCS itself refuses
+    // them for a private bucket.
+    let unsigned = |endpoint: &str| {
+        format!("[gcs]\nendpoint = \"{endpoint}\"\nallow_http = true\nanonymous = true\n")
+    };
+    let (_f, _w, api) = pair("", &unsigned(&gcs.direct));
+    let copy = |dest: &str| {
+        job(
+            &format!("gs://{media}/there.mp4"),
+            &format!("gs://{media}/{dest}"),
+            "copy",
+            json!([{}]),
+        )
+    };
+    finished(&api, &copy("anonymous.mp4")).await;
+    assert!(gcs.get(&media, "anonymous.mp4").await.is_some());
+    let (_f, _w, api) = pair("", &unsigned(&gcs.endpoint));
+    fails_with(
+        &api,
+        &copy("never3.mp4"),
+        "was refused: check the credentials",
+    )
+    .await;
+
     // Two connections cut mid-download: the copy resumes and says so.
     let dir = tempfile::tempdir().unwrap();
     let big = big_file(dir.path());
@@ -488,4 +512,125 @@ async fn azure_failures_end_in_clear_errors() {
     assert!(std::fs::read(&back).unwrap() == std::fs::read(&big).unwrap());
     assert_streamed(&worker, "a resumed 64 MiB Azure download");
     assert!(!azure.get(&media, "never2.mp4", &dir.path().join("x")).await);
+}
+
+const CLIENT_ID: &str = "6a2b9d1e-0000-4000-8000-00000000c11d";
+
+/// An identity endpoint standing in for the VM's metadata service (which
+/// cannot exist off Azure): it hands out a token for the storage audience,
+/// shaped as Microsoft Entra ID's, and records each request's query and
+/// `Metadata` header.
+async fn identity_endpoint() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use base64::Engine;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let log = log.clone();
+            async move {
+                let metadata = headers.get("metadata").and_then(|v| v.to_str().ok());
+                log.lock().unwrap().push(format!(
+                    "{}?{} metadata={}",
+                    uri.path(),
+                    uri.query().unwrap_or(""),
+                    metadata.unwrap_or("")
+                ));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                let header = b64.encode(r#"{"alg":"RS256","typ":"JWT"}"#);
+                let claims = b64.encode(
+                    json!({"aud": "https://storage.azure.com",
+                           "iss": "https://sts.windows.net/72f988bf-0000-4000-8000-000000000000/",
+                           "iat": now, "nbf": now - 60, "exp": now + 3600,
+                           "appid": CLIENT_ID})
+                    .to_string(),
+                );
+                let token = format!("{header}.{claims}.{}", b64.encode("signature"));
+                axum::Json(json!({
+                    "access_token": token,
+                    "expires_on": (now + 3600).to_string(),
+                    "expires_in": "3600",
+                    "resource": "https://storage.azure.com",
+                    "token_type": "Bearer",
+                }))
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/metadata/identity/oauth2/token",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn azure_managed_identity_and_a_private_ca() {
+    let azure = Azurite::shared_tls();
+    let media = azure.container("identity").await;
+    let source = clip("small.mp4", 2, "320x240");
+    azure.put(&media, "in.mp4", &source).await;
+    let (endpoint, seen) = identity_endpoint().await;
+    let ca = azure.ca.as_ref().unwrap().display().to_string();
+    let identity = format!(
+        "managed_identity = true\nclient_id = \"{CLIENT_ID}\"\nmsi_endpoint = \"{endpoint}\"\n"
+    );
+    let config = Azurite::config_for(
+        &azure.endpoint,
+        &format!("{identity}ca_certificate = \"{ca}\""),
+    );
+    let (_f, _w, api) = pair("", &config);
+    finished(
+        &api,
+        &job(
+            &format!("az://{media}/in.mp4"),
+            &format!("az://{media}/by-identity.mp4"),
+            "copy",
+            json!([{}]),
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let copied = dir.path().join("copied.mp4");
+    assert!(azure.get(&media, "by-identity.mp4", &copied).await);
+    assert!(std::fs::read(&copied).unwrap() == std::fs::read(&source).unwrap());
+    let requests = seen.lock().unwrap().clone();
+    assert!(!requests.is_empty(), "the identity endpoint was not asked");
+    for request in &requests {
+        assert!(
+            request.contains("resource=https%3A%2F%2Fstorage.azure.com")
+                && request.contains(&format!("client_id={CLIENT_ID}"))
+                && request.ends_with("metadata=true"),
+            "{request}"
+        );
+    }
+
+    // Without the CA the endpoint's certificate is not trusted.
+    let untrusted = Azurite::config_for(&azure.endpoint, &identity);
+    let (_f, _w, api) = pair("", &untrusted);
+    let done = run(
+        &api,
+        &job(
+            &format!("az://{media}/in.mp4"),
+            &format!("az://{media}/never.mp4"),
+            "copy",
+            json!([{}]),
+        ),
+    )
+    .await;
+    assert_eq!(done["state"], "ERROR", "{done}");
+    let details = done["state_details"].as_str().unwrap();
+    assert!(
+        details.contains("TLS certificate for az://identity/in.mp4 is not trusted"),
+        "{details}"
+    );
+    assert_eq!(
+        done["attempts"], 1,
+        "a certificate error is not retried: {done}"
+    );
+    assert!(!azure.get(&media, "never.mp4", &copied).await);
 }

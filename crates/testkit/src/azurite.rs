@@ -1,6 +1,8 @@
 //! Azurite, Microsoft's Azure Storage emulator (from npm, installed by
 //! `scripts/install-deps.sh --test`), serving blobs on a loopback port with
-//! shared-key and SAS checking. Fixtures go through Microsoft's own SDK
+//! shared-key and SAS checking; [`Azurite::shared_tls`] serves HTTPS (a test
+//! CA's certificate) and takes OAuth bearer tokens too, as Azure does from a
+//! managed identity. Fixtures go through Microsoft's own SDK
 //! (`scripts/azure/blob.py`).
 
 use std::path::{Path, PathBuf};
@@ -17,6 +19,8 @@ pub struct Azurite {
     /// The blob service URL, account included (path-style, as Azurite serves).
     pub endpoint: String,
     pub port: u16,
+    /// The CA that signed the HTTPS instance's certificate.
+    pub ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
     _process: Mutex<Child>,
 }
@@ -40,26 +44,45 @@ fn script() -> PathBuf {
 impl Azurite {
     pub fn shared() -> &'static Azurite {
         static SERVER: OnceLock<Azurite> = OnceLock::new();
-        SERVER.get_or_init(Azurite::start)
+        SERVER.get_or_init(|| Azurite::start(false))
     }
 
-    fn start() -> Azurite {
+    /// An HTTPS instance with OAuth (`--oauth basic`: Azurite checks a
+    /// bearer token's issuer, audience and lifetime, not its signature).
+    pub fn shared_tls() -> &'static Azurite {
+        static SERVER: OnceLock<Azurite> = OnceLock::new();
+        SERVER.get_or_init(|| Azurite::start(true))
+    }
+
+    fn start(tls: bool) -> Azurite {
         let dir = tempfile::Builder::new()
             .prefix("nommer-azurite-")
             .tempdir()
             .unwrap();
         let port = crate::free_port();
+        let (ca, https) = if tls {
+            let ca = certificates(dir.path());
+            let d = dir.path().display();
+            (
+                Some(ca),
+                format!(" --cert '{d}/cert.pem' --key '{d}/key.pem' --oauth basic"),
+            )
+        } else {
+            (None, String::new())
+        };
         // --skipApiVersionCheck: object_store may send a newer x-ms-version
         // than this Azurite knows.
         let command = format!(
-            "'{}' --blobHost 127.0.0.1 --blobPort {port} --location '{}' --silent --skipApiVersionCheck >/dev/null 2>&1 & pid=$!; read _; kill $pid",
+            "'{}' --blobHost 127.0.0.1 --blobPort {port} --location '{}/data' --silent --skipApiVersionCheck{https} >/dev/null 2>&1 & pid=$!; read _; kill $pid",
             binary().display(),
             dir.path().display(),
         );
         let child = crate::start_watched(&command, port, "azurite", Duration::from_secs(30));
+        let scheme = if tls { "https" } else { "http" };
         Azurite {
-            endpoint: format!("http://127.0.0.1:{port}/{ACCOUNT}"),
+            endpoint: format!("{scheme}://127.0.0.1:{port}/{ACCOUNT}"),
             port,
+            ca,
             _dir: dir,
             _process: Mutex::new(child),
         }
@@ -73,14 +96,15 @@ impl Azurite {
     }
 
     async fn sdk(&self, args: &[&str]) -> std::process::Output {
-        let output = tokio::process::Command::new(python())
+        let mut command = tokio::process::Command::new(python());
+        command
             .arg(script())
             .arg(self.connection_string())
-            .args(args)
-            .output()
-            .await
-            .expect("run scripts/azure/blob.py");
-        output
+            .args(args);
+        if let Some(ca) = &self.ca {
+            command.env("REQUESTS_CA_BUNDLE", ca);
+        }
+        command.output().await.expect("run scripts/azure/blob.py")
     }
 
     async fn sdk_ok(&self, args: &[&str]) -> String {
@@ -133,4 +157,69 @@ impl Azurite {
     pub fn config(&self) -> String {
         Azurite::config_for(&self.endpoint, &format!("access_key = \"{ACCOUNT_KEY}\""))
     }
+}
+
+/// A test CA and a certificate it signed for 127.0.0.1 (`cert.pem`,
+/// `key.pem`) in `dir`; the CA's path.
+fn certificates(dir: &Path) -> PathBuf {
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=nommer-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    dir.join("ca.pem")
 }

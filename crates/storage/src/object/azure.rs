@@ -33,9 +33,17 @@ impl Buckets for Azure {
         purpose: Purpose,
     ) -> Result<Arc<dyn ObjectStore>, StorageError> {
         let azure = &self.config;
+        let mut options = client_options(azure.allow_http);
+        if let Some(path) = &azure.ca_certificate {
+            let pem = std::fs::read(path)
+                .map_err(|e| failed(format!("azure.ca_certificate {path}: {e}")))?;
+            let certificate = object_store::Certificate::from_pem(&pem)
+                .map_err(|e| failed(format!("azure.ca_certificate {path}: {e}")))?;
+            options = options.with_root_certificate(certificate);
+        }
         let mut builder = MicrosoftAzureBuilder::from_env()
             .with_container_name(container)
-            .with_client_options(client_options(azure.allow_http))
+            .with_client_options(options)
             .with_allow_http(azure.allow_http)
             .with_retry(retry(purpose));
         if azure.anonymous {

@@ -16,7 +16,7 @@ pub struct ObjectConfig {
 /// Unset fields fall back to the standard AWS chains (environment, profile,
 /// instance role, web identity).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct S3Config {
     pub region: Option<String>,
     /// e.g. `http://minio.internal:9000`; unset means AWS.
@@ -75,7 +75,7 @@ pub enum ChecksumAlgorithm {
 
 /// Per-bucket overrides of [`S3Config`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct S3Bucket {
     pub region: Option<String>,
     pub endpoint: Option<String>,
@@ -123,7 +123,7 @@ impl S3Config {
 const MIB: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GcsConfig {
     /// A service account key file; unset means the standard chain
     /// (GOOGLE_APPLICATION_CREDENTIALS, workload identity, metadata server).
@@ -158,7 +158,7 @@ impl GcsConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AzureConfig {
     /// The storage account `az://container/blob` URIs live in.
     pub account: Option<String>,
@@ -178,6 +178,9 @@ pub struct AzureConfig {
     /// `https://ACCOUNT.blob.core.windows.net`.
     pub endpoint: Option<String>,
     pub allow_http: bool,
+    /// A PEM file of a CA to trust besides the system's (a private
+    /// endpoint, Azure Stack).
+    pub ca_certificate: Option<String>,
     /// Send unsigned requests (public containers, emulators).
     pub anonymous: bool,
     /// Block size in MiB (at least 1) for staged uploads.
@@ -197,6 +200,7 @@ impl Default for AzureConfig {
             msi_endpoint: None,
             endpoint: None,
             allow_http: false,
+            ca_certificate: None,
             anonymous: false,
             part_size_mib: 8,
             upload_concurrency: 4,

@@ -107,9 +107,57 @@ pub fn no_bucket(uri: &MediaUri, bucket: &str) -> StorageError {
     ))
 }
 
+/// `text` with every URL's query replaced: a SAS or presigned signature
+/// travels there.
+fn without_queries(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    let mut in_url = false;
+    let mut in_query = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>') {
+            in_url = false;
+            in_query = false;
+        } else if text[i..].starts_with("http://") || text[i..].starts_with("https://") {
+            in_url = true;
+        } else if in_url && c == '?' && !in_query {
+            in_query = true;
+            shown.push_str("?REDACTED");
+            continue;
+        }
+        if !in_query {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+/// An error and its sources, the reason a connection failed included (URL
+/// queries hidden).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    without_queries(&text)
+}
+
 /// An object_store error as a StorageError about `uri` (never its credentials).
 pub fn classify(e: object_store::Error, uri: &MediaUri, bucket: &str) -> StorageError {
-    let text = e.to_string();
+    let text = without_queries(&e.to_string());
+    let reason = chain(&e);
+    if reason.contains("certificate") {
+        // Not worth a retry: the same certificate comes back.
+        return failed(format!(
+            "the server's TLS certificate for {} is not trusted ({}); a private CA goes in ca_certificate",
+            uri.redacted(),
+            nommer_model::tail_chars(&reason, 200)
+        ));
+    }
     if text.contains("NoSuchBucket") || text.contains("ContainerNotFound") {
         return no_bucket(uri, bucket);
     }
@@ -138,7 +186,7 @@ pub fn classify(e: object_store::Error, uri: &MediaUri, bucket: &str) -> Storage
             StorageErrorKind::Transient,
             format!(
                 "{} ({})",
-                nommer_model::tail_chars(&text, 300),
+                nommer_model::tail_chars(&reason, 300),
                 uri.redacted()
             ),
         ),
@@ -480,4 +528,19 @@ impl Pending for ServerCopy {
     }
 
     async fn abort(self: Box<Self>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_queries_are_hidden_in_error_text() {
+        let text = "error sending request for url (https://a.blob/c/b.mp4?sv=1&sig=s3cret): boom";
+        assert_eq!(
+            without_queries(text),
+            "error sending request for url (https://a.blob/c/b.mp4?REDACTED): boom"
+        );
+        assert_eq!(without_queries("what? no url"), "what? no url");
+    }
 }
