@@ -32,14 +32,6 @@ fn ambient() -> [(&'static str, &'static str); 2] {
     ]
 }
 
-/// Peak resident memory of a process, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
 #[tokio::test]
 async fn s3_in_encode_s3_out_with_seed_and_ambient_credentials() {
     let s3 = S3Server::shared();

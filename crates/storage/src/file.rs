@@ -381,6 +381,24 @@ impl Backend for FileBackend {
         Ok(Some((Staged::new(staged), done)))
     }
 
+    /// A local file to `file://`: the kernel copies, beside the destination.
+    async fn stage_file(
+        &self,
+        rules: &Rules,
+        src: &Path,
+        uri: &MediaUri,
+        progress: ProgressFn,
+    ) -> Result<Option<Staged>, StorageError> {
+        let input = std::fs::File::open(src).map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Failed,
+                format!("reading {}: {e}", src.display()),
+            )
+        })?;
+        let (staged, _) = stage(input, &anchor(rules, uri)?, u64::MAX, progress).await?;
+        Ok(Some(Staged::new(staged)))
+    }
+
     async fn download_fast(
         &self,
         rules: &Rules,

@@ -134,6 +134,16 @@ fn transient(message: String) -> StorageError {
     StorageError::new(StorageErrorKind::Transient, message)
 }
 
+/// Why a pass over a source stopped.
+enum Stop {
+    /// Reading failed: the source may be reopened at the byte reached.
+    Source(StorageError),
+    /// Writing failed. The sink may have taken part of the chunk, so the
+    /// transfer cannot go on into it: the error ends the transfer (and, if
+    /// transient, the task is retried with a fresh sink).
+    Sink(StorageError),
+}
+
 /// One pass over an opened source; returns the offset reached.
 async fn drain(
     opened: Opened,
@@ -141,7 +151,7 @@ async fn drain(
     sink: &mut Sink,
     progress: &ProgressFn,
     uri: &MediaUri,
-) -> (u64, Result<(), StorageError>) {
+) -> (u64, Result<(), Stop>) {
     let mut stream = opened.stream;
     loop {
         let next = match tokio::time::timeout(READ_IDLE, stream.next()).await {
@@ -152,7 +162,7 @@ async fn drain(
                     READ_IDLE.as_secs(),
                     uri.redacted()
                 ));
-                return (offset, Err(e));
+                return (offset, Err(Stop::Source(e)));
             }
         };
         let Some(chunk) = next else {
@@ -160,11 +170,11 @@ async fn drain(
         };
         let chunk = match chunk {
             Ok(chunk) => chunk,
-            Err(e) => return (offset, Err(e)),
+            Err(e) => return (offset, Err(Stop::Source(e))),
         };
         let len = chunk.len() as u64;
         if let Err(e) = sink.write(chunk).await {
-            return (offset, Err(e));
+            return (offset, Err(Stop::Sink(e)));
         }
         offset += len;
         progress(offset, opened.total);
@@ -175,7 +185,7 @@ async fn drain(
                 "the connection closed after {offset} of {total} bytes from {}",
                 uri.redacted()
             ));
-            return (offset, Err(e));
+            return (offset, Err(Stop::Source(e)));
         }
     }
     (offset, Ok(()))
@@ -199,7 +209,11 @@ where
             Ok(opened) => {
                 let (reached, result) = drain(opened, offset, sink, progress, uri).await;
                 offset = reached;
-                result
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(Stop::Source(e)) => Err(e),
+                    Err(Stop::Sink(e)) => return Err(e),
+                }
             }
             Err(e) => Err(e),
         };
@@ -274,5 +288,53 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    /// A writer whose second write fails transiently, counting the writes.
+    struct Flaky(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+    #[async_trait::async_trait]
+    impl Writer for Flaky {
+        async fn write(&mut self, _chunk: Bytes) -> Result<(), StorageError> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == 1 {
+                return Err(transient("the store dropped the part".into()));
+            }
+            Ok(())
+        }
+
+        async fn finish(self: Box<Self>) -> Result<crate::Staged, StorageError> {
+            unreachable!("the transfer fails")
+        }
+
+        async fn abort(self: Box<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_ends_the_transfer_and_is_never_replayed() {
+        let writes = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut sink = Sink::Writer(Box::new(Flaky(writes.clone())));
+        let uri = MediaUri::parse("s3://b/k").unwrap();
+        let opens = std::sync::atomic::AtomicU32::new(0);
+        let open = |offset: u64| {
+            opens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let chunks: Vec<Result<Bytes, StorageError>> = (offset..3)
+                    .map(|_| Ok(Bytes::from_static(b"abc")))
+                    .collect();
+                Ok(Opened {
+                    total: None,
+                    stream: futures::stream::iter(chunks).boxed(),
+                })
+            }
+        };
+        let progress: ProgressFn = std::sync::Arc::new(|_, _| {});
+        let Err(e) = pump(&uri, open, &mut sink, &progress).await else {
+            panic!("the write failed");
+        };
+        // Still transient, so the task is retried whole, with a new sink.
+        assert_eq!(e.kind, StorageErrorKind::Transient);
+        assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(opens.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -105,10 +105,8 @@ impl GcsServer {
         let port = crate::free_port();
         let gateway_port = crate::free_port();
         let endpoint = format!("http://127.0.0.1:{gateway_port}");
-        // Upload sessions are answered with the gateway's address, so their
-        // chunks are checked too.
         let script = format!(
-            "'{}' -scheme http -host 127.0.0.1 -port {port} -backend memory -external-url {endpoint} -public-host 127.0.0.1:{port} -log-level warn >/dev/null 2>&1 & pid=$!; read _; kill $pid",
+            "'{}' -scheme http -host 127.0.0.1 -port {port} -backend memory -log-level warn >/dev/null 2>&1 & pid=$!; read _; kill $pid",
             binary().display(),
         );
         let child = crate::start_watched(&script, port, "fake-gcs-server", Duration::from_secs(20));
@@ -278,8 +276,12 @@ fn gateway(port: u16, upstream: String, public_key: Vec<u8>) {
         runtime.block_on(async move {
             let client = reqwest::Client::new();
             let app = axum::Router::new().fallback(move |request: Request| {
-                let (client, upstream, public_key) =
-                    (client.clone(), upstream.clone(), public_key.clone());
+                let (client, upstream, public_key, own) = (
+                    client.clone(),
+                    upstream.clone(),
+                    public_key.clone(),
+                    format!("http://127.0.0.1:{port}"),
+                );
                 async move {
                     let (parts, body) = request.into_parts();
                     let authorization = parts
@@ -306,6 +308,13 @@ fn gateway(port: u16, upstream: String, public_key: Vec<u8>) {
                     };
                     let mut response = Response::builder().status(answer.status().as_u16());
                     for (name, value) in answer.headers() {
+                        // Upload sessions come back on the gateway, so
+                        // their chunks are checked too.
+                        if name == "location" {
+                            let at = value.to_str().unwrap_or("").replacen(&upstream, &own, 1);
+                            response = response.header("location", at);
+                            continue;
+                        }
                         response = response.header(name.as_str(), value.as_bytes());
                     }
                     response

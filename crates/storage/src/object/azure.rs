@@ -52,14 +52,26 @@ impl Buckets for Azure {
         if let Some(account) = &azure.account {
             builder = builder.with_account(account);
         }
-        if let Some(key) = &azure.access_key {
-            builder = builder.with_access_key(key);
-        }
-        if let Some(sas) = &azure.sas_token {
-            builder = builder.with_config(AzureConfigKey::SasKey, sas.trim_start_matches('?'));
-        }
-        if azure.managed_identity {
-            builder = builder.with_config(AzureConfigKey::CredentialType, "managed_identity");
+        // What the config names wins over the AZURE_* environment.
+        let credential = match (&azure.access_key, &azure.sas_token, azure.managed_identity) {
+            (Some(key), None, false) => {
+                builder = builder.with_access_key(key);
+                Some("access_key")
+            }
+            (None, Some(sas), false) => {
+                builder = builder.with_config(AzureConfigKey::SasKey, sas.trim_start_matches('?'));
+                Some("sas_token")
+            }
+            (None, None, true) => Some("managed_identity"),
+            (None, None, false) => None,
+            _ => {
+                return Err(failed(
+                    "azure: set one of access_key, sas_token and managed_identity".into(),
+                ))
+            }
+        };
+        if let Some(credential) = credential {
+            builder = builder.with_config(AzureConfigKey::CredentialType, credential);
         }
         if let Some(id) = &azure.client_id {
             builder = builder.with_client_id(id);

@@ -136,6 +136,8 @@ pub struct GcsConfig {
     /// Resumable upload chunk size in MiB (at least 1): the memory an
     /// upload holds, twice over at most.
     pub chunk_size_mib: usize,
+    /// A PEM file of a CA to trust besides the system's (a private endpoint).
+    pub ca_certificate: Option<String>,
 }
 
 impl Default for GcsConfig {
@@ -146,6 +148,7 @@ impl Default for GcsConfig {
             allow_http: false,
             anonymous: false,
             chunk_size_mib: 8,
+            ca_certificate: None,
         }
     }
 }

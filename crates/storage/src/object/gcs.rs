@@ -35,7 +35,7 @@ pub struct Gcs(Arc<Client>);
 
 struct Client {
     config: GcsConfig,
-    http: reqwest::Client,
+    http: OnceCell<Result<reqwest::Client, String>>,
     /// Made on first use: the chain may read files or ask a metadata server.
     auth: OnceCell<Result<GcpCredentialProvider, String>>,
 }
@@ -50,17 +50,28 @@ fn transient(message: String) -> StorageError {
 
 impl Gcs {
     pub fn backend(config: &GcsConfig) -> Gcs {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("media-nommer/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a TLS backend is compiled in");
         Gcs(Arc::new(Client {
             config: config.clone(),
-            http,
+            http: OnceCell::new(),
             auth: OnceCell::new(),
         }))
     }
+}
+
+/// The HTTP client, trusting `ca_certificate` besides the system's roots.
+fn http_client(config: &GcsConfig) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        // A 308 is a resumable upload's "incomplete", never a redirect.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("media-nommer/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &config.ca_certificate {
+        let pem = std::fs::read(path).map_err(|e| format!("gcs.ca_certificate {path}: {e}"))?;
+        let certificate = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| format!("gcs.ca_certificate {path}: {e}"))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build().map_err(|e| format!("the GCS client: {e}"))
 }
 
 impl Client {
@@ -117,7 +128,13 @@ impl Client {
     }
 
     async fn request(&self, method: Method, url: &str) -> Result<RequestBuilder, StorageError> {
-        let request = self.http.request(method, url);
+        let http = self
+            .http
+            .get_or_init(|| async { http_client(&self.config) })
+            .await
+            .as_ref()
+            .map_err(|e| failed(e.clone()))?;
+        let request = http.request(method, url);
         Ok(match self.bearer().await? {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -129,10 +146,14 @@ impl Client {
         request: RequestBuilder,
         uri: &MediaUri,
     ) -> Result<Response, StorageError> {
-        request
-            .send()
-            .await
-            .map_err(|e| transient(format!("{} ({})", e.without_url(), uri.redacted())))
+        request.send().await.map_err(|e| {
+            let e = e.without_url();
+            let reason = super::store::chain(&e);
+            if reason.contains("certificate") {
+                return super::store::untrusted(uri, &reason);
+            }
+            transient(format!("{reason} ({})", uri.redacted()))
+        })
     }
 
     async fn bucket_exists(&self, bucket: &str, uri: &MediaUri) -> Result<bool, StorageError> {
@@ -178,7 +199,9 @@ impl Client {
             .send(self.request(Method::GET, &url).await?, uri)
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
-            if !self.bucket_exists(bucket, uri).await? {
+            // Telling a missing bucket needs storage.buckets.get, which the
+            // object roles lack: without it, the object is just missing.
+            if let Ok(false) = self.bucket_exists(bucket, uri).await {
                 return Err(no_bucket(uri, bucket));
             }
             return Ok(None);
@@ -193,6 +216,21 @@ impl Client {
         object_size(&meta)
             .map(Some)
             .ok_or_else(|| failed(format!("GCS gave no size for {}", uri.redacted())))
+    }
+}
+
+impl Client {
+    /// Remove one object; one that is not there is no error.
+    async fn delete(&self, uri: &MediaUri) -> Result<(), StorageError> {
+        let (bucket, key) = bucket_and_key(uri)?;
+        let url = self.object_url(bucket, key)?;
+        let response = self
+            .send(self.request(Method::DELETE, &url).await?, uri)
+            .await?;
+        match response.status() {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(self.error(response, uri, bucket).await),
+        }
     }
 }
 
@@ -258,20 +296,12 @@ impl Backend for Gcs {
             buffer: BytesMut::new(),
             session: None,
             sent: 0,
+            written: 0,
         }))
     }
 
     async fn delete(&self, _rules: &Rules, uri: &MediaUri) -> Result<(), StorageError> {
-        let client = &self.0;
-        let (bucket, key) = bucket_and_key(uri)?;
-        let url = client.object_url(bucket, key)?;
-        let response = client
-            .send(client.request(Method::DELETE, &url).await?, uri)
-            .await?;
-        match response.status() {
-            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(client.error(response, uri, bucket).await),
-        }
+        self.0.delete(uri).await
     }
 
     async fn remove_prefix(
@@ -321,7 +351,7 @@ impl Backend for Gcs {
     /// commit.
     async fn server_copy(
         &self,
-        _rules: &Rules,
+        rules: &Rules,
         src: &MediaUri,
         dest: &MediaUri,
         _progress: ProgressFn,
@@ -329,6 +359,13 @@ impl Backend for Gcs {
         let Some(size) = self.0.size(src).await? else {
             return Err(StorageError::not_found(src));
         };
+        if size > rules.max_download_bytes {
+            return Err(crate::transfer::too_large(
+                src,
+                size,
+                rules.max_download_bytes,
+            ));
+        }
         let (from_bucket, from_key) = bucket_and_key(src)?;
         let (to_bucket, to_key) = bucket_and_key(dest)?;
         let url = format!(
@@ -369,6 +406,8 @@ struct Upload {
     session: Option<String>,
     /// Bytes the session holds.
     sent: u64,
+    /// Bytes handed to the writer.
+    written: u64,
 }
 
 impl Upload {
@@ -388,21 +427,33 @@ impl Upload {
         if !response.status().is_success() {
             return Err(client.error(response, &self.uri, &self.bucket).await);
         }
-        response
+        let session = response
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .map(String::from)
+            .and_then(|l| url::Url::parse(l).ok())
             .ok_or_else(|| {
                 failed(format!(
                     "GCS gave no upload session for {}",
                     self.uri.redacted()
                 ))
-            })
+            })?;
+        // The token goes to the session too: never in the clear unless allowed.
+        if session.scheme() != "https" && !(session.scheme() == "http" && client.config.allow_http)
+        {
+            return Err(failed(format!(
+                "GCS gave a {}:// upload session for {}; set gcs.allow_http to use it",
+                session.scheme(),
+                self.uri.redacted()
+            )));
+        }
+        Ok(session.to_string())
     }
 
-    /// Send `bytes` at `self.sent`; `total` on the last chunk. Resumes after
-    /// a dropped connection from what the session says it holds.
+    /// Send `bytes` at `self.sent`; `total` on the last chunk. GCS may keep
+    /// less than a request carried: what it says it holds is where the next
+    /// request starts. A dropped connection is resumed the same way, after
+    /// asking the session.
     async fn send(
         &mut self,
         bytes: Bytes,
@@ -418,49 +469,53 @@ impl Upload {
         };
         let start = self.sent;
         let end = start + bytes.len() as u64;
-        let mut last = None;
-        for attempt in 1..=CHUNK_ATTEMPTS {
-            if attempt > 1 {
-                tokio::time::sleep(CHUNK_BACKOFF.delay(attempt - 1)).await;
-                match self.persisted(&session, total).await {
-                    Ok(Persisted::Done(object)) => {
-                        self.sent = end;
-                        return Ok(Some(object));
-                    }
-                    Ok(Persisted::Upto(held)) => self.sent = held.clamp(start, end),
-                    Err(e) if e.kind == StorageErrorKind::Transient => {
-                        last = Some(e);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-                if self.sent == end && total.is_none() {
-                    return Ok(None);
-                }
-            }
+        let mut failures = 0;
+        loop {
             let rest = bytes.slice((self.sent - start) as usize..);
-            match self.put(&session, rest, total).await {
-                Ok(answer) => {
+            let answer = if failures == 0 {
+                self.put(&session, rest, total).await
+            } else {
+                tokio::time::sleep(CHUNK_BACKOFF.delay(failures)).await;
+                self.put(&session, Bytes::new(), None).await
+            };
+            match answer {
+                Ok(Answer::Done(object)) => {
                     self.sent = end;
-                    return Ok(answer);
+                    return Ok(Some(object));
                 }
-                Err(e) if e.kind == StorageErrorKind::Transient => {
-                    tracing::warn!(dest = %self.uri.redacted(), attempt, error = %e.message, "a GCS upload chunk failed; resuming");
-                    last = Some(e);
+                Ok(Answer::Held(held)) => {
+                    // A status query (failures > 0) only says where to go on.
+                    failures = 0;
+                    if held < start || held > end {
+                        return Err(failed(format!(
+                            "GCS holds {held} bytes of the upload to {}, outside {start}..{end}",
+                            self.uri.redacted()
+                        )));
+                    }
+                    self.sent = held;
+                    if held == end && total.is_none() {
+                        return Ok(None);
+                    }
+                }
+                Err(e)
+                    if e.kind == StorageErrorKind::Transient && failures + 1 < CHUNK_ATTEMPTS =>
+                {
+                    failures += 1;
+                    tracing::warn!(dest = %self.uri.redacted(), attempt = failures, error = %e.message, "a GCS upload chunk failed; resuming");
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| transient("the GCS upload failed".into())))
     }
 
-    /// One PUT of `rest` at `self.sent`.
+    /// One PUT to the session of `rest` at `self.sent` (`total` on the last
+    /// chunk); an empty `rest` with no total asks what the session holds.
     async fn put(
         &self,
         session: &str,
         rest: Bytes,
         total: Option<u64>,
-    ) -> Result<Option<serde_json::Value>, StorageError> {
+    ) -> Result<Answer, StorageError> {
         let total_shown = total.map_or("*".to_string(), |t| t.to_string());
         let range = if rest.is_empty() {
             format!("bytes */{total_shown}")
@@ -476,51 +531,35 @@ impl Upload {
             .request(Method::PUT, session)
             .await?
             .header(reqwest::header::CONTENT_RANGE, range)
+            // hyper sends no length for an empty body; GCS wants one.
+            .header(reqwest::header::CONTENT_LENGTH, rest.len())
             .body(rest);
         let response = self.client.send(request, &self.uri).await?;
         match response.status().as_u16() {
-            INCOMPLETE if total.is_none() => Ok(None),
-            200 | 201 if total.is_some() => response.json().await.map(Some).map_err(|e| {
+            INCOMPLETE => {
+                // `Range: bytes=0-N` means N + 1 bytes are held; none, none.
+                let held = response
+                    .headers()
+                    .get(reqwest::header::RANGE)
+                    .and_then(|r| r.to_str().ok())
+                    .and_then(|r| r.rsplit('-').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .map_or(0, |n| n + 1);
+                Ok(Answer::Held(held))
+            }
+            200 | 201 => response.json().await.map(Answer::Done).map_err(|e| {
                 transient(format!(
                     "reading the upload's answer for {}: {e}",
                     self.uri.redacted()
                 ))
             }),
+            // The session is gone (expired, or cancelled): start again.
+            404 | 410 => Err(failed(format!(
+                "the GCS upload session for {} has expired",
+                self.uri.redacted()
+            ))),
             _ => Err(self.client.error(response, &self.uri, &self.bucket).await),
         }
-    }
-
-    /// How much the session holds, or the object it made.
-    async fn persisted(
-        &self,
-        session: &str,
-        total: Option<u64>,
-    ) -> Result<Persisted, StorageError> {
-        let total_shown = total.map_or("*".to_string(), |t| t.to_string());
-        let request = self.client.request(Method::PUT, session).await?.header(
-            reqwest::header::CONTENT_RANGE,
-            format!("bytes */{total_shown}"),
-        );
-        let response = self.client.send(request, &self.uri).await?;
-        if response.status().is_success() {
-            let object = response
-                .json()
-                .await
-                .map_err(|e| transient(e.to_string()))?;
-            return Ok(Persisted::Done(object));
-        }
-        if response.status().as_u16() != INCOMPLETE {
-            return Err(self.client.error(response, &self.uri, &self.bucket).await);
-        }
-        // `Range: bytes=0-N` means N + 1 bytes are held; none means none.
-        let held = response
-            .headers()
-            .get(reqwest::header::RANGE)
-            .and_then(|r| r.to_str().ok())
-            .and_then(|r| r.rsplit('-').next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .map_or(0, |n| n + 1);
-        Ok(Persisted::Upto(held))
     }
 
     async fn cancel(&self) {
@@ -529,6 +568,7 @@ impl Upload {
         };
         // GCS answers 499 to a cancelled session.
         if let Ok(request) = self.client.request(Method::DELETE, session).await {
+            let request = request.header(reqwest::header::CONTENT_LENGTH, 0);
             if let Err(e) = request.send().await {
                 tracing::warn!(dest = %self.uri.redacted(), error = %e.without_url(), "cannot cancel the GCS upload");
             }
@@ -538,17 +578,25 @@ impl Upload {
     /// The last bytes, sent: the object appears. A small object goes in one
     /// request.
     async fn complete(mut self) -> Result<(), StorageError> {
-        let total = self.sent + self.buffer.len() as u64;
+        let total = self.written;
         let rest = self.buffer.split().freeze();
         let object = if self.session.is_none() {
-            self.simple(rest).await?
+            self.simple(rest).await
         } else {
-            self.send(rest, Some(total)).await?
+            self.send(rest, Some(total)).await
+        };
+        let object = match object {
+            Ok(object) => object,
+            Err(e) => {
+                self.cancel().await;
+                return Err(e);
+            }
         };
         let size = object.as_ref().and_then(object_size);
         if size != Some(total) {
+            let _ = self.client.delete(&self.uri).await;
             return Err(failed(format!(
-                "{} holds {size:?} bytes after the upload, not {total}",
+                "{} holds {size:?} bytes after the upload, not {total}; removed it",
                 self.uri.redacted()
             )));
         }
@@ -567,6 +615,7 @@ impl Upload {
             .await?
             .query(&[("uploadType", "media"), ("name", &self.key)])
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, bytes.len())
             .body(bytes);
         let response = self.client.send(request, &self.uri).await?;
         if !response.status().is_success() {
@@ -581,14 +630,18 @@ impl Upload {
     }
 }
 
-enum Persisted {
-    Upto(u64),
+/// What a session said to a PUT.
+enum Answer {
+    /// Incomplete: it holds this many bytes.
+    Held(u64),
+    /// Complete: the object resource.
     Done(serde_json::Value),
 }
 
 #[async_trait]
 impl Writer for Upload {
     async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.written += chunk.len() as u64;
         self.buffer.extend_from_slice(&chunk);
         // Strictly more than a chunk: the last bytes always wait for commit.
         while self.buffer.len() > self.chunk {
@@ -663,4 +716,105 @@ impl Pending for Rewrite {
     }
 
     async fn abort(self: Box<Self>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, StatusCode as Status};
+    use axum::response::IntoResponse;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Session {
+        held: Vec<u8>,
+        data_puts: u32,
+    }
+
+    /// A resumable-upload endpoint that answers as GCS documents it does:
+    /// status queries, and a `Range` short of what was sent. (fake-gcs-server
+    /// completes an upload on a status query, so it cannot show a resume.) It
+    /// keeps only 256 KiB of the second chunk it is sent and refuses the third
+    /// with 503.
+    async fn stand_in() -> (String, Arc<Mutex<Session>>) {
+        let session = Arc::new(Mutex::new(Session::default()));
+        let state = session.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let location = format!("{base}/session");
+        let app = axum::Router::new()
+            .route(
+                "/upload/storage/v1/b/bkt/o",
+                axum::routing::post(move || {
+                    let location = location.clone();
+                    async move { (Status::OK, [("location", location)]).into_response() }
+                }),
+            )
+            .route(
+                "/session",
+                axum::routing::put(move |headers: HeaderMap, body: Bytes| {
+                    let state = state.clone();
+                    async move {
+                        let range = headers["content-range"].to_str().unwrap().to_string();
+                        let (span, total) = range["bytes ".len()..].split_once('/').unwrap();
+                        let total: Option<usize> = total.parse().ok();
+                        let mut s = state.lock().unwrap();
+                        if span != "*" {
+                            let start: usize = span.split('-').next().unwrap().parse().unwrap();
+                            assert_eq!(start, s.held.len(), "a chunk sent from the wrong offset");
+                            s.data_puts += 1;
+                            match s.data_puts {
+                                3 => {
+                                    return (Status::SERVICE_UNAVAILABLE, "try again")
+                                        .into_response()
+                                }
+                                2 => s.held.extend_from_slice(&body[..256 << 10]),
+                                _ => s.held.extend_from_slice(&body),
+                            }
+                        }
+                        if total == Some(s.held.len()) {
+                            let object = serde_json::json!({"size": s.held.len().to_string()});
+                            return axum::Json(object).into_response();
+                        }
+                        let held = format!("bytes=0-{}", s.held.len() - 1);
+                        (Status::PERMANENT_REDIRECT, [("range", held)]).into_response()
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (base, session)
+    }
+
+    #[tokio::test]
+    async fn an_upload_goes_on_from_what_gcs_says_it_holds() {
+        let (base, session) = stand_in().await;
+        let gcs = Gcs::backend(&GcsConfig {
+            endpoint: Some(base),
+            allow_http: true,
+            anonymous: true,
+            chunk_size_mib: 1,
+            ..Default::default()
+        });
+        let rules = Rules {
+            file_roots: crate::FileRoots::Off,
+            policy: Default::default(),
+            max_download_bytes: u64::MAX,
+        };
+        let uri = MediaUri::parse("gs://bkt/out/a.bin").unwrap();
+        let data: Vec<u8> = (0..(7u32 << 19)).map(|i| (i % 251) as u8).collect();
+        let mut writer = gcs.writer(&rules, &uri, None).await.unwrap();
+        for piece in data.chunks(64 << 10) {
+            writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        let staged = writer.finish().await.unwrap();
+        // Everything but the last chunk is with GCS; nothing is an object yet.
+        assert_eq!(session.lock().unwrap().held.len(), 3 << 20);
+        staged.commit().await.unwrap();
+        let session = session.lock().unwrap();
+        assert!(
+            session.held == data,
+            "the object differs from what was written"
+        );
+        assert_eq!(session.data_puts, 6);
+    }
 }

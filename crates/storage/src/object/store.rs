@@ -133,7 +133,7 @@ fn without_queries(text: &str) -> String {
 
 /// An error and its sources, the reason a connection failed included (URL
 /// queries hidden).
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -146,17 +146,22 @@ fn chain(e: &dyn std::error::Error) -> String {
     without_queries(&text)
 }
 
+/// A certificate the client does not trust. Not worth a retry: the same
+/// certificate comes back.
+pub fn untrusted(uri: &MediaUri, reason: &str) -> StorageError {
+    failed(format!(
+        "the server's TLS certificate for {} is not trusted ({}); see ca_certificate in docs/STORAGE.md",
+        uri.redacted(),
+        nommer_model::tail_chars(reason, 200)
+    ))
+}
+
 /// An object_store error as a StorageError about `uri` (never its credentials).
 pub fn classify(e: object_store::Error, uri: &MediaUri, bucket: &str) -> StorageError {
     let text = without_queries(&e.to_string());
     let reason = chain(&e);
     if reason.contains("certificate") {
-        // Not worth a retry: the same certificate comes back.
-        return failed(format!(
-            "the server's TLS certificate for {} is not trusted ({}); a private CA goes in ca_certificate",
-            uri.redacted(),
-            nommer_model::tail_chars(&reason, 200)
-        ));
+        return untrusted(uri, &reason);
     }
     if text.contains("NoSuchBucket") || text.contains("ContainerNotFound") {
         return no_bucket(uri, bucket);
@@ -322,7 +327,7 @@ impl<B: Buckets> Backend for StoreBackend<B> {
     /// allows it for these two ends: nothing moves through this machine.
     async fn server_copy(
         &self,
-        _rules: &Rules,
+        rules: &Rules,
         src: &MediaUri,
         dest: &MediaUri,
         _progress: ProgressFn,
@@ -335,6 +340,13 @@ impl<B: Buckets> Backend for StoreBackend<B> {
             Ok(meta) => meta.size,
             Err(e) => return Err(classify(e, src, &from.bucket)),
         };
+        if size > rules.max_download_bytes {
+            return Err(crate::transfer::too_large(
+                src,
+                size,
+                rules.max_download_bytes,
+            ));
+        }
         if size > limit {
             return Ok(None);
         }
