@@ -76,8 +76,14 @@ impl Scheme {
     /// Make `scheme` parse from now on (a registry adding a backend). A name
     /// already known with another form is refused.
     pub fn register(scheme: Scheme) -> Result<(), String> {
-        match Scheme::lookup(scheme.name) {
-            Some(known) if known == scheme => return Ok(()),
+        // Looked up and added under one lock: two registrations cannot race.
+        let mut registered = REGISTERED.write().unwrap_or_else(|e| e.into_inner());
+        let known = Scheme::BUILTIN
+            .iter()
+            .chain(registered.iter())
+            .find(|s| s.name == scheme.name);
+        match known {
+            Some(known) if *known == scheme => return Ok(()),
             Some(known) => {
                 return Err(format!(
                     "the scheme {} is already registered as {:?}",
@@ -95,10 +101,7 @@ impl Scheme {
         if !valid {
             return Err(format!("{:?} is not a scheme name", scheme.name));
         }
-        REGISTERED
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(scheme);
+        registered.push(scheme);
         Ok(())
     }
 

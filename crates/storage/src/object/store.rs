@@ -462,7 +462,7 @@ impl Writer for ObjectWriter {
         self.sending.abort_all();
         if let Some(mut upload) = self.upload.take() {
             if let Err(e) = upload.abort().await {
-                tracing::warn!(dest = %self.uri.redacted(), error = %e, "cannot abort the multipart upload");
+                tracing::warn!(dest = %self.uri.redacted(), error = %chain(&e), "cannot abort the multipart upload");
             }
         }
     }
@@ -514,7 +514,7 @@ impl Pending for StagedObject {
     async fn abort(mut self: Box<Self>) {
         if let Some(mut upload) = self.upload.take() {
             if let Err(e) = upload.abort().await {
-                tracing::warn!(dest = %self.uri.redacted(), error = %e, "cannot abort the multipart upload");
+                tracing::warn!(dest = %self.uri.redacted(), error = %chain(&e), "cannot abort the multipart upload");
             }
         }
     }
