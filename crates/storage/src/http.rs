@@ -21,7 +21,7 @@ const PUT_BACKOFF: nommer_model::backoff::Backoff =
     nommer_model::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
 
 /// Drop the first `skip` bytes of a stream.
-pub(crate) fn skip_bytes(
+fn skip_bytes(
     stream: BoxStream<'static, Result<Bytes, StorageError>>,
     skip: u64,
 ) -> BoxStream<'static, Result<Bytes, StorageError>> {
@@ -43,6 +43,24 @@ pub(crate) fn skip_bytes(
             std::future::ready(out)
         })
         .boxed()
+}
+
+/// A successful ranged GET's body as the source from `offset` on. A server
+/// that ignored the range sends everything: what we have is skipped.
+pub(crate) fn opened(response: reqwest::Response, uri: &MediaUri, offset: u64) -> Opened {
+    let partial = response.status().as_u16() == 206;
+    let total = response
+        .content_length()
+        .map(|len| if partial { len + offset } else { len });
+    let shown = uri.clone();
+    let mut stream = response
+        .bytes_stream()
+        .map(move |chunk| chunk.map_err(|e| transient(describe(&e, &shown))))
+        .boxed();
+    if offset > 0 && !partial {
+        stream = skip_bytes(stream, offset);
+    }
+    Opened { total, stream }
 }
 
 #[derive(Clone)]
@@ -114,20 +132,7 @@ impl HttpStorage {
                 format!("HTTP {status} from {}", uri.redacted()),
             ));
         }
-        let partial = status.as_u16() == 206;
-        let total = response
-            .content_length()
-            .map(|len| if partial { len + offset } else { len });
-        let shown = uri.clone();
-        let mut stream = response
-            .bytes_stream()
-            .map(move |chunk| chunk.map_err(|e| transient(describe(&e, &shown))))
-            .boxed();
-        if offset > 0 && !partial {
-            // The server ignored the range: skip what we already have.
-            stream = skip_bytes(stream, offset);
-        }
-        Ok(Opened { total, stream })
+        Ok(opened(response, uri, offset))
     }
 
     pub fn stage(

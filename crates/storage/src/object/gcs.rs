@@ -14,7 +14,6 @@ use crate::transfer::Opened;
 use crate::{ProgressFn, StorageError, StorageErrorKind, Transferred};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use nommer_model::backoff::Backoff;
 use nommer_model::uri::MediaUri;
 use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
@@ -259,21 +258,7 @@ impl Backend for Gcs {
         if !status.is_success() {
             return Err(client.error(response, uri, bucket).await);
         }
-        let partial = status == StatusCode::PARTIAL_CONTENT;
-        let total = response
-            .content_length()
-            .map(|len| if partial { len + offset } else { len });
-        let shown = uri.clone();
-        let mut stream = response
-            .bytes_stream()
-            .map(move |chunk| {
-                chunk.map_err(|e| transient(format!("{} ({})", e.without_url(), shown.redacted())))
-            })
-            .boxed();
-        if offset > 0 && !partial {
-            stream = crate::http::skip_bytes(stream, offset);
-        }
-        Ok(Opened { total, stream })
+        Ok(crate::http::opened(response, uri, offset))
     }
 
     async fn head(&self, _rules: &Rules, uri: &MediaUri) -> Result<Option<u64>, StorageError> {
