@@ -154,10 +154,6 @@ impl Storage {
         storage
     }
 
-    pub fn rules(&self) -> &Rules {
-        &self.rules
-    }
-
     pub fn objects(&self) -> &ObjectConfig {
         &self.objects
     }
