@@ -98,6 +98,15 @@ impl Client {
         ))
     }
 
+    /// Where uploads to `bucket` start.
+    fn upload_url(&self, bucket: &str) -> Result<String, StorageError> {
+        Ok(format!(
+            "{}/upload/storage/v1/b/{}/o",
+            self.base()?,
+            enc(bucket)
+        ))
+    }
+
     /// The bearer token for the next request; None when anonymous.
     async fn bearer(&self) -> Result<Option<String>, StorageError> {
         if self.config.anonymous {
@@ -208,10 +217,7 @@ impl Client {
         if !response.status().is_success() {
             return Err(self.error(response, uri, bucket).await);
         }
-        let meta: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|e| transient(format!("reading GCS metadata of {}: {e}", uri.redacted())))?;
+        let meta = json(response, "GCS metadata of", uri).await?;
         object_size(&meta)
             .map(Some)
             .ok_or_else(|| failed(format!("GCS gave no size for {}", uri.redacted())))
@@ -231,6 +237,18 @@ impl Client {
             _ => Err(self.error(response, uri, bucket).await),
         }
     }
+}
+
+/// A successful answer's JSON body: `what` it is, of `uri`.
+async fn json(
+    response: Response,
+    what: &str,
+    uri: &MediaUri,
+) -> Result<serde_json::Value, StorageError> {
+    response
+        .json()
+        .await
+        .map_err(|e| transient(format!("reading {what} {}: {e}", uri.redacted())))
 }
 
 /// An object resource's `size` (a decimal string in the JSON API).
@@ -313,10 +331,7 @@ impl Backend for Gcs {
             if !response.status().is_success() {
                 return Err(client.error(response, probe, bucket).await);
             }
-            let listed: serde_json::Value = response
-                .json()
-                .await
-                .map_err(|e| transient(format!("listing {}: {e}", probe.redacted())))?;
+            let listed = json(response, "the listing of", probe).await?;
             let items = listed["items"].as_array().into_iter().flatten();
             names.extend(items.filter_map(|i| i["name"].as_str().map(String::from)));
             page = listed["nextPageToken"].as_str().map(String::from);
@@ -398,11 +413,7 @@ struct Upload {
 impl Upload {
     async fn start(&mut self) -> Result<String, StorageError> {
         let client = &self.client;
-        let url = format!(
-            "{}/upload/storage/v1/b/{}/o",
-            client.base()?,
-            enc(&self.bucket)
-        );
+        let url = client.upload_url(&self.bucket)?;
         let request = client
             .request(Method::POST, &url)
             .await?
@@ -532,12 +543,9 @@ impl Upload {
                     .map_or(0, |n| n + 1);
                 Ok(Answer::Held(held))
             }
-            200 | 201 => response.json().await.map(Answer::Done).map_err(|e| {
-                transient(format!(
-                    "reading the upload's answer for {}: {e}",
-                    self.uri.redacted()
-                ))
-            }),
+            200 | 201 => json(response, "the upload's answer for", &self.uri)
+                .await
+                .map(Answer::Done),
             // The session is gone (expired, or cancelled): start again.
             404 | 410 => Err(failed(format!(
                 "the GCS upload session for {} has expired",
@@ -589,11 +597,7 @@ impl Upload {
     }
 
     async fn simple(&self, bytes: Bytes) -> Result<Option<serde_json::Value>, StorageError> {
-        let url = format!(
-            "{}/upload/storage/v1/b/{}/o",
-            self.client.base()?,
-            enc(&self.bucket)
-        );
+        let url = self.client.upload_url(&self.bucket)?;
         let request = self
             .client
             .request(Method::POST, &url)
@@ -606,12 +610,9 @@ impl Upload {
         if !response.status().is_success() {
             return Err(self.client.error(response, &self.uri, &self.bucket).await);
         }
-        response.json().await.map(Some).map_err(|e| {
-            transient(format!(
-                "reading the upload's answer for {}: {e}",
-                self.uri.redacted()
-            ))
-        })
+        json(response, "the upload's answer for", &self.uri)
+            .await
+            .map(Some)
     }
 }
 
@@ -681,12 +682,7 @@ impl Pending for Rewrite {
             if !response.status().is_success() {
                 return Err(self.client.error(response, &self.dest, &self.bucket).await);
             }
-            let answer: serde_json::Value = response.json().await.map_err(|e| {
-                transient(format!(
-                    "reading the rewrite of {}: {e}",
-                    self.dest.redacted()
-                ))
-            })?;
+            let answer = json(response, "the rewrite of", &self.dest).await?;
             if answer["done"].as_bool() == Some(true) {
                 return Ok(());
             }
